@@ -1,0 +1,51 @@
+"""Data sets: digits (offline default), synthetic, and torchvision's cifar10, mnist, fashion-mnist."""
+
+from __future__ import annotations
+
+import functools
+
+import attrs
+
+import stratum
+from stratum import option
+
+from .sources import TORCHVISION_SETS, load_digits, load_synthetic, load_torchvision
+
+
+@attrs.frozen
+class DigitsOptions:
+    digits_test_fraction: float = option(0.2, "digits: share of the 1,797 images kept as the fixed test set.", min=0.05, max=0.5)
+
+
+@attrs.frozen
+class SyntheticOptions:
+    difficulty: float = option(0.5, "synthetic: 0 (easy) .. 1 (hard): distractor, background and noise strength.", min=0, max=1)
+    synthetic_train: int = option(6000, "synthetic: training samples (before the validation hold-out).", min=10)
+    synthetic_test: int = option(1000, "synthetic: test samples.", min=10)
+    synthetic_seed: int = option(0, "synthetic: seed of the task itself (fixed across run seeds).", min=0)
+
+
+def _digits(request, options: DigitsOptions):
+    return load_digits(options.digits_test_fraction)
+
+
+def _synthetic(request, options: SyntheticOptions):
+    return load_synthetic(options.synthetic_seed, options.difficulty, options.synthetic_train, options.synthetic_test)
+
+
+def _torchvision(name, request, options):
+    return load_torchvision(name, request.root, request.download)
+
+
+@stratum.hookimpl
+def stratum_register_datasets():
+    sets = [
+        stratum.dataset("digits", _digits, "scikit-learn's 8x8 digits, shipped offline: the embedded default.", options=DigitsOptions),
+        stratum.dataset("synthetic", _synthetic, "Procedural CIFAR-shaped 3x32x32, 10 classes, seeded; --difficulty.", options=SyntheticOptions),
+    ]
+    for name, (cls_name, *_rest) in TORCHVISION_SETS.items():
+        sets.append(stratum.dataset(
+            name, functools.partial(_torchvision, name),
+            f"torchvision.datasets.{cls_name} from --data-root (--download to fetch).",
+        ))
+    return sets

@@ -1,0 +1,93 @@
+"""Optimisers by name: sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw.
+
+Functional core first (one builder per optimiser), then the registration.
+Every builder reads ``--lr`` and ``--weight-decay`` from the run config; the
+sgd family also reads ``--momentum`` / ``--nesterov``; the adaptive ones read
+their own options below.
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+
+import stratum
+from stratum import ConfigError, option
+
+
+@attrs.frozen
+class AdaptiveOptions:
+    beta1: float = option(0.9, "Adam/AdamW first-moment decay.", min=0, max=1, max_exclusive=True)
+    beta2: float = option(0.999, "Adam/AdamW second-moment decay.", min=0, max=1, max_exclusive=True)
+    eps: float = option(1e-8, "Adaptive optimisers' denominator epsilon.", min=0, min_exclusive=True)
+    rmsprop_alpha: float = option(0.99, "RMSProp squared-gradient decay.", min=0, max=1, max_exclusive=True)
+    adagrad_lr_decay: float = option(0.0, "AdaGrad learning-rate decay.", min=0)
+    amsgrad: bool = option(False, "Adam/AdamW: use the AMSGrad variant.")
+    momentum_default: float = option(0.9, "Momentum used by 'momentum'/'nesterov' when --momentum is 0.", min=0, max=1, max_exclusive=True)
+
+
+def build_sgd(params, config, options):
+    """Plain SGD when --momentum 0; heavy-ball or Nesterov momentum otherwise."""
+    return torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+        weight_decay=config.weight_decay,
+    )
+
+
+def build_momentum(params, config, options):
+    momentum = config.momentum or options.momentum_default
+    return torch.optim.SGD(params, lr=config.lr, momentum=momentum, weight_decay=config.weight_decay)
+
+
+def build_nesterov(params, config, options):
+    momentum = config.momentum or options.momentum_default
+    return torch.optim.SGD(params, lr=config.lr, momentum=momentum, nesterov=True, weight_decay=config.weight_decay)
+
+
+def build_adagrad(params, config, options):
+    return torch.optim.Adagrad(
+        params, lr=config.lr, lr_decay=options.adagrad_lr_decay, eps=options.eps,
+        weight_decay=config.weight_decay,
+    )
+
+
+def build_rmsprop(params, config, options):
+    return torch.optim.RMSprop(
+        params, lr=config.lr, alpha=options.rmsprop_alpha, eps=options.eps,
+        momentum=0.0, weight_decay=config.weight_decay,
+    )
+
+
+def build_adam(params, config, options):
+    return torch.optim.Adam(
+        params, lr=config.lr, betas=(options.beta1, options.beta2), eps=options.eps,
+        weight_decay=config.weight_decay, amsgrad=options.amsgrad,
+    )
+
+
+def build_adamw(params, config, options):
+    # AdamW's decay is decoupled; with --weight-decay 0 use torch's usual 0.01.
+    decay = config.weight_decay if config.weight_decay > 0 else 0.01
+    return torch.optim.AdamW(
+        params, lr=config.lr, betas=(options.beta1, options.beta2), eps=options.eps,
+        weight_decay=decay, amsgrad=options.amsgrad,
+    )
+
+
+_BUILDERS = {
+    "sgd": (build_sgd, "torch SGD with --momentum, --nesterov and --weight-decay as given."),
+    "momentum": (build_momentum, "Heavy-ball momentum SGD (--momentum, default 0.9)."),
+    "nesterov": (build_nesterov, "Nesterov momentum SGD."),
+    "adagrad": (build_adagrad, "AdaGrad: per-parameter rates from summed squared gradients."),
+    "rmsprop": (build_rmsprop, "RMSProp: rates from a decaying average of squared gradients."),
+    "adam": (build_adam, "Adam: momentum plus RMSProp-style scaling, bias-corrected."),
+    "adamw": (build_adamw, "AdamW: Adam with decoupled weight decay."),
+}
+
+
+@stratum.hookimpl
+def stratum_register_optimizers():
+    return [
+        stratum.optimizer(name, builder, description, options=AdaptiveOptions)
+        for name, (builder, description) in _BUILDERS.items()
+    ]

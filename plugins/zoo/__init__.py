@@ -1,0 +1,94 @@
+"""The model zoo: VGG11/13/16/19, MLPs (LeNet-300-100) and the initialisers.
+
+Functional core in :mod:`.models` and :mod:`.init`; this module only declares
+options and registers components.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import attrs
+
+import stratum
+from stratum import option
+
+from . import init as inits
+from .models import ACTIVATIONS, VGG_LAYOUTS, build_mlp, build_vgg
+
+
+@attrs.frozen
+class ModelOptions:
+    width: float = option(1.0, "Channel-width multiplier for conv models.", min=0, min_exclusive=True, max=16)
+    batch_norm: bool = option(False, "Insert batch norm after each conv / hidden linear layer.")
+    dropout: float = option(0.0, "Dropout probability before classifier / after hidden layers.", min=0, max=1, max_exclusive=True)
+    activation: str = option("relu", "Hidden-layer nonlinearity.", choices=tuple(ACTIVATIONS))
+    hidden: tuple = option((300, 100), "MLP hidden layer sizes, comma-separated.", type=int, multiple=True, min=1)
+    classifier_hidden: int = option(0, "VGG: width of a hidden classifier layer (0 = one linear layer).", min=0)
+
+
+@attrs.frozen
+class InitOptions:
+    init_mode: str = option("fan_in", "he-normal: preserve variance forward (fan_in) or backward (fan_out).", choices=("fan_in", "fan_out"))
+    init_gain: float = option(1.0, "xavier / orthogonal gain.", min=0, min_exclusive=True)
+
+
+def _vgg_factory(name, spec, options: ModelOptions):
+    return build_vgg(
+        name, spec.input_shape, spec.num_outputs, width=options.width, batch_norm=options.batch_norm,
+        dropout=options.dropout, hidden=options.classifier_hidden, activation=options.activation,
+    )
+
+
+def _mlp_factory(spec, options: ModelOptions):
+    return build_mlp(spec.input_shape, spec.num_outputs, options.hidden, batch_norm=options.batch_norm,
+                     dropout=options.dropout, activation=options.activation)
+
+
+def _lenet_factory(spec, options: ModelOptions):
+    return build_mlp(spec.input_shape, spec.num_outputs, (300, 100), batch_norm=options.batch_norm,
+                     dropout=options.dropout, activation=options.activation)
+
+
+_CONV_COUNTS = {"vgg11": 8, "vgg13": 10, "vgg16": 13, "vgg19": 16}
+
+
+@stratum.hookimpl
+def stratum_register_models():
+    models = [
+        stratum.model(
+            name, functools.partial(_vgg_factory, name),
+            f"VGG with {_CONV_COUNTS[name]} conv layers; --width, --batch-norm; pooling adapts to 8x8..32x32 inputs.",
+            options=ModelOptions, info={"conv_layers": _CONV_COUNTS[name]},
+        )
+        for name in VGG_LAYOUTS
+    ]
+    models.append(stratum.model("mlp", _mlp_factory, "Fully connected net; --hidden sizes (default 300,100).", options=ModelOptions))
+    models.append(stratum.model("lenet300", _lenet_factory, "LeNet-300-100, the lottery-ticket paper's MLP.", options=ModelOptions))
+    return models
+
+
+def _he(model, options: InitOptions, generator):
+    inits.he_normal_(model, generator, mode=options.init_mode)
+
+
+def _xavier(model, options: InitOptions, generator):
+    inits.xavier_normal_(model, generator, gain=options.init_gain)
+
+
+def _orthogonal(model, options: InitOptions, generator):
+    inits.orthogonal_(model, generator, gain=options.init_gain)
+
+
+def _default(model, options, generator):
+    inits.torch_default_(model, generator)
+
+
+@stratum.hookimpl
+def stratum_register_initializers():
+    return [
+        stratum.initializer("he-normal", _he, "He normal N(0, 2/fan) (the paper's default); --init-mode fan_in|fan_out.", options=InitOptions),
+        stratum.initializer("xavier", _xavier, "Glorot normal N(0, 2/(fan_in+fan_out)) times --init-gain.", options=InitOptions),
+        stratum.initializer("orthogonal", _orthogonal, "(Semi-)orthogonal weights via QR, times --init-gain.", options=InitOptions),
+        stratum.initializer("default", _default, "torch's built-in per-layer initialisation."),
+    ]

@@ -1,0 +1,41 @@
+"""stratum: a pluggable training-strategy framework for PyTorch."""
+
+__version__ = "0.1.0"
+
+from .plugin_manager import hookimpl  # noqa: E402
+from .components import (  # noqa: E402
+    Component,
+    dataset,
+    feature_set,
+    initializer,
+    model,
+    optimizer,
+    policy,
+    profiler,
+    regressor,
+    strategy,
+)
+from .options import option  # noqa: E402
+from .strategy_base import Mode, Strategy, SwitchDecision  # noqa: E402
+from .errors import StratumError, ConfigError  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "hookimpl",
+    "Component",
+    "strategy",
+    "model",
+    "dataset",
+    "initializer",
+    "optimizer",
+    "regressor",
+    "policy",
+    "profiler",
+    "feature_set",
+    "option",
+    "Strategy",
+    "Mode",
+    "SwitchDecision",
+    "StratumError",
+    "ConfigError",
+]

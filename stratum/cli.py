@@ -1,0 +1,293 @@
+"""The ``stratum`` command line (also ``python -m stratum``).
+
+Every user error ends as one line on stderr, ``stratum: error: ...``, and exit
+code 2. ``run``'s flags are generated from :class:`~stratum.config.RunConfig`
+and from the options classes of the registered components, so a plugin's
+options appear in ``stratum run --help`` without touching this file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import attrs
+import click
+from click.core import ParameterSource
+
+from . import __version__
+from .components import KINDS
+from .config import CORE_FIELDS, load_toml, make_config, plugin_option_fields
+from .errors import RunInterrupted, StratumError
+from .options import describe_bounds, flag_name, option_meta
+from .plugin_manager import create_plugin_manager, show_warnings_as_lines
+from .registry import unknown_name_message
+
+DEBUG_ENV = "STRATUM_DEBUG"
+
+
+# ---------------------------------------------------------------------------
+# Turning option fields into click options
+# ---------------------------------------------------------------------------
+
+
+def _default_text(field) -> str:
+    default = field.default
+    if isinstance(default, attrs.Factory):
+        default = default.factory()
+    if default is None:
+        return "none"
+    if isinstance(default, tuple):
+        return ",".join(map(str, default)) if default else "none"
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return str(default)
+
+
+def _help_text(field) -> str:
+    meta = option_meta(field)
+    parts = [meta["help"]]
+    bounds = describe_bounds(meta)
+    if bounds:
+        parts.append(f"Must be {bounds}.")
+    if meta["choices"]:
+        parts.append(f"One of: {', '.join(meta['choices'])}.")
+    if meta["kind"]:
+        parts.append(f"See `stratum list {meta['kind']}`.")
+    parts.append(f"[default: {_default_text(field)}]")
+    return " ".join(parts)
+
+
+def click_option(field) -> click.Option:
+    meta = option_meta(field)
+    flag = flag_name(field)
+    if meta["type"] is bool:
+        negative = "--no-" + flag[2:]
+        return click.Option([f"{flag}/{negative}", field.name], default=None, help=_help_text(field))
+    return click.Option(
+        [flag, field.name], type=click.STRING, multiple=meta["multiple"], default=None,
+        metavar=meta["type"].__name__.upper() if meta["type"] is not str else "TEXT", help=_help_text(field),
+    )
+
+
+def explicit_values(ctx: click.Context, names) -> dict:
+    """Values the user actually gave on the command line (not click defaults)."""
+    values = {}
+    for name in names:
+        source = ctx.get_parameter_source(name)
+        if source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            value = ctx.params[name]
+            if isinstance(value, tuple) and not value:
+                continue
+            values[name] = list(value) if isinstance(value, tuple) else value
+    return values
+
+
+def config_from_cli(ctx: click.Context, pm, config_file: Path | None):
+    plugin_fields = plugin_option_fields(pm.registries.all())
+    names = list(CORE_FIELDS) + list(plugin_fields)
+    toml_values = load_toml(config_file) if config_file is not None else None
+    return make_config(
+        explicit_values(ctx, names), toml_values=toml_values,
+        toml_source=str(config_file) if config_file else "", plugin_fields=plugin_fields,
+    )
+
+
+# ---------------------------------------------------------------------------
+# The group
+# ---------------------------------------------------------------------------
+
+
+class StratumGroup(click.Group):
+    """Loads plugins lazily (after ``--block-plugin`` is parsed) and owns error reporting."""
+
+    def get_command(self, ctx, name):
+        builder = _COMMAND_BUILDERS.get(name)
+        if builder is not None:
+            return builder(ctx)
+        return super().get_command(ctx, name)
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(_COMMAND_BUILDERS))
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        show_warnings_as_lines()
+        code = 0
+        try:
+            result = super().main(args=args, prog_name=prog_name or "stratum", complete_var=complete_var,
+                                  standalone_mode=False, **extra)
+            code = result if isinstance(result, int) else 0
+        except click.exceptions.Exit as exc:
+            code = exc.exit_code
+        except click.exceptions.Abort:
+            click.echo("stratum: aborted", err=True)
+            code = 130
+        except click.ClickException as exc:
+            click.echo(f"stratum: error: {_one_line(exc.format_message())}", err=True)
+            code = 2
+        except RunInterrupted as exc:
+            click.echo(f"stratum: {exc}", err=True)
+            code = exc.exit_code
+        except StratumError as exc:
+            click.echo(f"stratum: error: {_one_line(str(exc))}", err=True)
+            code = exc.exit_code
+        except KeyboardInterrupt:
+            click.echo("stratum: interrupted", err=True)
+            code = 130
+        except Exception as exc:  # a bug: say so in one line, show the traceback on request
+            if os.environ.get(DEBUG_ENV):
+                traceback.print_exc()
+            click.echo(
+                f"stratum: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+                f"(set {DEBUG_ENV}=1 for the traceback)", err=True,
+            )
+            code = 1
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+@click.group(cls=StratumGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--block-plugin", "-p", "block_plugin", multiple=True, metavar="NAME",
+              help="Do not load this plugin (repeatable). Also: STRATUM_BLOCK_PLUGINS=a,b.")
+@click.version_option(__version__, prog_name="stratum")
+@click.pass_context
+def cli(ctx, block_plugin):
+    """stratum: pluggable training strategies for PyTorch, compared honestly.
+
+    Third-party plugins load from the 'stratum' entry-point group; set
+    STRATUM_DISABLE_PLUGIN_AUTOLOAD=1 to load only the built-ins.
+    """
+    ctx.ensure_object(dict)
+
+
+def get_pm(ctx: click.Context):
+    """The plugin manager of this invocation, created once."""
+    root = ctx.find_root()
+    root.ensure_object(dict)
+    if "pm" not in root.obj:
+        block = root.params.get("block_plugin", ()) or ()
+        root.obj["pm"] = create_plugin_manager(block=block)
+    return root.obj["pm"]
+
+
+# ---------------------------------------------------------------------------
+# stratum run
+# ---------------------------------------------------------------------------
+
+
+def build_run_command(ctx: click.Context) -> click.Command:
+    pm = get_pm(ctx)
+    params = [
+        click.Option(["--config", "config_file"], type=click.Path(path_type=Path, dir_okay=False), default=None,
+                     help="Read options from a TOML file; flags given here win over it."),
+    ]
+    params += [click_option(f) for f in CORE_FIELDS.values()]
+    params += [click_option(f) for f in plugin_option_fields(pm.registries.all()).values()]
+    return click.Command(
+        "run", params=params, callback=_run_callback,
+        help="Train one model with one strategy and print the result.",
+        context_settings={"max_content_width": 100},
+    )
+
+
+@click.pass_context
+def _run_callback(ctx, config_file, **_kwargs):
+    from .display import ConsoleDisplay, print_result
+    from .engine import Trainer
+    from .results import check_writable_file, write_summary
+
+    pm = get_pm(ctx)
+    config = config_from_cli(ctx, pm, config_file)
+    if config.json is not None:
+        check_writable_file(config.json)
+    display = ConsoleDisplay(quiet=config.quiet)
+    trainer = Trainer(pm, extra_plugins=[("display", display)], handle_signals=True)
+    summary = trainer.run(config)
+    write_summary(summary, json_path=config.json, run_dir=config.run_dir())
+    print_result(summary)
+    if summary.get("diverged"):
+        click.echo(f"stratum: warning: the run diverged (non-finite loss) at epoch {summary['epochs_run']}", err=True)
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# stratum list / plugins
+# ---------------------------------------------------------------------------
+
+_KIND_ALIASES = {
+    **{k: k for k in KINDS},
+    "strategies": "strategy", "models": "model", "datasets": "dataset", "initializers": "initializer",
+    "inits": "initializer", "init": "initializer", "optimizers": "optimizer", "regressors": "regressor",
+    "policies": "policy", "profilers": "profiler", "feature_sets": "feature_set", "features": "feature_set",
+    "feature-set": "feature_set", "feature-sets": "feature_set",
+}
+
+
+def build_list_command(ctx) -> click.Command:
+    @click.command("list", help="List registered components (all kinds, or one KIND) with plugin and description.")
+    @click.argument("kind", required=False)
+    @click.pass_context
+    def list_cmd(ctx, kind):
+        pm = get_pm(ctx)
+        if kind is not None:
+            if kind not in _KIND_ALIASES:
+                raise StratumError(unknown_name_message("component kind", kind, KINDS))
+            kinds = [_KIND_ALIASES[kind]]
+        else:
+            kinds = list(KINDS)
+        for k in kinds:
+            registry = pm.registries[k]
+            click.echo(f"{k}:")
+            if not len(registry):
+                click.echo("  (none)")
+            width = max((len(c.name) for c in registry), default=0)
+            pwidth = max((len(c.plugin) for c in registry), default=0)
+            for component in registry:
+                click.echo(f"  {component.name:<{width}}  [{component.plugin:<{pwidth}}]  {component.summary_line()}")
+        return 0
+
+    return list_cmd
+
+
+def build_plugins_command(ctx) -> click.Command:
+    @click.command("plugins", help="Show loaded plugins: where each came from and its version.")
+    @click.pass_context
+    def plugins_cmd(ctx):
+        pm = get_pm(ctx)
+        pm.registries  # registration failures update the records
+        rows = sorted(pm.records.values(), key=lambda r: (r.origin != "builtin", r.name))
+        width = max(len(r.name) for r in rows)
+        owidth = max(len(r.origin) for r in rows)
+        for r in rows:
+            detail = f"  ({r.detail})" if r.detail else ""
+            click.echo(f"{r.name:<{width}}  {r.origin:<{owidth}}  {r.version:<8}  {r.status:<7}  {r.module}{detail}")
+        return 0
+
+    return plugins_cmd
+
+
+_COMMAND_BUILDERS = {
+    "run": build_run_command,
+    "list": build_list_command,
+    "plugins": build_plugins_command,
+}
+
+
+def register_command(name: str, builder) -> None:
+    """Add a sub-command built lazily from the click context (used by later core modules)."""
+    _COMMAND_BUILDERS[name] = builder
+
+
+def main(argv=None):
+    cli.main(args=argv, prog_name="stratum")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,116 @@
+"""What a plugin hands to stratum: named components of a known kind.
+
+A registration hook returns one :class:`Component` or an iterable of them.
+The ``factory`` is whatever that kind calls for (see ``docs/plugin-guide.md``):
+
+==============  ============================================================
+kind            factory signature
+==============  ============================================================
+strategy        ``factory(run) -> stratum.Strategy``
+model           ``factory(spec: ModelSpec, options) -> torch.nn.Module``
+dataset         ``factory(request: DataRequest, options) -> DatasetBundle``
+initializer     ``factory(module: nn.Module, options, generator) -> None``
+optimizer       ``factory(params, config: RunConfig, options) -> Optimizer``
+regressor       ``factory(options) -> object with fit/predict``
+policy          ``factory(options) -> object deciding switches``
+profiler        ``factory(run, options) -> plugin object (run-scoped)``
+feature_set     ``factory(options) -> object building regression features``
+==============  ============================================================
+
+``options`` is an instance of the component's ``options`` attrs class (or
+``None`` when it declares none). Every field of that class must have a default
+and may carry ``metadata={"help": ...}``; the field becomes a ``stratum run``
+flag and a TOML key.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import attrs
+
+KINDS = (
+    "strategy",
+    "model",
+    "dataset",
+    "initializer",
+    "optimizer",
+    "regressor",
+    "policy",
+    "profiler",
+    "feature_set",
+)
+
+
+def _check_kind(instance, attribute, value):
+    if value not in KINDS:
+        raise ValueError(f"unknown component kind {value!r}; expected one of {', '.join(KINDS)}")
+
+
+def _check_options(instance, attribute, value):
+    if value is None:
+        return
+    if not attrs.has(value):
+        raise TypeError(f"options of {instance.kind} {instance.name!r} must be an attrs class")
+    missing = [f.name for f in attrs.fields(value) if f.default is attrs.NOTHING]
+    if missing:
+        raise TypeError(
+            f"options of {instance.kind} {instance.name!r} need defaults for: {', '.join(missing)}"
+        )
+
+
+@attrs.frozen
+class Component:
+    """One named thing a plugin contributes."""
+
+    kind: str = attrs.field(validator=_check_kind)
+    name: str = attrs.field(validator=attrs.validators.matches_re(r"^[a-z0-9][a-z0-9_.\-]*$"))
+    factory: Callable[..., Any]
+    description: str = ""
+    options: type | None = attrs.field(default=None, validator=_check_options)
+    # Replace an existing component of the same kind and name instead of failing.
+    override: bool = False
+    # Free-form facts a consumer may read (e.g. a model's supported input ranks).
+    info: dict = attrs.field(factory=dict)
+    # Filled in by the plugin manager: which plugin registered it.
+    plugin: str = ""
+
+    def summary_line(self) -> str:
+        first = self.description.strip().splitlines()[0] if self.description.strip() else ""
+        return first
+
+
+def strategy(name, factory, description="", **kw) -> Component:
+    return Component("strategy", name, factory, description, **kw)
+
+
+def model(name, factory, description="", **kw) -> Component:
+    return Component("model", name, factory, description, **kw)
+
+
+def dataset(name, factory, description="", **kw) -> Component:
+    return Component("dataset", name, factory, description, **kw)
+
+
+def initializer(name, factory, description="", **kw) -> Component:
+    return Component("initializer", name, factory, description, **kw)
+
+
+def optimizer(name, factory, description="", **kw) -> Component:
+    return Component("optimizer", name, factory, description, **kw)
+
+
+def regressor(name, factory, description="", **kw) -> Component:
+    return Component("regressor", name, factory, description, **kw)
+
+
+def policy(name, factory, description="", **kw) -> Component:
+    return Component("policy", name, factory, description, **kw)
+
+
+def profiler(name, factory, description="", **kw) -> Component:
+    return Component("profiler", name, factory, description, **kw)
+
+
+def feature_set(name, factory, description="", **kw) -> Component:
+    return Component("feature_set", name, factory, description, **kw)

@@ -1,0 +1,224 @@
+"""Data contracts and batching.
+
+A dataset plugin returns a :class:`DatasetBundle`: train and test splits as
+tensors (preferred) or as any ``torch.utils.data.Dataset``. The engine then
+
+* holds out ``val_fraction`` of the *training* split as validation, with a
+  generator seeded by ``split_seed`` (so every run seed sees the same split);
+* keeps small tensor data on the device and slices batches from it
+  (:class:`ResidentBatches`): no collate, no worker processes;
+* streams everything else through a torch ``DataLoader`` (:class:`LoaderBatches`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterator
+
+import attrs
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+# Resident data above this many bytes (on the target device) goes through a DataLoader
+# when --resident auto.
+RESIDENT_LIMIT_BYTES = 2 * 1024**3
+
+
+@attrs.frozen
+class DataRequest:
+    """What the engine asks of a dataset factory."""
+
+    root: object  # pathlib.Path
+    download: bool
+    seed: int
+
+
+@attrs.frozen
+class TensorSplit:
+    """Inputs and targets as tensors of equal length."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __attrs_post_init__(self):
+        if len(self.x) != len(self.y):
+            raise ValueError(f"inputs ({len(self.x)}) and targets ({len(self.y)}) differ in length")
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def nbytes(self) -> int:
+        return self.x.element_size() * self.x.nelement() + self.y.element_size() * self.y.nelement()
+
+    def take(self, index: torch.Tensor) -> "TensorSplit":
+        return TensorSplit(self.x[index], self.y[index])
+
+    def to(self, device) -> "TensorSplit":
+        return TensorSplit(self.x.to(device), self.y.to(device))
+
+
+@attrs.frozen
+class DatasetBundle:
+    """A dataset plugin's result.
+
+    ``task`` is ``"classification"`` (integer targets, cross-entropy, accuracy)
+    or ``"regression"`` (float targets, mean squared error). ``batch_transform``
+    runs on each batch of inputs on the device, e.g. uint8 -> normalised float,
+    so large image sets stay compact in memory.
+    """
+
+    train: object  # TensorSplit | torch.utils.data.Dataset
+    test: object
+    input_shape: tuple
+    num_outputs: int
+    task: str = attrs.field(default="classification", validator=attrs.validators.in_(("classification", "regression")))
+    batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    info: dict = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class ModelSpec:
+    """What a model factory is told about the data."""
+
+    input_shape: tuple
+    num_outputs: int
+    task: str = "classification"
+
+
+@attrs.define
+class DataSplits:
+    train: object
+    val: object
+    test: object
+    bundle: DatasetBundle
+    resident: bool
+
+    def sizes(self) -> dict:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+def split_train_val(train, val_fraction: float, split_seed: int):
+    """Hold out ``val_fraction`` of the training data, the same way for every run seed."""
+    n = len(train)
+    n_val = max(1, int(round(n * val_fraction)))
+    if n_val >= n:
+        raise ValueError(f"validation fraction {val_fraction} leaves no training data ({n} samples)")
+    generator = torch.Generator().manual_seed(split_seed)
+    order = torch.randperm(n, generator=generator)
+    val_idx, train_idx = order[:n_val].sort().values, order[n_val:].sort().values
+    if isinstance(train, TensorSplit):
+        return train.take(train_idx), train.take(val_idx)
+    return Subset(train, train_idx.tolist()), Subset(train, val_idx.tolist())
+
+
+def _as_tensor_split(split) -> TensorSplit | None:
+    if isinstance(split, TensorSplit):
+        return split
+    return None
+
+
+def prepare_splits(bundle: DatasetBundle, *, val_fraction: float, split_seed: int, device, resident: str) -> DataSplits:
+    train, val = split_train_val(bundle.train, val_fraction, split_seed)
+    test = bundle.test
+    parts = [train, val, test]
+    all_tensors = all(_as_tensor_split(p) is not None for p in parts)
+    if resident == "always" and not all_tensors:
+        from .errors import ConfigError
+
+        raise ConfigError("--resident always needs a tensor-backed dataset; this one is not")
+    total = sum(p.nbytes() for p in parts) if all_tensors else math.inf
+    keep = all_tensors and (resident == "always" or (resident == "auto" and total <= RESIDENT_LIMIT_BYTES))
+    if keep:
+        train, val, test = (p.to(device) for p in parts)
+    else:
+        train, val, test = (_TensorSplitDataset(p) if isinstance(p, TensorSplit) else p for p in parts)
+    return DataSplits(train=train, val=val, test=test, bundle=bundle, resident=keep)
+
+
+class _TensorSplitDataset(Dataset):
+    """A TensorSplit seen through the Dataset protocol (for --resident never)."""
+
+    def __init__(self, split: TensorSplit):
+        self.split = split
+
+    def __len__(self):
+        return len(self.split)
+
+    def __getitem__(self, i):
+        return self.split.x[i], self.split.y[i]
+
+
+class ResidentBatches:
+    """Mini-batches sliced from device tensors with a per-epoch permutation.
+
+    The permutation comes from ``generator`` (a CPU ``torch.Generator``), so a
+    run's batch order depends only on its seed and the epoch, and can be
+    replayed exactly on resume.
+    """
+
+    def __init__(self, split: TensorSplit, batch_size: int, transform=None):
+        self.split = split
+        self.batch_size = batch_size
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.split) / self.batch_size)
+
+    def epoch(self, generator: torch.Generator, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(self.split), generator=generator).to(self.split.x.device)
+        for i in range(start, len(self)):
+            index = order[i * self.batch_size:(i + 1) * self.batch_size]
+            x = self.split.x[index]
+            if self.transform is not None:
+                x = self.transform(x)
+            yield x, self.split.y[index]
+
+
+class LoaderBatches:
+    """Mini-batches through a torch DataLoader, for data too big (or not tensors) to keep resident."""
+
+    def __init__(self, dataset, batch_size: int, device, transform=None, workers: int = 0):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.device = device
+        self.transform = transform
+        self.workers = workers
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.dataset) / self.batch_size)
+
+    def epoch(self, generator: torch.Generator, start: int = 0):
+        order = torch.randperm(len(self.dataset), generator=generator).tolist()
+        order = order[start * self.batch_size:]
+        loader = DataLoader(
+            Subset(self.dataset, order),
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.workers,
+            pin_memory=getattr(self.device, "type", str(self.device)) == "cuda",
+        )
+        for x, y in loader:
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            if self.transform is not None:
+                x = self.transform(x)
+            yield x, y
+
+
+def make_batches(split, batch_size: int, device, transform=None, workers: int = 0):
+    if isinstance(split, TensorSplit):
+        return ResidentBatches(split, batch_size, transform)
+    return LoaderBatches(split, batch_size, device, transform, workers)
+
+
+def eval_batches(split, batch_size: int, device, transform=None, workers: int = 0):
+    """Ordered batches for evaluation."""
+    if isinstance(split, TensorSplit):
+        for i in range(0, len(split), batch_size):
+            x = split.x[i:i + batch_size]
+            yield (transform(x) if transform is not None else x), split.y[i:i + batch_size]
+        return
+    loader = DataLoader(split, batch_size=batch_size, shuffle=False, num_workers=workers)
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        yield (transform(x) if transform is not None else x), y

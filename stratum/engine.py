@@ -1,0 +1,553 @@
+"""The training engine: epochs x steps, evaluation, decisions, checkpoints.
+
+Data flows one way: a :class:`~stratum.config.RunConfig` is resolved against
+the registries into a :class:`Run` (device, data, model, optimizer, strategy);
+:meth:`Trainer.fit` loops over epochs and steps, calling lifecycle hooks; the
+strategy (a run-scoped plugin) decides each update; the result is a summary
+dict that :mod:`stratum.results` writes and the CLI reports.
+
+Clock rules (see docs/architecture.md):
+
+* ``epoch_s`` = training steps + validation. Validation is part of the cost
+  because decisions (early stopping, switching) need it; test evaluation is a
+  measurement only and is timed separately (``test_s``), outside the clock.
+* ``cum_s`` = ``setup_s`` (method costs paid before epoch 1, e.g. fitting a
+  focus library) + the sum of ``epoch_s``. ``cum_all_in_s`` adds ``prior_s``
+  (building a prior on a source run).
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from . import __version__
+from .checkpoint import FILENAME as CHECKPOINT_FILENAME
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import NON_TRAJECTORY_KEYS, RunConfig, check_names, options_for
+from .data import DataRequest, DataSplits, ModelSpec, eval_batches, make_batches, prepare_splits
+from .device import resolve_device, synchronize
+from .errors import ConfigError, DataError, RunInterrupted, StratumError
+from .seeding import generator, rng_state, seed_everything, set_deterministic, set_rng_state
+from .strategy_base import Strategy, SwitchDecision
+from .tasks import task_for
+from .timing import NullTimer
+
+
+@attrs.define(eq=False)
+class Run:
+    """Everything about one training run that hooks may read (and some may change)."""
+
+    config: RunConfig
+    pm: Any
+    device: torch.device
+    data: DataSplits
+    task: Any
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer | None = None
+    strategy: Strategy | None = None
+    train_batches: Any = None
+    shuffle_generator: torch.Generator | None = None
+    epoch: int = 0  # epochs completed
+    global_step: int = 0
+    mode: str = "sgd"
+    history: list = attrs.field(factory=list)
+    summary: dict = attrs.field(factory=dict)
+    switches: list = attrs.field(factory=list)
+    timer: Any = attrs.field(factory=NullTimer)
+    # Seconds spent before epoch 1 on the method itself (counted in cum_s) and on
+    # building a prior (counted only in the all-in clock).
+    setup_s: float = 0.0
+    prior_s: float = 0.0
+    # Set by a signal handler (or a plugin) to stop at the next step boundary.
+    stop_requested: str | None = None
+    # Scratch space for plugins, by plugin name.
+    state: dict = attrs.field(factory=dict)
+
+    @property
+    def registries(self):
+        return self.pm.registries
+
+    @property
+    def hooks(self):
+        return _HookProxy(self.pm)
+
+    @property
+    def steps_per_data_epoch(self) -> int:
+        steps = len(self.train_batches)
+        cap = self.config.steps_per_epoch
+        return min(steps, cap) if cap else steps
+
+    def options_for(self, kind: str, name: str):
+        """The options instance of a registered component, from this run's config."""
+        return options_for(self.registries.get(kind, name), self.config)
+
+    def run_dir(self) -> Path | None:
+        return self.config.run_dir()
+
+
+class _HookProxy:
+    """``run.hooks.stratum_x(**kw)``, with plugin errors named."""
+
+    def __init__(self, pm):
+        self._pm = pm
+
+    def __getattr__(self, name):
+        def call(**kwargs):
+            return self._pm.call(name, **kwargs)
+
+        return call
+
+
+# ---------------------------------------------------------------------------
+# Building a run
+# ---------------------------------------------------------------------------
+
+
+def build_optimizer(run: Run, params=None) -> torch.optim.Optimizer:
+    component = run.registries.get("optimizer", run.config.optimizer)
+    params = list(run.model.parameters()) if params is None else params
+    return component.factory(params, run.config, options_for(component, run.config))
+
+
+def load_dataset(config: RunConfig, registries):
+    component = registries.get("dataset", config.dataset)
+    request = DataRequest(root=Path(config.data_root), download=config.download, seed=config.split_seed)
+    bundle = component.factory(request, options_for(component, config))
+    return bundle
+
+
+def build_run(config: RunConfig, pm) -> Run:
+    """Resolve names, seed, pick the device, load data, build and initialise the model."""
+    registries = pm.registries
+    check_names(config, registries)
+    if config.nesterov and config.momentum <= 0:
+        raise ConfigError("--nesterov needs --momentum > 0")
+    if config.resume and config.out is None:
+        raise ConfigError("--resume needs --out (the run directory holding the checkpoint)")
+    config.run_dir()  # refuses unsafe --name early
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    set_deterministic(config.deterministic)
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+
+    bundle = load_dataset(config, registries)
+    try:
+        data = prepare_splits(
+            bundle, val_fraction=config.val_fraction, split_seed=config.split_seed,
+            device=device, resident=config.resident,
+        )
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    task = task_for(bundle.task)
+
+    model_component = registries.get("model", config.model)
+    spec = ModelSpec(tuple(bundle.input_shape), bundle.num_outputs, bundle.task)
+    torch.manual_seed(generator(config.seed, "model").initial_seed())
+    model = model_component.factory(spec, options_for(model_component, config))
+    init_component = registries.get("initializer", config.init)
+    init_component.factory(model, options_for(init_component, config), generator(config.seed, "init"))
+    model.to(device)
+
+    run = Run(config=config, pm=pm, device=device, data=data, task=task, model=model)
+    run.train_batches = make_batches(
+        data.train, config.batch_size, device, bundle.batch_transform, config.loader_workers
+    )
+    run.shuffle_generator = generator(config.seed, "shuffle")
+    strategy_component = registries.get("strategy", config.strategy)
+    strategy = strategy_component.factory(run)
+    if not isinstance(strategy, Strategy):
+        raise StratumError(f"strategy {config.strategy!r} factory returned {type(strategy).__name__}, not a stratum.Strategy")
+    run.strategy = strategy
+    run.mode = strategy.initial_mode
+    strategy.setup(run)
+    if run.optimizer is None:
+        raise StratumError(f"strategy {config.strategy!r} did not create an optimizer in setup()")
+    return run
+
+
+# ---------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------
+
+
+class Trainer:
+    """Runs fits. One trainer may drive several fits of the same run (lottery rounds)."""
+
+    def __init__(self, pm, *, extra_plugins: list[tuple[str, object]] | None = None, handle_signals: bool = False):
+        self.pm = pm
+        self.extra_plugins = list(extra_plugins or [])
+        self.handle_signals = handle_signals
+
+    def run(self, config: RunConfig) -> dict:
+        """Build and execute a run; returns its summary."""
+        run = build_run(config, self.pm)
+        return run.strategy.execute(self, run)
+
+    # -- one fit -----------------------------------------------------------------
+    def fit(self, run: Run, *, checkpoint_name: str = CHECKPOINT_FILENAME, resume: bool | None = None) -> dict:
+        config = run.config
+        resume = config.resume if resume is None else resume
+        run_dir = run.run_dir()
+        ckpt_path = run_dir / checkpoint_name if run_dir is not None else None
+        start_step = 0
+        partial = None
+        if resume and ckpt_path is not None and ckpt_path.exists():
+            start_step, partial = self._restore(run, ckpt_path)
+        elif resume and ckpt_path is not None:
+            raise StratumError(f"--resume: no checkpoint at {ckpt_path}")
+
+        scoped = self._register_run_plugins(run)
+        previous_handlers = self._install_signal_handlers(run)
+        stopped_reason = "epochs"
+        diverged = False
+        try:
+            run.hooks.stratum_fit_start(run=run)
+            if run.history and run.history[-1].get("stopped_reason") in ("early_stop", "diverged"):
+                stopped_reason = run.history[-1]["stopped_reason"]
+            while run.epoch < config.epochs and stopped_reason == "epochs":
+                record = self._run_epoch(run, ckpt_path, start_step, partial)
+                start_step, partial = 0, None
+                if record.get("diverged"):
+                    diverged, stopped_reason = True, "diverged"
+                    break
+                if self._early_stop(run):
+                    stopped_reason = "early_stop"
+                    record["stopped_reason"] = "early_stop"
+                if stopped_reason == "epochs" and run.epoch < config.epochs:
+                    decision = run.hooks.stratum_decide_switch(run=run, epoch=run.epoch, history=run.history)
+                    self._apply_switch(run, decision)
+                if ckpt_path is not None and (run.epoch % config.checkpoint_every == 0 or stopped_reason != "epochs" or run.epoch == config.epochs):
+                    self._save(run, ckpt_path, step_in_epoch=0, partial=None)
+            summary = self._summary(run, diverged=diverged, stopped_reason=stopped_reason)
+            run.hooks.stratum_fit_end(run=run, summary=summary)
+            return summary
+        finally:
+            self._restore_signal_handlers(previous_handlers)
+            for name in scoped:
+                if self.pm.has_plugin(name):
+                    self.pm.unregister(name=name)
+
+    def _register_run_plugins(self, run: Run) -> list[str]:
+        tag = f"run{id(run):x}"
+        names = []
+        plugins = [(f"{tag}:strategy:{run.config.strategy}", run.strategy)]
+        for profiler_name in run.config.profile:
+            component = run.registries.get("profiler", profiler_name)
+            plugins.append((f"{tag}:profiler:{profiler_name}", component.factory(run, options_for(component, run.config))))
+        plugins += [(f"{tag}:{name}", plugin) for name, plugin in self.extra_plugins]
+        for name, plugin in plugins:
+            if self.pm.has_plugin(name) or plugin in self.pm.get_plugins():
+                continue
+            self.pm.register(plugin, name=name)
+            names.append(name)
+        return names
+
+    # -- an epoch ---------------------------------------------------------------
+    def _run_epoch(self, run: Run, ckpt_path, start_step: int, partial: dict | None) -> dict:
+        config = run.config
+        epoch = run.epoch + 1
+        mode_name = run.mode
+        mode = run.strategy.modes[mode_name]
+        if start_step == 0:
+            run.state["_epoch_generator_state"] = run.shuffle_generator.get_state()
+        else:  # resuming mid-epoch: replay the same permutation
+            run.shuffle_generator.set_state(run.state["_epoch_generator_state"])
+        run.hooks.stratum_epoch_start(run=run, epoch=epoch, mode=mode_name)
+        run.model.train()
+        steps = run.strategy.steps_in_epoch(run, mode_name)
+        loss_sum = torch.zeros((), device=run.device, dtype=torch.float64)
+        loss_count = 0
+        train_s = 0.0
+        if partial:
+            loss_sum += partial["loss_sum"]
+            loss_count = partial["loss_count"]
+            train_s = partial["train_s"]
+        diverged = False
+        timer = run.timer
+        check_every = 1 if run.device.type == "cpu" else 25
+        synchronize(run.device)
+        t0 = time.perf_counter()
+        batches = run.train_batches.epoch(run.shuffle_generator, start=start_step) if mode.uses_data else None
+        step = start_step
+        for step in range(start_step, steps):
+            timer.begin()
+            run.hooks.stratum_before_train_step(run=run, step=step)
+            loss = None
+            if batches is not None:
+                x, y = next(batches)
+                timer.mark("data")
+                run.optimizer.zero_grad(set_to_none=True)
+                output = run.model(x)
+                timer.mark("forward")
+                loss = run.task.loss(output, y)
+                timer.mark("loss")
+                loss.backward()
+                timer.mark("backward")
+                loss = loss.detach()
+                loss_sum += loss
+                loss_count += 1
+                if (step + 1) % check_every == 0 and not torch.isfinite(loss_sum):
+                    diverged = True
+            if not diverged:
+                run.hooks.stratum_capture_parameters(run=run, step=step)
+                run.hooks.stratum_apply_update(run=run, step=step)
+                timer.mark("update")
+                run.global_step += 1
+                run.hooks.stratum_after_train_step(run=run, step=step, loss=loss)
+            if diverged:
+                break
+            if run.stop_requested is not None and step + 1 < steps:
+                synchronize(run.device)
+                elapsed = train_s + time.perf_counter() - t0
+                self._interrupt(run, ckpt_path, step + 1, {"loss_sum": loss_sum.cpu(), "loss_count": loss_count, "train_s": elapsed})
+        if batches is not None:
+            batches.close()
+        synchronize(run.device)
+        train_s += time.perf_counter() - t0
+        train_loss = (loss_sum / loss_count).item() if loss_count else None
+        if train_loss is not None and not math.isfinite(train_loss):
+            diverged = True
+
+        t1 = time.perf_counter()
+        val_loss, val_acc = evaluate(run, run.data.val)
+        val_s = time.perf_counter() - t1
+        timer.mark("eval")
+        t2 = time.perf_counter()
+        test_loss, test_acc = evaluate(run, run.data.test)
+        test_s = time.perf_counter() - t2
+        timer.epoch_end()
+        if val_loss is not None and not math.isfinite(val_loss):
+            diverged = True
+
+        epoch_s = train_s + val_s
+        previous_cum = run.history[-1]["cum_s"] if run.history else run.setup_s
+        record = {
+            "epoch": epoch,
+            "mode": mode_name,
+            "steps": steps - 0,
+            "train_loss": _finite_or_none(train_loss),
+            "val_loss": _finite_or_none(val_loss),
+            "val_acc": val_acc,
+            "test_loss": _finite_or_none(test_loss),
+            "test_acc": test_acc,
+            "train_s": train_s,
+            "val_s": val_s,
+            "test_s": test_s,
+            "epoch_s": epoch_s,
+            "cum_s": previous_cum + epoch_s,
+            "cum_all_in_s": previous_cum + epoch_s + run.prior_s,
+        }
+        if diverged:
+            record["diverged"] = True
+            record["stopped_reason"] = "diverged"
+        run.epoch = epoch
+        metrics = {k: record[k] for k in ("val_loss", "val_acc", "test_loss", "test_acc")}
+        run.hooks.stratum_evaluation_end(run=run, epoch=epoch, metrics=metrics)
+        run.history.append(record)
+        run.hooks.stratum_epoch_end(run=run, epoch=epoch, record=record)
+        if run.stop_requested is not None and not diverged:
+            if ckpt_path is not None:
+                self._save(run, ckpt_path, step_in_epoch=0, partial=None)
+            self._raise_interrupted(run, ckpt_path)
+        return record
+
+    def _early_stop(self, run: Run) -> bool:
+        patience = run.config.patience
+        if not patience:
+            return False
+        scores = [_score(r) for r in run.history]
+        best_index = max(range(len(scores)), key=lambda i: (scores[i], -i))
+        return len(scores) - 1 - best_index >= patience
+
+    def _apply_switch(self, run: Run, decision) -> None:
+        if decision is None:
+            return
+        if not isinstance(decision, SwitchDecision):
+            raise StratumError(f"stratum_decide_switch returned {type(decision).__name__}, not a SwitchDecision")
+        if decision.to not in run.strategy.modes:
+            raise StratumError(
+                f"switch to unknown mode {decision.to!r}; strategy {run.config.strategy!r} has {', '.join(run.strategy.modes)}"
+            )
+        if decision.to != run.mode:
+            run.switches.append({"epoch": run.epoch, "from": run.mode, "to": decision.to, "reason": decision.reason})
+            run.mode = decision.to
+
+    # -- signals ------------------------------------------------------------------
+    def _install_signal_handlers(self, run: Run):
+        if not self.handle_signals:
+            return None
+        previous = {}
+
+        def request_stop(signum, frame):
+            run.stop_requested = signal.Signals(signum).name
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, request_stop)
+        return previous
+
+    def _restore_signal_handlers(self, previous) -> None:
+        if previous:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _interrupt(self, run: Run, ckpt_path, step_in_epoch: int, partial: dict):
+        if ckpt_path is not None:
+            self._save(run, ckpt_path, step_in_epoch=step_in_epoch, partial=partial)
+        self._raise_interrupted(run, ckpt_path, step_in_epoch)
+
+    def _raise_interrupted(self, run: Run, ckpt_path, step_in_epoch: int = 0):
+        where = f"epoch {run.epoch + (1 if step_in_epoch else 0)}" + (f" step {step_in_epoch}" if step_in_epoch else " end")
+        saved = f"checkpoint written to {ckpt_path}; continue with --resume" if ckpt_path else "no --out, nothing saved"
+        signum = int(getattr(signal, run.stop_requested, signal.SIGINT))
+        raise RunInterrupted(f"interrupted by {run.stop_requested} at {where}; {saved}", signum)
+
+    # -- checkpoints ------------------------------------------------------------
+    def _save(self, run: Run, path: Path, *, step_in_epoch: int, partial: dict | None) -> None:
+        if not all(torch.isfinite(p).all() for p in run.model.parameters()):
+            return  # never persist a diverged state: the last good checkpoint stays
+        state = {
+            "fingerprint": run.config.fingerprint(),
+            "config": run.config.to_dict(),
+            "epoch": run.epoch,
+            "step_in_epoch": step_in_epoch,
+            "global_step": run.global_step,
+            "mode": run.mode,
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "strategy": run.strategy.state_dict(),
+            "shuffle_generator": run.shuffle_generator.get_state(),
+            "epoch_generator_state": run.state.get("_epoch_generator_state", run.shuffle_generator.get_state()),
+            "rng": rng_state(),
+            "history": run.history,
+            "switches": [dict(s) for s in run.switches],
+            "setup_s": run.setup_s,
+            "prior_s": run.prior_s,
+            "partial": partial or {},
+        }
+        save_checkpoint(path, state)
+
+    def _restore(self, run: Run, path: Path) -> tuple[int, dict | None]:
+        state = load_checkpoint(path, run.config.fingerprint(), run.config.to_dict(), NON_TRAJECTORY_KEYS)
+        try:
+            run.model.load_state_dict(state["model"])
+            run.optimizer.load_state_dict(state["optimizer"])
+            run.strategy.load_state_dict(state["strategy"])
+            run.shuffle_generator.set_state(state["shuffle_generator"])
+            run.state["_epoch_generator_state"] = state["epoch_generator_state"]
+            set_rng_state(state["rng"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            from .errors import CheckpointError
+
+            raise CheckpointError(f"checkpoint {path} does not fit this run ({type(exc).__name__}: {str(exc)[:120]})") from None
+        run.epoch = state["epoch"]
+        run.global_step = state["global_step"]
+        run.mode = state["mode"]
+        run.history = state["history"]
+        run.switches = list(state.get("switches", []))
+        run.setup_s = state.get("setup_s", 0.0)
+        run.prior_s = state.get("prior_s", 0.0)
+        partial = state.get("partial") or None
+        return state.get("step_in_epoch", 0), partial
+
+    # -- summary -----------------------------------------------------------------
+    def _summary(self, run: Run, *, diverged: bool, stopped_reason: str) -> dict:
+        return make_summary(run, diverged=diverged, stopped_reason=stopped_reason)
+
+
+def _score(record: dict) -> float:
+    """Higher is better: validation accuracy, or minus validation loss for regression."""
+    if record.get("val_acc") is not None:
+        return record["val_acc"]
+    val_loss = record.get("val_loss")
+    return -val_loss if val_loss is not None else -math.inf
+
+
+def _finite_or_none(x):
+    return x if x is not None and math.isfinite(x) else None
+
+
+@torch.no_grad()
+def evaluate(run: Run, split) -> tuple[float | None, float | None]:
+    """Mean loss and accuracy (``None`` for regression) over a split, in eval mode."""
+    model = run.model
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=run.device, dtype=torch.float64)
+    correct = torch.zeros((), device=run.device, dtype=torch.long)
+    count = 0
+    transform = run.data.bundle.batch_transform
+    for x, y in eval_batches(split, run.config.eval_batch_size, run.device, transform, run.config.loader_workers):
+        output = model(x)
+        batch_loss, batch_correct = run.task.batch_stats(output, y)
+        loss_sum += batch_loss
+        correct += batch_correct
+        count += len(y)
+    model.train(was_training)
+    if count == 0:
+        return None, None
+    loss = (loss_sum / count).item()
+    acc = 100.0 * correct.item() / count if run.task.has_accuracy else None
+    return loss, acc
+
+
+def versions() -> dict:
+    return {
+        "stratum": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def make_summary(run: Run, *, diverged: bool, stopped_reason: str) -> dict:
+    history = run.history
+    good = [r for r in history if not r.get("diverged")]
+    best = max(good, key=lambda r: (_score(r), -r["epoch"])) if good else None
+    with_test = [r for r in good if r.get("test_acc") is not None]
+    peak = max(with_test, key=lambda r: (r["test_acc"], -r["epoch"])) if with_test else None
+    last = history[-1] if history else {}
+    total_s = last.get("cum_s", run.setup_s)
+    summary = {
+        "strategy": run.config.strategy,
+        "model": run.config.model,
+        "dataset": run.config.dataset,
+        "seed": run.config.seed,
+        "config": run.config.to_dict(),
+        "task": run.task.name,
+        "history": history,
+        "epochs_run": len(history),
+        "stopped_reason": stopped_reason,
+        "diverged": diverged,
+        "best_val_acc": best.get("val_acc") if best else None,
+        "best_val_epoch": best["epoch"] if best else None,
+        "test_acc_at_best_val": best.get("test_acc") if best else None,
+        "best_val_loss": min((r["val_loss"] for r in good if r.get("val_loss") is not None), default=None),
+        "peak_test_acc": peak["test_acc"] if peak else None,
+        "peak_epoch": peak["epoch"] if peak else None,
+        "time_to_peak_s": peak["cum_s"] if peak else None,
+        "time_to_peak_all_in_s": peak["cum_all_in_s"] if peak else None,
+        "final_test_acc": good[-1].get("test_acc") if good else None,
+        "total_s": total_s,
+        "total_all_in_s": total_s + run.prior_s,
+        "setup_s": run.setup_s,
+        "prior_s": run.prior_s,
+        "switches": list(run.switches),
+        "global_steps": run.global_step,
+        "parameters": sum(p.numel() for p in run.model.parameters()),
+        "data": {**run.data.sizes(), "resident": run.data.resident},
+        "device": str(run.device),
+        "threads": torch.get_num_threads(),
+        "versions": versions(),
+    }
+    summary.update(run.strategy.summary(run))
+    summary.update(run.summary)
+    return summary

@@ -1,0 +1,113 @@
+"""Writing files so that a crash never leaves a half-written one in place,
+and reading tensors without ever unpickling code.
+
+Every durable artefact (checkpoint, prior, summary JSON) goes through
+:func:`atomic_write_bytes`: write a temporary file in the same directory,
+fsync it, rename it over the target, fsync the directory. A reader sees the
+old file or the new one, never a truncated mix.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .errors import StratumError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda fh: fh.write(data))
+
+
+def atomic_write(path: Path, writer: Callable[[Any], Any]) -> None:
+    """Call ``writer(fileobj)`` on a temp file and move it into place atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            writer(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def json_safe(value: Any) -> Any:
+    """Replace NaN/inf by ``None`` and tensors/paths by plain values, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return json_safe(value.tolist())
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return json_safe(value.item())
+    return value
+
+
+def dumps_json(data: Any) -> str:
+    # allow_nan=False: a NaN that slipped past json_safe fails loudly, never lands on disk
+    return json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_bytes(path, dumps_json(data).encode())
+
+
+def atomic_torch_save(path: Path, obj: Any) -> None:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def safe_torch_load(path: Path, what: str, error: type[StratumError] = StratumError) -> Any:
+    """``torch.load`` with ``weights_only=True``: tensors and plain containers only.
+
+    A file holding any other pickled object (the usual code-execution vector)
+    is refused with a one-line error; its payload never runs.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise error(f"{what} not found: {path}")
+    if path.is_dir():
+        raise error(f"{what} path is a directory: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        raise error(f"{what} {path} refused: it holds objects other than tensors ({first[:160]})") from None
+    except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError, OSError, KeyError, AttributeError, IndexError) as exc:
+        raise error(f"{what} {path} is corrupt or truncated ({type(exc).__name__})") from None

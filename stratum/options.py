@@ -1,0 +1,200 @@
+"""Declaring options once: attrs fields that carry their own help and checks.
+
+A field made by :func:`option` knows its type, its bounds, its help string and
+(optionally) the registry its value must name. The same declaration drives
+``stratum run --help``, TOML loading and validation, for core options and for
+the options classes plugins attach to their components.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import attrs
+
+from .errors import ConfigError
+
+_SCALARS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", Path: "a path"}
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    type: type = None,
+    min: float | None = None,
+    max: float | None = None,
+    min_exclusive: bool = False,
+    max_exclusive: bool = False,
+    choices: Sequence[str] | None = None,
+    kind: str | None = None,
+    multiple: bool = False,
+    optional: bool = False,
+    cli: str | None = None,
+    pattern: str | None = None,
+):
+    """An attrs field for a user-facing option.
+
+    ``type`` defaults to the type of ``default``. ``kind`` names the registry
+    a string value must be found in (checked when registries are available).
+    ``multiple`` makes a tuple of ``type``. ``optional`` allows ``None``.
+    ``cli`` overrides the flag name (default ``--field-name``).
+    """
+    if type is None:
+        if default is None or (multiple and not default):
+            raise TypeError("option(): give type= when the default does not show it")
+        type = default[0].__class__ if multiple else default.__class__
+    meta = {
+        "help": help,
+        "type": type,
+        "min": min,
+        "max": max,
+        "min_exclusive": min_exclusive,
+        "max_exclusive": max_exclusive,
+        "choices": tuple(choices) if choices else None,
+        "kind": kind,
+        "multiple": multiple,
+        "optional": optional or default is None,
+        "cli": cli,
+        "pattern": pattern,
+    }
+    if multiple:
+        default = attrs.Factory(lambda d=tuple(default): d)
+    return attrs.field(default=default, metadata={"stratum": meta}, validator=_validate_field)
+
+
+def option_meta(field: attrs.Attribute) -> dict | None:
+    return field.metadata.get("stratum")
+
+
+def flag_name(field: attrs.Attribute) -> str:
+    meta = option_meta(field) or {}
+    return meta.get("cli") or "--" + field.name.replace("_", "-")
+
+
+def describe_bounds(meta: dict) -> str:
+    parts = []
+    if meta.get("min") is not None:
+        parts.append(("> " if meta["min_exclusive"] else ">= ") + _fmt(meta["min"]))
+    if meta.get("max") is not None:
+        parts.append(("< " if meta["max_exclusive"] else "<= ") + _fmt(meta["max"]))
+    return " and ".join(parts)
+
+
+def _fmt(x) -> str:
+    return repr(x) if not isinstance(x, float) or not x.is_integer() else str(int(x))
+
+
+def coerce(field: attrs.Attribute, value: Any, source: str = "") -> Any:
+    """Turn a TOML / CLI / Python value into the field's type, or raise ConfigError."""
+    meta = option_meta(field)
+    if meta is None:
+        return value
+    where = f" (from {source})" if source else ""
+    name = flag_name(field)
+    if value is None:
+        if meta["optional"]:
+            return None
+        raise ConfigError(f"{name} needs a value{where}")
+    if meta["multiple"]:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} must be a list{where}, got {value!r}")
+        items = []
+        for v in value:
+            items.extend(v.split(",") if isinstance(v, str) else [v])
+        return tuple(_coerce_scalar(meta["type"], v.strip() if isinstance(v, str) else v, name, where) for v in items if v != "")
+    return _coerce_scalar(meta["type"], value, name, where)
+
+
+def _coerce_scalar(kind: type, value: Any, name: str, where: str) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    elif kind is Path:
+        if isinstance(value, (str, Path)) and str(value) != "":
+            return Path(value)
+    else:  # an unusual declared type: trust it
+        return value
+    raise ConfigError(f"{name} must be {_SCALARS.get(kind, kind.__name__)}{where}, got {value!r}")
+
+
+def _validate_field(instance, field: attrs.Attribute, value: Any) -> None:
+    meta = option_meta(field)
+    if meta is None or value is None:
+        if value is None and meta is not None and not meta["optional"]:
+            raise ConfigError(f"{flag_name(field)} needs a value")
+        return
+    values = value if meta["multiple"] else (value,)
+    for v in values:
+        _check_scalar(field, meta, v)
+
+
+def _check_scalar(field, meta: dict, v: Any) -> None:
+    name = flag_name(field)
+    expected = meta["type"]
+    ok = (
+        isinstance(v, expected) and not (expected in (int, float) and isinstance(v, bool))
+        or (expected is float and isinstance(v, int) and not isinstance(v, bool))
+    )
+    if not ok:
+        raise ConfigError(f"{name} must be {_SCALARS.get(expected, expected.__name__)}, got {v!r}")
+    if expected in (int, float):
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{name} must be a finite number, got {v!r}")
+        lo, hi = meta["min"], meta["max"]
+        bad_lo = lo is not None and (v <= lo if meta["min_exclusive"] else v < lo)
+        bad_hi = hi is not None and (v >= hi if meta["max_exclusive"] else v > hi)
+        if bad_lo or bad_hi:
+            raise ConfigError(f"{name} must be {describe_bounds(meta)}, got {_fmt(v)}")
+    if meta["choices"] and v not in meta["choices"]:
+        from .registry import closest
+
+        hint = closest(str(v), meta["choices"])
+        did_you_mean = f"; did you mean {hint!r}?" if hint else ""
+        raise ConfigError(f"{name} must be one of {', '.join(meta['choices'])}, got {v!r}{did_you_mean}")
+    if meta["pattern"] and isinstance(v, str):
+        import re
+
+        if not re.fullmatch(meta["pattern"], v):
+            raise ConfigError(f"{name} has an invalid value {v!r}")
+
+
+def build(cls, values: dict, source: str = ""):
+    """Instantiate an options class from loosely typed values, with clear errors."""
+    fields = {f.name: f for f in attrs.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"unknown option {key!r} for {cls.__name__}")
+        kwargs[key] = coerce(fields[key], value, source)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid options for {cls.__name__}: {exc}") from None
