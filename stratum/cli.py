@@ -107,10 +107,13 @@ class StratumGroup(click.Group):
         builder = _COMMAND_BUILDERS.get(name)
         if builder is not None:
             return builder(ctx)
-        return super().get_command(ctx, name)
+        command = super().get_command(ctx, name)
+        if command is not None:
+            return command
+        return plugin_commands(ctx).get(name)
 
     def list_commands(self, ctx):
-        return sorted(set(super().list_commands(ctx)) | set(_COMMAND_BUILDERS))
+        return sorted(set(super().list_commands(ctx)) | set(_COMMAND_BUILDERS) | set(plugin_commands(ctx)))
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         show_warnings_as_lines()
@@ -175,6 +178,27 @@ def get_pm(ctx: click.Context):
         block = root.params.get("block_plugin", ()) or ()
         root.obj["pm"] = create_plugin_manager(block=block)
     return root.obj["pm"]
+
+
+def plugin_commands(ctx: click.Context) -> dict[str, click.Command]:
+    """Sub-commands contributed through ``stratum_register_commands``."""
+    root = ctx.find_root()
+    root.ensure_object(dict)
+    if "plugin_commands" in root.obj:
+        return root.obj["plugin_commands"]
+    pm = get_pm(ctx)
+    commands: dict[str, click.Command] = {}
+    for impl in reversed(pm.hook.stratum_register_commands.get_hookimpls()):
+        returned = impl.function()
+        items = returned if isinstance(returned, (list, tuple)) else [returned] if returned is not None else []
+        for command in items:
+            if not isinstance(command, click.Command):
+                raise StratumError(f"plugin {impl.plugin_name!r} returned {type(command).__name__} from stratum_register_commands")
+            if command.name in commands or command.name in _COMMAND_BUILDERS:
+                raise StratumError(f"plugin {impl.plugin_name!r} adds command {command.name!r}, which already exists")
+            commands[command.name] = command
+    root.obj["plugin_commands"] = commands
+    return commands
 
 
 # ---------------------------------------------------------------------------

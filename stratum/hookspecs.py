@@ -147,6 +147,18 @@ def stratum_register_feature_sets():
     """
 
 
+@hookspec
+def stratum_register_commands():
+    """Add sub-commands to the ``stratum`` CLI (e.g. ``stratum prior``).
+
+    Fires when the CLI resolves or lists its commands. Receives nothing.
+    Returns a ``click.Command`` (or group) or a list of them; a command whose
+    name is already taken by the core or another plugin is an error. Inside a
+    command, ``stratum.cli.get_pm(click.get_current_context())`` gives the
+    plugin manager. Not firstresult.
+    """
+
+
 # ---------------------------------------------------------------------------
 # Lifecycle hooks: called by the engine.
 # ---------------------------------------------------------------------------
