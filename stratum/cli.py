@@ -188,7 +188,7 @@ def plugin_commands(ctx: click.Context) -> dict[str, click.Command]:
         return root.obj["plugin_commands"]
     pm = get_pm(ctx)
     commands: dict[str, click.Command] = {}
-    for impl in reversed(pm.hook.stratum_register_commands.get_hookimpls()):
+    for impl in pm.hook.stratum_register_commands.get_hookimpls():
         returned = impl.function()
         items = returned if isinstance(returned, (list, tuple)) else [returned] if returned is not None else []
         for command in items:

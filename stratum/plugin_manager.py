@@ -89,7 +89,12 @@ class StratumPluginManager(pluggy.PluginManager):
         for name in blocked:
             self.set_blocked(name)
         seen: set[str] = set()
-        for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        def builtin_first(ep):
+            dist = ep.dist.metadata["Name"] if ep.dist is not None else ""
+            return (dist != BUILTIN_DISTRIBUTION, ep.name)
+
+        # Built-ins load first, so a third-party override always comes after what it replaces.
+        for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=builtin_first):
             if ep.name in seen:  # the same distribution visible twice on sys.path
                 continue
             seen.add(ep.name)
@@ -138,9 +143,9 @@ class StratumPluginManager(pluggy.PluginManager):
         registries = Registries()
         for hook_name, kind in REGISTRATION_HOOKS.items():
             caller = getattr(self.hook, hook_name)
-            # pluggy calls the most recently registered plugin first; registering
-            # in load order lets a later plugin override an earlier one.
-            for impl in reversed(caller.get_hookimpls()):
+            # get_hookimpls() is in registration (load) order, so a plugin loaded
+            # later is the one that overrides, or collides with, an earlier one.
+            for impl in caller.get_hookimpls():
                 plugin_name = impl.plugin_name
                 try:
                     returned = impl.function()
