@@ -37,7 +37,7 @@ class RunConfig:
     optimizer: str = option("sgd", "Optimiser that applies updates.", kind="optimizer")
     epochs: int = option(20, "Maximum number of epochs.", min=1)
     batch_size: int = option(32, "Mini-batch size.", min=1)
-    lr: float = option(0.02, "Learning rate.", min=0, min_exclusive=True)
+    lr: float = option(0.01, "Learning rate.", min=0, min_exclusive=True)
     momentum: float = option(0.9, "Momentum (sgd-family optimisers).", min=0, max=1, max_exclusive=True)
     nesterov: bool = option(False, "Use Nesterov momentum (needs momentum > 0).")
     weight_decay: float = option(0.0, "L2 weight decay.", min=0)

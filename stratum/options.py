@@ -16,6 +16,8 @@ import attrs
 
 from .errors import ConfigError
 
+builtins_type = type
+
 _SCALARS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", Path: "a path"}
 
 
@@ -46,6 +48,8 @@ def option(
         if default is None or (multiple and not default):
             raise TypeError("option(): give type= when the default does not show it")
         type = default[0].__class__ if multiple else default.__class__
+    if isinstance(type, builtins_type) and issubclass(type, Path):
+        type = Path  # PosixPath / WindowsPath defaults declare plain Path
     meta = {
         "help": help,
         "type": type,

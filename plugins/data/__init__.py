@@ -19,7 +19,7 @@ class DigitsOptions:
 
 @attrs.frozen
 class SyntheticOptions:
-    difficulty: float = option(0.5, "synthetic: 0 (easy) .. 1 (hard): distractor, background and noise strength.", min=0, max=1)
+    difficulty: float = option(0.7, "synthetic: 0 (easy) .. 1 (hard): distractor, background and noise strength.", min=0, max=1)
     synthetic_train: int = option(6000, "synthetic: training samples (before the validation hold-out).", min=10)
     synthetic_test: int = option(1000, "synthetic: test samples.", min=10)
     synthetic_seed: int = option(0, "synthetic: seed of the task itself (fixed across run seeds).", min=0)
