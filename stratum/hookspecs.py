@@ -171,7 +171,7 @@ def stratum_fit_start(run):
     Fires once per fit, after a checkpoint (if any) was restored, so
     ``run.epoch`` may be greater than 0. Receives the ``run``. May prepare
     state, wrap or replace ``run.optimizer``, and write into ``run.summary``.
-    Return value ignored.
+    Return value ignored; not firstresult.
     """
 
 
@@ -181,7 +181,7 @@ def stratum_fit_end(run, summary):
 
     Fires once per fit, before the summary is written. Receives the ``run``
     and the ``summary`` dict about to be returned; may add JSON-safe keys to
-    ``summary``. Return value ignored.
+    ``summary``. Return value ignored; not firstresult.
     """
 
 
@@ -191,7 +191,7 @@ def stratum_epoch_start(run, epoch, mode):
 
     Receives the ``run``, the 1-based ``epoch`` and the ``mode`` (the update
     method that will run this epoch, e.g. ``"sgd"`` or ``"focus"``). Return value
-    ignored.
+    ignored; not firstresult.
     """
 
 
@@ -202,7 +202,7 @@ def stratum_epoch_end(run, epoch, record):
     Receives the ``run``, the 1-based ``epoch`` and ``record``, the history row
     (keys ``epoch``, ``mode``, ``train_loss``, ``val_loss``, ``val_acc``,
     ``test_loss``, ``test_acc``, ``epoch_s``, ``cum_s`` ...). May add JSON-safe
-    keys to ``record``. Return value ignored.
+    keys to ``record``. Return value ignored; not firstresult.
     """
 
 
@@ -211,7 +211,7 @@ def stratum_before_train_step(run, step):
     """A training step is about to start.
 
     Receives the ``run`` and the 0-based ``step`` within the epoch
-    (``run.global_step`` counts across epochs). Return value ignored.
+    (``run.global_step`` counts across epochs). Return value ignored; not firstresult.
     """
 
 
@@ -221,7 +221,7 @@ def stratum_after_train_step(run, step, loss):
 
     Receives the ``run``, the 0-based ``step`` and ``loss``: the detached loss
     tensor of this step, or ``None`` in a mode that uses no data. The place to
-    re-apply masks or clamp parameters. Return value ignored.
+    re-apply masks or clamp parameters. Return value ignored; not firstresult.
     """
 
 
@@ -232,7 +232,7 @@ def stratum_capture_parameters(run, step):
     Fires every step in every mode, between the backward pass (if any) and
     :func:`stratum_apply_update`. Receives the ``run`` and the 0-based ``step``.
     Implementations read parameters and gradients (e.g. to build a prior) and
-    must not modify them. Return value ignored.
+    must not modify them. Return value ignored; not firstresult.
     """
 
 
@@ -257,7 +257,7 @@ def stratum_evaluation_end(run, epoch, metrics):
     Receives the ``run``, the 1-based ``epoch`` and ``metrics`` (``val_loss``,
     ``val_acc``, ``test_loss``, ``test_acc``; accuracies are ``None`` for
     regression tasks). Plugins may read them; training decisions must read
-    only the ``val_*`` entries. Return value ignored.
+    only the ``val_*`` entries. Return value ignored; not firstresult.
     """
 
 
