@@ -325,6 +325,7 @@ class Trainer:
         t2 = time.perf_counter()
         test_loss, test_acc = evaluate(run, run.data.test)
         test_s = time.perf_counter() - t2
+        timer.mark("test")
         timer.epoch_end()
         if val_loss is not None and not math.isfinite(val_loss):
             diverged = True

@@ -2,7 +2,8 @@
 
 The engine calls ``timer.begin()`` at the start of each step and
 ``timer.mark(phase)`` at the end of each phase (``data``, ``forward``, ``loss``,
-``backward``, ``update``, ``focus_predict``, ``eval``). The default
+``backward``, ``update``, ``focus_predict``, ``eval`` = the validation pass,
+``test`` = the test pass, which is outside the run's clock). The default
 :class:`NullTimer` does nothing, so an unprofiled run pays only for a few
 no-op method calls per step. A profiler installs its own timer in
 ``stratum_fit_start``.
@@ -10,7 +11,7 @@ no-op method calls per step. A profiler installs its own timer in
 
 from __future__ import annotations
 
-PHASES = ("data", "forward", "loss", "backward", "update", "focus_predict", "eval")
+PHASES = ("data", "forward", "loss", "backward", "update", "focus_predict", "eval", "test")
 
 
 class NullTimer:

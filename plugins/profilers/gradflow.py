@@ -1,0 +1,131 @@
+"""The ``gradflow`` profiler: per-layer gradient norms each epoch (seed 004's diagnostic).
+
+Vanishing gradients show as norms that shrink layer by layer towards the
+input; exploding ones as norms that grow. Every ``gradflow_every`` data steps
+the L2 norm of each layer's weight gradient is added to a running sum on the
+device (no host synchronisation per step); at the end of the epoch the mean
+and maximum per layer go into the history row and the run summary.
+
+Only steps that ran a backward pass are sampled (a mode without data, like a
+focus step, has no measured gradient).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+import stratum
+
+
+def layer_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    """The weight tensors of the model's layers (dim > 1), named like ``features.0``."""
+    out = []
+    for name, p in model.named_parameters():
+        if p.requires_grad and p.dim() > 1:
+            out.append((name[: -len(".weight")] if name.endswith(".weight") else name, p))
+    return out
+
+
+def grad_norms(params: list[torch.Tensor]) -> torch.Tensor:
+    """L2 norm of each parameter's ``.grad`` (0 for a missing gradient), as one tensor."""
+    grads = [p.grad if p.grad is not None else torch.zeros((), device=p.device) for p in params]
+    try:
+        norms = torch._foreach_norm(grads)
+    except (AttributeError, RuntimeError):  # pragma: no cover - older torch
+        norms = [torch.linalg.vector_norm(g) for g in grads]
+    return torch.stack([n.float() for n in norms])
+
+
+def diagnose(mean_norms: list[float], vanish_ratio: float) -> dict:
+    """First-to-last layer ratio of mean gradient norm, with a heuristic verdict.
+
+    ``vanishing`` when the first layer's gradient is below ``vanish_ratio``
+    times the last layer's, ``exploding`` when it is above its inverse, or any
+    norm is non-finite; ``healthy`` otherwise.
+    """
+    values = [v for v in mean_norms if v is not None]
+    if len(values) < 2:
+        return {"first_to_last": None, "verdict": "n/a"}
+    if not all(math.isfinite(v) for v in values):
+        return {"first_to_last": None, "verdict": "exploding"}
+    first, last = values[0], values[-1]
+    ratio = first / last if last > 0 else math.inf
+    if ratio < vanish_ratio:
+        verdict = "vanishing"
+    elif ratio > 1.0 / vanish_ratio:
+        verdict = "exploding"
+    else:
+        verdict = "healthy"
+    return {"first_to_last": ratio if math.isfinite(ratio) else None, "verdict": verdict}
+
+
+class GradFlowProfiler:
+    def __init__(self, run, options):
+        self.every = options.gradflow_every
+        self.vanish_ratio = options.gradflow_vanish_ratio
+        named = layer_parameters(run.model)
+        self.layers = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        self.rows: list[dict] = []
+        self._reset(run.device)
+
+    def _reset(self, device):
+        n = len(self.params)
+        self._sum = torch.zeros(n, device=device)
+        self._max = torch.zeros(n, device=device)
+        self._samples = 0
+
+    @stratum.hookimpl
+    def stratum_epoch_start(self, run, epoch, mode):
+        self._reset(run.device)
+
+    @stratum.hookimpl
+    def stratum_capture_parameters(self, run, step):
+        if not self.params or step % self.every:
+            return
+        if not run.strategy.modes[run.mode].uses_data:
+            return
+        norms = grad_norms(self.params)
+        self._sum += norms
+        torch.maximum(self._max, norms, out=self._max)
+        self._samples += 1
+
+    @stratum.hookimpl
+    def stratum_epoch_end(self, run, epoch, record):
+        if self._samples:
+            mean = (self._sum / self._samples).tolist()
+            peak = self._max.tolist()
+        else:
+            mean = peak = [None] * len(self.layers)
+        weights = [float(torch.linalg.vector_norm(p.detach()).item()) for p in self.params]
+        mean = [_finite(v) for v in mean]
+        self.rows.append({
+            "epoch": epoch, "mode": record.get("mode"), "samples": self._samples,
+            "mean_grad_norm": mean, "max_grad_norm": [_finite(v) for v in peak],
+            "weight_norm": [_finite(v) for v in weights],
+            **diagnose(mean, self.vanish_ratio),
+        })
+        record["gradflow_verdict"] = self.rows[-1]["verdict"]
+
+    @stratum.hookimpl
+    def stratum_fit_end(self, run, summary):
+        result = {
+            "layers": self.layers,
+            "every": self.every,
+            "epochs": [r["epoch"] for r in self.rows],
+            "mode": [r["mode"] for r in self.rows],
+            "samples": [r["samples"] for r in self.rows],
+            "mean_grad_norm": [r["mean_grad_norm"] for r in self.rows],
+            "max_grad_norm": [r["max_grad_norm"] for r in self.rows],
+            "weight_norm": [r["weight_norm"] for r in self.rows],
+            "first_to_last": [r["first_to_last"] for r in self.rows],
+            "verdict": [r["verdict"] for r in self.rows],
+        }
+        summary["gradflow"] = result
+        run.summary["gradflow"] = result
+
+
+def _finite(v):
+    return v if v is not None and math.isfinite(v) else None

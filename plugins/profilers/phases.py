@@ -1,0 +1,58 @@
+"""The ``phases`` profiler: a run-scoped plugin around a phase timer."""
+
+from __future__ import annotations
+
+import sys
+
+import stratum
+
+from .breakdown import format_table, summarise
+from .timers import timer_for
+
+
+class PhasesProfiler:
+    """Installs a real timer for the fit and reports the breakdown at the end."""
+
+    def __init__(self, run, options=None, stream=None):
+        self.timer = timer_for(run.device)
+        self.epochs: list[dict] = []
+        self.stream = stream
+        self._previous_timer = None
+
+    @stratum.hookimpl
+    def stratum_fit_start(self, run):
+        self._previous_timer = run.timer
+        run.timer = self.timer
+
+    @stratum.hookimpl
+    def stratum_epoch_start(self, run, epoch, mode):
+        self.timer.start()
+
+    @stratum.hookimpl
+    def stratum_epoch_end(self, run, epoch, record):
+        seconds, steps = self.timer.take()
+        self.epochs.append({"epoch": epoch, "mode": record.get("mode"), "steps": steps, "seconds": seconds})
+        record["phases_s"] = dict(seconds)
+
+    @stratum.hookimpl
+    def stratum_fit_end(self, run, summary):
+        run.timer = self._previous_timer if self._previous_timer is not None else run.timer
+        if not self.epochs:
+            return
+        breakdown = summarise(self.epochs)
+        breakdown["timer"] = self.timer.kind
+        breakdown["device"] = str(run.device)
+        summary["phases"] = breakdown
+        run.summary["phases"] = breakdown
+        if _is_main_process():
+            title = (f"phase breakdown ({breakdown['device']}, {breakdown['timer']}; "
+                     f"{breakdown['epochs']} epochs, {breakdown['steps']} steps)")
+            print(format_table(breakdown, title), file=self.stream or sys.stdout)
+
+
+def _is_main_process() -> bool:
+    try:
+        from stratum.distributed import is_main_process
+    except ImportError:  # pragma: no cover
+        return True
+    return is_main_process()
