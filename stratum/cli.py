@@ -274,7 +274,8 @@ def build_list_command(ctx) -> click.Command:
             width = max((len(c.name) for c in registry), default=0)
             pwidth = max((len(c.plugin) for c in registry), default=0)
             for component in registry:
-                click.echo(f"  {component.name:<{width}}  [{component.plugin:<{pwidth}}]  {component.summary_line()}")
+                plugin = f"[{component.plugin}]"
+                click.echo(f"  {component.name:<{width}}  {plugin:<{pwidth + 2}}  {component.summary_line()}")
         return 0
 
     return list_cmd
