@@ -30,7 +30,7 @@ class RegressionTask:
     def batch_stats(self, output, target):
         loss_sum = F.mse_loss(output.reshape(target.shape), target, reduction="sum")
         # Mean over all target elements, so divide by elements per sample later.
-        return loss_sum / max(1, target[0].numel()), torch.zeros((), device=output.device)
+        return loss_sum / max(1, target[0].numel()), torch.zeros((), device=output.device, dtype=torch.long)
 
 
 def task_for(name: str):

@@ -9,6 +9,7 @@ import attrs
 import stratum
 from stratum import option
 
+from . import cubic
 from .sources import TORCHVISION_SETS, load_digits, load_synthetic, load_torchvision
 
 
@@ -43,6 +44,7 @@ def stratum_register_datasets():
         stratum.dataset("digits", _digits, "scikit-learn's 8x8 digits, shipped offline: the embedded default.", options=DigitsOptions),
         stratum.dataset("synthetic", _synthetic, "Procedural CIFAR-shaped 3x32x32, 10 classes, seeded; --difficulty.", options=SyntheticOptions),
     ]
+    sets.append(cubic.component())
     for name, (cls_name, *_rest) in TORCHVISION_SETS.items():
         sets.append(stratum.dataset(
             name, functools.partial(_torchvision, name),
