@@ -49,3 +49,10 @@ def test_readme_has_two_commands_and_ci_calls_the_test_one():
     assert "make test" in ci
     makefile = (REPO / "Makefile").read_text()
     assert "pytest -n auto" in makefile
+
+
+def test_plugin_guide_shows_the_tested_example_package_verbatim():
+    guide = (REPO / "docs" / "plugin-guide.md").read_text()
+    fixture = REPO / "tests" / "fixtures" / "stratum_example_plugin"
+    assert (fixture / "pyproject.toml").read_text().rstrip() in guide
+    assert (fixture / "stratum_example" / "__init__.py").read_text().rstrip() in guide

@@ -1,0 +1,173 @@
+"""Engine overhead: stratum's sgd epoch against a plain PyTorch loop (and PyTorch Lightning).
+
+Everything is held equal: the same model (VGG11, width 0.25, he-normal, same
+seed), the same training tensors (synthetic 3x32x32, the training split stratum
+uses), batch 128, plain SGD with the same lr/momentum, the same thread count,
+the same device.
+
+The stratum run and the plain loop are interleaved in one process: after
+every stratum epoch, a ``stratum_epoch_end`` hook runs one plain epoch on a
+separate copy of the model, so both see the same machine conditions. Only
+the training pass is compared (from the first step's start to the last step's
+end); evaluation is excluded from both. The ratio is median over epochs.
+
+Lightning (optional, ``pip install -e .[bench]``) runs afterwards with a
+DataLoader over a TensorDataset, the usual way to feed it tensors, and is
+compared against a fresh block of plain-loop epochs run right before it.
+
+    python benchmarks/engine_overhead.py --epochs 7 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+import stratum
+from stratum.config import make_config, plugin_option_fields
+from stratum.engine import Trainer, build_run
+from stratum.plugin_manager import create_plugin_manager
+from stratum.seeding import generator
+
+
+def plain_epoch(model, optimizer, x, y, batch_size, gen) -> float:
+    """A hand-written training pass: shuffle, slice, forward, loss, backward, step."""
+    model.train()
+    order = torch.randperm(len(x), generator=gen)
+    t0 = time.perf_counter()
+    for i in range(0, len(x), batch_size):
+        index = order[i:i + batch_size]
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(x[index]), y[index])
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - t0
+
+
+class Interleave:
+    """Times stratum's training pass and runs one plain epoch after each stratum epoch."""
+
+    def __init__(self, plain_model, plain_optimizer, x, y, batch_size, seed):
+        self.plain_model, self.plain_optimizer = plain_model, plain_optimizer
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.gen = generator(seed, "shuffle")
+        self.stratum_s, self.plain_s = [], []
+        self._t0 = 0.0
+        self._last_step_end = 0.0
+
+    @stratum.hookimpl(tryfirst=True)
+    def stratum_epoch_start(self, run, epoch, mode):
+        self._t0 = time.perf_counter()
+
+    @stratum.hookimpl(trylast=True)
+    def stratum_after_train_step(self, run, step, loss):
+        self._last_step_end = time.perf_counter()
+
+    @stratum.hookimpl(trylast=True)
+    def stratum_epoch_end(self, run, epoch, record):
+        self.stratum_s.append(self._last_step_end - self._t0)
+        self.plain_s.append(plain_epoch(self.plain_model, self.plain_optimizer, self.x, self.y, self.batch_size, self.gen))
+
+
+def lightning_epochs(model, x, y, batch_size, lr, momentum, epochs) -> list[float]:
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Module(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = model
+
+        def training_step(self, batch, _):
+            xb, yb = batch
+            return torch.nn.functional.cross_entropy(self.net(xb), yb)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=lr, momentum=momentum)
+
+    class Timer(pl.Callback):
+        def __init__(self):
+            self.times = []
+
+        def on_train_epoch_start(self, trainer, module):
+            self._t0 = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, module):
+            self.times.append(time.perf_counter() - self._t0)
+
+    timer = Timer()
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True)
+    trainer = pl.Trainer(
+        max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, callbacks=[timer],
+    )
+    trainer.fit(Module(), loader)
+    return timer.times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=7, help="timed epochs (after one warm-up epoch)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--width", type=float, default=0.25)
+    parser.add_argument("--train-size", type=int, default=6000)
+    parser.add_argument("--no-lightning", action="store_true")
+    parser.add_argument("--json", help="also write the numbers here")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    pm = create_plugin_manager()
+    values = dict(
+        strategy="sgd", model="vgg11", width=args.width, dataset="synthetic", synthetic_train=args.train_size,
+        batch_size=args.batch_size, lr=0.005, momentum=0.9, epochs=args.epochs + 1, threads=args.threads,
+        device="cpu", seed=0,
+    )
+    config = make_config(values, plugin_fields=plugin_option_fields(pm.registries.all()))
+    run = build_run(config, pm)
+    x, y = run.data.train.x, run.data.train.y
+    plain_model = copy.deepcopy(run.model)
+    plain_optimizer = torch.optim.SGD(plain_model.parameters(), lr=config.lr, momentum=config.momentum)
+    interleave = Interleave(plain_model, plain_optimizer, x, y, config.batch_size, config.seed)
+    Trainer(pm, extra_plugins=[("interleave", interleave)]).fit(run)
+
+    # Drop the first (warm-up) epoch of each.
+    stratum_s, plain_s = interleave.stratum_s[1:], interleave.plain_s[1:]
+    ratios = [s / p for s, p in zip(stratum_s, plain_s)]
+    result = {
+        "setup": {"model": "vgg11", "width": args.width, "dataset": "synthetic 3x32x32", "train_samples": len(x),
+                  "batch_size": args.batch_size, "threads": args.threads, "device": "cpu",
+                  "torch": torch.__version__, "python": platform.python_version(), "timed_epochs": len(ratios)},
+        "plain_epoch_s_median": statistics.median(plain_s),
+        "stratum_epoch_s_median": statistics.median(stratum_s),
+        "stratum_over_plain_median_of_ratios": statistics.median(ratios),
+        "stratum_over_plain_ratio_of_medians": statistics.median(stratum_s) / statistics.median(plain_s),
+    }
+    if not args.no_lightning:
+        try:
+            lightning_model = copy.deepcopy(plain_model)
+            plain_again = [plain_epoch(plain_model, plain_optimizer, x, y, config.batch_size, interleave.gen)
+                           for _ in range(args.epochs)]
+            lightning = lightning_epochs(lightning_model, x.cpu(), y.cpu(), config.batch_size, config.lr,
+                                         config.momentum, args.epochs + 1)[1:]
+            result["lightning_epoch_s_median"] = statistics.median(lightning)
+            result["plain_epoch_s_median_before_lightning"] = statistics.median(plain_again)
+            result["lightning_over_plain"] = statistics.median(lightning) / statistics.median(plain_again)
+        except ImportError:
+            result["lightning"] = "not installed (pip install -e .[bench])"
+
+    for key, value in result.items():
+        print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

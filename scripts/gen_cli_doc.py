@@ -1,0 +1,102 @@
+"""Regenerate docs/cli.md from the live CLI (core options and every plugin's options).
+
+Usage: python scripts/gen_cli_doc.py > docs/cli.md
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from stratum.cli import _default_text, _help_text
+from stratum.config import CORE_FIELDS
+from stratum.options import flag_name, option_meta
+from stratum.plugin_manager import create_plugin_manager
+
+INTRO = """# CLI reference
+
+`stratum` is also reachable as `python -m stratum`. Global options come before the command:
+
+```
+stratum [--block-plugin NAME]... [--version] COMMAND ...
+```
+
+| global option | meaning |
+|---|---|
+| `-p, --block-plugin NAME` | do not load plugin NAME (repeatable); also `STRATUM_BLOCK_PLUGINS=a,b` |
+| `--version` | print the version |
+| `STRATUM_DISABLE_PLUGIN_AUTOLOAD=1` | environment: load only built-in plugins |
+| `STRATUM_DEBUG=1` | environment: print the traceback of an internal error |
+
+Every user error prints one line, `stratum: error: ...`, and exits with code 2. An
+interrupted run (SIGINT/SIGTERM) exits with 128 + the signal number after flushing a
+checkpoint. Bugs print `stratum: internal error: ...` and exit 1.
+
+## Commands
+
+| command | what it does |
+|---|---|
+{commands}
+
+## `stratum run`
+
+Options come from three places, lowest precedence first: the defaults below, a TOML file
+given with `--config FILE.toml` (keys are the option names, `batch_size` or `batch-size`),
+and flags on the command line. An unknown TOML key is an error that suggests the closest
+known key. Boolean flags have a `--no-` form.
+
+### Core options
+
+| flag | meaning |
+|---|---|
+{core}
+
+### Options declared by plugins
+
+Each plugin component may declare options; they are global flags and TOML keys like the
+core ones and reach only the component that declared them.
+
+| flag | component(s) | meaning |
+|---|---|---|
+{plugin}
+"""
+
+
+def row(field):
+    meta = option_meta(field)
+    flag = flag_name(field)
+    if meta["type"] is bool:
+        flag = f"{flag} / --no-{flag[2:]}"
+    return flag, _help_text(field).replace("|", "\\|")
+
+
+def main() -> None:
+    pm = create_plugin_manager()
+    from stratum.cli import cli
+    import click
+
+    ctx = click.Context(cli)
+    commands = []
+    for name in cli.list_commands(ctx):
+        command = cli.get_command(ctx, name)
+        commands.append(f"| `stratum {name}` | {(command.get_short_help_str(200) or '').replace('|', '/')} |")
+    core = [f"| `{f}` | {h} |" for f, h in (row(field) for field in CORE_FIELDS.values())]
+    owners: dict[str, list[str]] = {}
+    fields = {}
+    for component in pm.registries.all():
+        if component.options is None:
+            continue
+        for field in attrs.fields(component.options):
+            if field.name in CORE_FIELDS:
+                continue
+            owners.setdefault(field.name, []).append(f"{component.kind} {component.name}")
+            fields.setdefault(field.name, field)
+    plugin = []
+    for name in sorted(fields):
+        flag, help_text = row(fields[name])
+        who = ", ".join(owners[name][:4]) + (" ..." if len(owners[name]) > 4 else "")
+        plugin.append(f"| `{flag}` | {who} | {help_text} |")
+    print(INTRO.format(commands="\n".join(commands), core="\n".join(core), plugin="\n".join(plugin)))
+
+
+if __name__ == "__main__":
+    main()
