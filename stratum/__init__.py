@@ -6,6 +6,7 @@ from .plugin_manager import hookimpl  # noqa: E402
 from .components import (  # noqa: E402
     Component,
     dataset,
+    extension,
     feature_set,
     initializer,
     model,
@@ -32,6 +33,7 @@ __all__ = [
     "policy",
     "profiler",
     "feature_set",
+    "extension",
     "option",
     "Strategy",
     "Mode",

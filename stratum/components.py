@@ -15,6 +15,7 @@ regressor       ``factory(options) -> object with fit/predict``
 policy          ``factory(options) -> object deciding switches``
 profiler        ``factory(run, options) -> plugin object (run-scoped)``
 feature_set     ``factory(options) -> object building regression features``
+extension       ``factory(run, options) -> run-scoped plugin, or None to stay out``
 ==============  ============================================================
 
 ``options`` is an instance of the component's ``options`` attrs class (or
@@ -39,6 +40,7 @@ KINDS = (
     "policy",
     "profiler",
     "feature_set",
+    "extension",
 )
 
 
@@ -114,3 +116,7 @@ def profiler(name, factory, description="", **kw) -> Component:
 
 def feature_set(name, factory, description="", **kw) -> Component:
     return Component("feature_set", name, factory, description, **kw)
+
+
+def extension(name, factory, description="", **kw) -> Component:
+    return Component("extension", name, factory, description, **kw)

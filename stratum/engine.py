@@ -244,6 +244,10 @@ class Trainer:
         for profiler_name in run.config.profile:
             component = run.registries.get("profiler", profiler_name)
             plugins.append((f"{tag}:profiler:{profiler_name}", component.factory(run, options_for(component, run.config))))
+        for component in run.registries["extension"]:  # each decides from its options whether to take part
+            extension = component.factory(run, options_for(component, run.config))
+            if extension is not None:
+                plugins.append((f"{tag}:extension:{component.name}", extension))
         plugins += [(f"{tag}:{name}", plugin) for name, plugin in self.extra_plugins]
         for name, plugin in plugins:
             if self.pm.has_plugin(name) or plugin in self.pm.get_plugins():

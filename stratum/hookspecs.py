@@ -148,6 +148,20 @@ def stratum_register_feature_sets():
 
 
 @hookspec
+def stratum_register_extensions():
+    """Register extensions: plugin-wide behaviours switched on by their own options.
+
+    Fires once while the registries are built. Receives nothing. Returns
+    ``extension`` components. Unlike profilers, which the user selects with
+    ``--profile``, every extension's factory is called at every fit start as
+    ``factory(run, options)``; it returns a run-scoped plugin (any lifecycle
+    hooks, e.g. a ``stratum_apply_update`` wrapper adding an L1 term to
+    ``.grad``) or ``None`` when its options leave it off, so it composes with
+    any strategy and costs nothing when unused. Not firstresult.
+    """
+
+
+@hookspec
 def stratum_register_commands():
     """Add sub-commands to the ``stratum`` CLI (e.g. ``stratum prior``).
 

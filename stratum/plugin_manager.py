@@ -45,6 +45,7 @@ REGISTRATION_HOOKS = {
     "stratum_register_switching_policies": "policy",
     "stratum_register_profilers": "profiler",
     "stratum_register_feature_sets": "feature_set",
+    "stratum_register_extensions": "extension",
 }
 
 

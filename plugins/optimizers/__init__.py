@@ -22,6 +22,9 @@ class AdaptiveOptions:
     eps: float = option(1e-8, "Adaptive optimisers' denominator epsilon.", min=0, min_exclusive=True)
     rmsprop_alpha: float = option(0.99, "RMSProp squared-gradient decay.", min=0, max=1, max_exclusive=True)
     adagrad_lr_decay: float = option(0.0, "AdaGrad learning-rate decay.", min=0)
+    adagrad_initial_accumulator: float = option(0.0, "AdaGrad: starting value of the summed squared gradients.", min=0)
+    rmsprop_momentum: float = option(0.0, "RMSProp momentum (0 = none; --momentum is for the sgd family).", min=0, max=1, max_exclusive=True)
+    rmsprop_centered: bool = option(False, "RMSProp: normalise by the gradient's variance instead of its second moment.")
     amsgrad: bool = option(False, "Adam/AdamW: use the AMSGrad variant.")
     momentum_default: float = option(0.9, "Momentum used by 'momentum'/'nesterov' when --momentum is 0.", min=0, max=1, max_exclusive=True)
 
@@ -47,14 +50,14 @@ def build_nesterov(params, config, options):
 def build_adagrad(params, config, options):
     return torch.optim.Adagrad(
         params, lr=config.lr, lr_decay=options.adagrad_lr_decay, eps=options.eps,
-        weight_decay=config.weight_decay,
+        initial_accumulator_value=options.adagrad_initial_accumulator, weight_decay=config.weight_decay,
     )
 
 
 def build_rmsprop(params, config, options):
     return torch.optim.RMSprop(
         params, lr=config.lr, alpha=options.rmsprop_alpha, eps=options.eps,
-        momentum=0.0, weight_decay=config.weight_decay,
+        momentum=options.rmsprop_momentum, centered=options.rmsprop_centered, weight_decay=config.weight_decay,
     )
 
 
