@@ -298,10 +298,23 @@ def build_plugins_command(ctx) -> click.Command:
     return plugins_cmd
 
 
+def _lazy_builder(module: str, attr: str):
+    """A command builder imported on first use (keeps `stratum run` start-up lean)."""
+
+    def build(ctx):
+        import importlib
+
+        return getattr(importlib.import_module(module), attr)(ctx)
+
+    return build
+
+
 _COMMAND_BUILDERS = {
     "run": build_run_command,
     "list": build_list_command,
     "plugins": build_plugins_command,
+    "bench": _lazy_builder("stratum.bench.cli", "build_bench_command"),
+    "report": _lazy_builder("stratum.report.cli", "build_report_command"),
 }
 
 

@@ -10,3 +10,23 @@ def stratum_apply_update(run, step):
     """Apply the gradients in ``.grad`` with the run's optimiser."""
     run.optimizer.step()
     return "optimizer"
+
+
+@hookimpl
+def stratum_register_extensions():
+    """``--tensorboard DIR``: log every run's scalars with torch's SummaryWriter."""
+    from .components import extension
+
+    return extension("tensorboard", _tensorboard_logger, "Log a run's scalars to TensorBoard when --tensorboard DIR is set.")
+
+
+def _tensorboard_logger(run, options):
+    if run.config.tensorboard is None:
+        return None
+    from .distributed import is_main_process
+
+    if not is_main_process():  # under torchrun only rank 0 writes
+        return None
+    from .report.tensorboard import TensorBoardLogger
+
+    return TensorBoardLogger(run)

@@ -1,0 +1,116 @@
+"""``run_bench``: plan the matrix, queue it in the store, run it with an executor."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+import warnings
+from pathlib import Path
+
+import attrs
+
+from ..errors import ConfigError
+from .matrix import expand, validate
+from .progress import BenchProgress, format_seconds
+from .runner import cpu_count, threads_per_worker
+from .spec import BenchSpec
+from .store import Store
+
+EXECUTORS = ("local", "dask", "ray")
+
+
+@attrs.define
+class BenchResult:
+    name: str
+    db: Path
+    total: int
+    counts: dict  # status -> runs of this bench
+    already_done: int
+    ran: int
+    seconds: float
+
+
+def resolve_workers(workers: int | None, executor: str) -> int:
+    if workers is None:
+        return cpu_count()
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    return workers
+
+
+def run_bench(spec: BenchSpec, db: Path, pm, *, workers: int | None = None, executor: str = "local",
+              address: str | None = None, quiet: bool = False, stream=None, live: bool | None = None,
+              log_dir: Path | None = None, block: tuple = ()) -> BenchResult:
+    import time
+
+    stream = stream or sys.stdout
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if executor == "ray":
+        raise ConfigError("--executor ray is not built in: stratum runs benches on Dask distributed "
+                          "(--executor dask [--address tcp://HOST:8786]); see docs/measurement.md for why")
+    if address and executor != "dask":
+        raise ConfigError("--address needs --executor dask")
+    workers = resolve_workers(workers, executor)
+    registries = pm.registries
+    plans = expand(spec, registries, warn=lambda m: warnings.warn(m, stacklevel=2))
+    if not plans:
+        raise ConfigError("the bench matrix is empty")
+    validate(plans, registries)
+    threads = int(spec.fixed["threads"]) if spec.fixed.get("threads") else threads_per_worker(workers)
+    if executor == "dask" and address and not spec.fixed.get("threads"):
+        threads = 1  # a remote worker's core count is unknown here: never oversubscribe it
+
+    name = spec.name or spec.recipe or "bench"
+    store = Store(db)
+    try:
+        store.record_bench(name, spec.to_dict(), spec.recipe)
+        session = uuid.uuid4().hex
+        queued = store.enqueue(name, plans, session)
+        if not quiet:
+            where = f"executor dask at {address}" if address else f"executor {executor}"
+            print(
+                f"bench {name!r}: {queued['total']} runs ({queued['done']} already done, {queued['queued']} to run"
+                + (f", {queued['busy']} running in another bench" if queued["busy"] else "")
+                + f"); {workers} workers x {threads} threads, {where}; store {db}",
+                file=stream, flush=True,
+            )
+        started = time.perf_counter()
+        if queued["queued"]:
+            parallel = workers
+            progress = BenchProgress(queued["queued"], parallel=parallel, stream=stream, live=live, quiet=quiet)
+            try:
+                if executor == "local":
+                    from .local import run_local
+
+                    run_local(store, session, workers=workers, threads=threads, block=block, progress=progress, log_dir=log_dir)
+                else:
+                    from .dask_executor import run_dask
+
+                    run_dask(store, session, address=address, workers=workers, threads=threads, block=block, progress=progress)
+            finally:
+                progress.close()
+        seconds = time.perf_counter() - started
+        rows = store.bench_rows(name)
+        counts: dict = {}
+        for row in rows:
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
+        counts["diverged"] = sum(1 for r in rows if r["status"] == "done" and r["diverged"])
+        result = BenchResult(name, Path(db), len(rows), counts, queued["done"], queued["queued"], seconds)
+        if not quiet:
+            print(describe(result), file=stream, flush=True)
+        return result
+    finally:
+        store.close()
+
+
+def describe(result: BenchResult) -> str:
+    c = result.counts
+    parts = [f"{c.get('done', 0)} done"]
+    if c.get("diverged"):
+        parts[-1] += f" ({c['diverged']} diverged)"
+    for status in ("failed", "lost", "pending", "running"):
+        if c.get(status):
+            parts.append(f"{c[status]} {status}")
+    return (f"bench {result.name!r}: {result.total} runs: {', '.join(parts)}; "
+            f"{result.ran} run now in {format_seconds(result.seconds)}")

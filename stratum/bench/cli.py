@@ -1,0 +1,152 @@
+"""The ``stratum bench`` command.
+
+Its flags: the bench's own (axes, workers, executor, store), plus every
+``stratum run`` option, which is then fixed for all runs of the bench.
+Precedence, lowest first: ``--recipe`` < ``--config BENCH.toml`` < flags.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..config import CORE_FIELDS, plugin_option_fields
+from ..errors import ConfigError
+from ..options import flag_name
+from .matrix import RESERVED
+from .spec import NAMED_AXES, BenchSpec, axis_values, parse_assignment, seeds_axis, spec_from_toml
+
+DEFAULT_DB = Path("bench.sqlite")
+
+
+def _bench_params() -> list[click.Parameter]:
+    from .recipes import RECIPES, SCALES
+
+    opts = [
+        click.Option(["--config", "config_file"], type=click.Path(path_type=Path, dir_okay=False), default=None,
+                     help="Bench TOML ([bench], [axes], [run], [[variant]]); flags given here win over it."),
+        click.Option(["--recipe"], type=click.Choice(sorted(RECIPES)), default=None,
+                     help="A built-in study: " + "; ".join(f"{k}: {v.summary}" for k, v in sorted(RECIPES.items())) + "."),
+        click.Option(["--scale"], type=click.Choice(SCALES), default=None, help="Recipe scale. [default: small]"),
+        click.Option(["--db"], type=click.Path(path_type=Path), default=None, help=f"SQLite results store. [default: {DEFAULT_DB}]"),
+        click.Option(["--name", "bench_name"], default=None, help="Bench name inside the store. [default: the recipe or 'bench']"),
+        click.Option(["--strategies"], default=None, help="Axis: strategies, comma-separated (e.g. sgd,focus)."),
+        click.Option(["--regressors"], default=None, help="Axis: focus-library regressors (multiplies only strategies that use one)."),
+        click.Option(["--features"], default=None, help="Axis: focus-library feature sets (multiplies only strategies that use them)."),
+        click.Option(["--models"], default=None, help="Axis: models, comma-separated."),
+        click.Option(["--datasets"], default=None, help="Axis: data sets, comma-separated."),
+        click.Option(["--seeds"], default=None, help="Axis: seeds: a count N (0..N-1), a list 0,3,7 or a range 0-9."),
+        click.Option(["--axis"], multiple=True, metavar="KEY=V1,V2", help="Axis over any run option (repeatable)."),
+        click.Option(["--set", "fixed"], multiple=True, metavar="KEY=VALUE", help="Fix any run option for every run (repeatable)."),
+        click.Option(["--workers"], type=click.IntRange(min=1), default=None,
+                     help="Parallel runs. [default: the number of cores; each worker gets cores/workers torch threads]"),
+        click.Option(["--executor"], type=click.Choice(["local", "dask", "ray"]), default=None,
+                     help="local (a process pool, the default) or dask (Dask distributed; ray is not built in)."),
+        click.Option(["--address"], default=None, help="Dask scheduler address (e.g. tcp://host:8786); default: a local cluster."),
+        click.Option(["--dry-run"], is_flag=True, default=False, help="Print the runs of the matrix and exit."),
+        click.Option(["--report/--no-report"], default=True, help="Print the comparison table at the end. [default: on]"),
+        click.Option(["--baseline"], default=None, help="Report: baseline for speed-ups (KEY=VALUE or a label). [default: strategy=sgd]"),
+        click.Option(["--plot", "plot_dir"], type=click.Path(path_type=Path, file_okay=False), default=None,
+                     help="Also write the report's PNG plots here."),
+        click.Option(["--log-dir"], type=click.Path(path_type=Path, file_okay=False), default=None,
+                     help="Keep each local worker's output in this directory (default: discarded)."),
+        click.Option(["--quiet", "-q"], is_flag=True, default=False, help="Only the final lines."),
+    ]
+    return opts
+
+
+def build_bench_command(ctx: click.Context) -> click.Command:
+    from ..cli import click_option, get_pm
+
+    pm = get_pm(ctx)
+    params = _bench_params()
+    taken = {opt for p in params for opt in p.opts}
+    run_fields = {**CORE_FIELDS, **plugin_option_fields(pm.registries.all())}
+    run_names = []
+    for name, field in run_fields.items():
+        if name in RESERVED or flag_name(field) in taken or name in {p.name for p in params}:
+            continue
+        params.append(click_option(field))
+        run_names.append(name)
+    return click.Command(
+        "bench", params=params, callback=_make_callback(run_names),
+        help="Run a matrix of strategies x regressors x feature sets x models x data sets x seeds in parallel, "
+             "storing every result in an SQLite file (re-running resumes). Any `stratum run` option given here "
+             "is fixed for every run.",
+        context_settings={"max_content_width": 100},
+    )
+
+
+def cli_spec(params: dict, explicit_run: dict) -> BenchSpec:
+    spec = BenchSpec(name=params.get("bench_name"), recipe=params.get("recipe"))
+    for flag, option in NAMED_AXES.items():
+        value = params.get(flag)
+        if value is None:
+            continue
+        spec.axes[option] = seeds_axis(value, "--seeds") if option == "seed" else axis_values(value, f"--{flag}")
+    for text in params.get("axis") or ():
+        key, value = parse_assignment(text, "--axis")
+        spec.axes[key] = seeds_axis(value, "--axis seed") if key == "seed" else axis_values(value, f"--axis {key}")
+    fixed = dict(explicit_run)
+    for text in params.get("fixed") or ():
+        key, value = parse_assignment(text, "--set")
+        fixed[key] = value
+    for key in fixed:
+        if key in spec.axes:
+            raise ConfigError(f"option {key!r} is given both as an axis and as a fixed value")
+    spec.fixed = fixed
+    for key in ("workers", "executor", "address"):
+        if params.get(key) is not None:
+            spec.settings[key] = params[key]
+    if params.get("scale") is not None:
+        spec.settings["scale"] = params["scale"]
+    return spec
+
+
+def _make_callback(run_names: list[str]):
+    @click.pass_context
+    def callback(ctx, **params):
+        from ..cli import explicit_values, get_pm
+        from .api import run_bench
+        from .matrix import expand, validate
+        from .recipes import recipe_spec
+
+        pm = get_pm(ctx)
+        cli = cli_spec(params, explicit_values(ctx, run_names))
+        toml = spec_from_toml(params["config_file"]) if params.get("config_file") else BenchSpec()
+        recipe = cli.recipe or toml.recipe
+        scale = cli.settings.get("scale") or toml.settings.get("scale") or "small"
+        spec = recipe_spec(recipe, scale) if recipe else BenchSpec()
+        spec = spec.merged(toml).merged(cli)
+        if not spec.axes and not spec.variants and not spec.fixed and not recipe:
+            raise ConfigError("nothing to bench: give axes (e.g. --strategies sgd --seeds 5), --config FILE or --recipe NAME")
+        settings = spec.settings
+        db = params.get("db") or Path(settings.get("db", DEFAULT_DB))
+        if params["dry_run"]:
+            plans = expand(spec, pm.registries, warn=lambda m: click.echo(f"stratum: warning: {m}", err=True))
+            validate(plans, pm.registries)
+            for plan in plans:
+                click.echo(f"{plan.run_id}  {plan.label:<40} seed={plan.seed}")
+            click.echo(f"{len(plans)} runs")
+            return 0
+        block = tuple(ctx.find_root().params.get("block_plugin", ()) or ())
+        result = run_bench(
+            spec, db, pm, workers=settings.get("workers"), executor=settings.get("executor", "local"),
+            address=settings.get("address"), quiet=params["quiet"], log_dir=params.get("log_dir"), block=block,
+        )
+        plot_dir = params.get("plot_dir")
+        if plot_dir is None and recipe:  # a recipe's plots are its result
+            plot_dir = Path(db).parent / f"{Path(db).stem}-plots"
+        if params["report"] or plot_dir:
+            from ..report.api import bench_report
+
+            bench_report(db, bench=result.name, baseline=params.get("baseline"), plot_dir=plot_dir,
+                         show_table=params["report"], registries=pm.registries)
+        bad = result.counts.get("failed", 0) + result.counts.get("lost", 0)
+        if bad:
+            click.echo(f"stratum: warning: {bad} run(s) failed or were lost; see `stratum report {db} --failures`; "
+                       "re-run the same command to retry them", err=True)
+        return 0
+
+    return callback

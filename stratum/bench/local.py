@@ -1,0 +1,116 @@
+"""The default executor: a pool of local worker processes sharing the store.
+
+Workers pull runs from the store themselves (see :func:`.runner.worker_main`),
+so the parent only watches: it refreshes the progress display, and when a
+worker dies (SIGKILL, out of memory) it marks that worker's run ``lost`` and
+starts a replacement, so the other workers and their runs are untouched.
+This is why it is not a ``concurrent.futures`` pool: there, one dead worker
+breaks the whole pool and every run in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import time
+
+from .runner import worker_main
+from .store import Store, process_token
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "did not exit"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+@contextlib.contextmanager
+def _thread_env(threads: int):
+    """Children inherit the environment at start: make OpenMP agree with torch's thread cap."""
+    keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {k: os.environ.get(k) for k in keys}
+    for k in keys:
+        os.environ[k] = str(threads)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_local(store: Store, session: str, *, workers: int, threads: int, block: tuple, progress,
+              log_dir=None, poll_s: float = 0.25) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    procs: dict[int, tuple] = {}
+    queued = store.session_counts(session)["pending"]
+    spawned = 0
+
+    def start() -> None:
+        nonlocal spawned
+        log_path = None
+        if log_dir is not None:
+            os.makedirs(log_dir, exist_ok=True)
+            log_path = os.path.join(str(log_dir), f"worker-{spawned}.log")
+        with _thread_env(threads):
+            p = ctx.Process(
+                target=worker_main, name=f"stratum-bench-{spawned}",
+                args=(str(store.path), session, threads, tuple(block), os.getpid(), log_path),
+            )
+            p.start()
+        spawned += 1
+        procs[p.pid] = (p, process_token(p.pid))
+
+    for _ in range(min(workers, queued)):
+        start()
+    last_seen = 0.0
+    try:
+        while True:
+            if procs:
+                multiprocessing.connection.wait([p.sentinel for p, _ in procs.values()], timeout=poll_s)
+            for pid, (p, token) in list(procs.items()):
+                if p.is_alive():
+                    continue
+                p.join()
+                del procs[pid]
+                if p.exitcode != 0:
+                    store.mark_lost(token, f"worker pid {pid} {describe_exit(p.exitcode)} during the run")
+            counts = store.session_counts(session)
+            # Keep the pool full while work remains (replaces dead workers).
+            while counts["pending"] > 0 and len(procs) < min(workers, counts["pending"]):
+                start()
+            finished = store.finished_since(session, last_seen)
+            if finished:
+                last_seen = max(r["finished_at"] for r in finished)
+            progress.update(counts, finished)
+            if not procs and counts["pending"] == 0:
+                break
+    except BaseException:
+        _stop(procs)
+        for _, token in procs.values():
+            store.mark_lost(token, "bench interrupted")
+        raise
+    # Anything still marked running belongs to a worker that is gone.
+    store.release_dead(session, "worker exited without storing its result")
+
+
+def _stop(procs: dict) -> None:
+    for p, _ in procs.values():
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + 5
+    for p, _ in procs.values():
+        p.join(timeout=max(0.1, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join()

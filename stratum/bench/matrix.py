@@ -1,0 +1,226 @@
+"""Expanding a :class:`~.spec.BenchSpec` into the runs of a bench.
+
+The matrix is variants x axes, but an axis multiplies only the runs it applies
+to. An option applies to a run when it is a core option, or when one of the
+components that run uses declares it: the strategy, model, dataset,
+initialiser, optimiser and profilers it names, and, transitively, every
+component named by an option of those (a strategy's ``--regressor`` names a
+regressor, whose options then apply too). So ``--regressors a,b`` multiplies
+``focus`` runs and leaves ``sgd`` runs alone, with no strategy named here.
+
+Each run gets an id: a hash of the options that decide it (everything set,
+minus bookkeeping like thread counts), so the same run in a re-run, or in
+another bench on the same store, is recognised and not repeated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Iterable
+
+import attrs
+
+from ..config import CORE_FIELDS, check_names, make_config, plugin_option_fields
+from ..errors import ConfigError, StratumError
+from ..options import coerce, option_meta
+from ..registry import closest
+from .spec import BenchSpec
+
+# Options a bench controls itself: not allowed as axes or fixed values.
+RESERVED = ("json", "resume", "name", "out", "quiet")
+# Options that do not change what a run computes: left out of its id.
+NOT_IN_IDENTITY = ("threads", "tensorboard", "quiet", "json", "out", "name", "resume")
+
+
+@attrs.frozen
+class RunPlan:
+    run_id: str
+    ordinal: int
+    label: str
+    group: dict  # the point without its seed: what "one configuration" means
+    point: dict  # the axis values (and variant name) of this run
+    values: dict  # every option set for this run (JSON-safe)
+
+    @property
+    def strategy(self) -> str:
+        return self.values.get("strategy", CORE_FIELDS["strategy"].default)
+
+    @property
+    def seed(self) -> int:
+        return self.values.get("seed", CORE_FIELDS["seed"].default)
+
+
+def known_fields(registries) -> dict[str, attrs.Attribute]:
+    return {**CORE_FIELDS, **plugin_option_fields(registries.all())}
+
+
+def _jsonable(value: Any) -> Any:
+    from pathlib import Path
+
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def canonical(name: str, value: Any, fields: dict, source: str) -> Any:
+    """``value`` coerced to the option's type, as JSON-safe data."""
+    field = fields.get(name)
+    if field is None:
+        hint = closest(name, fields)
+        suggestion = f"; did you mean {hint!r}?" if hint else ""
+        raise ConfigError(f"{source}: unknown run option {name!r}{suggestion}")
+    if name in RESERVED:
+        raise ConfigError(f"{source}: {name!r} is managed by the bench and cannot be set (results go to the store)")
+    return _jsonable(coerce(field, value, source))
+
+
+def _names(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def used_options(values: dict, registries) -> set[str]:
+    """Names of the plugin options declared by the components this run would use."""
+    used: set[str] = set()
+    seen: set[tuple[str, str]] = set()
+    frontier = []
+
+    def select(kind: str, value) -> None:
+        for name in _names(value):
+            if isinstance(name, str) and (kind, name) not in seen and name in registries[kind]:
+                seen.add((kind, name))
+                frontier.append(registries[kind].get(name))
+
+    for field in CORE_FIELDS.values():
+        meta = option_meta(field)
+        if meta["kind"]:
+            select(meta["kind"], values.get(field.name, _default(field)))
+    while frontier:
+        component = frontier.pop()
+        if component.options is None:
+            continue
+        for field in attrs.fields(component.options):
+            used.add(field.name)
+            meta = option_meta(field)
+            if meta and meta["kind"]:
+                select(meta["kind"], values.get(field.name, _default(field)))
+    return used
+
+
+def _default(field):
+    default = field.default
+    return default.factory() if isinstance(default, attrs.Factory) else default
+
+
+def applies(name: str, values: dict, registries) -> bool:
+    return name in CORE_FIELDS or name in used_options(values, registries)
+
+
+def _axis_order(axes: dict, fields: dict) -> list[str]:
+    """Core selections first (strategy before anything it enables), plugin selections, values, seed last."""
+    def rank(name: str) -> tuple:
+        meta = option_meta(fields[name]) or {}
+        if name == "seed":
+            return (4, 0)
+        if name == "strategy":
+            return (0, 0)
+        if name in CORE_FIELDS and meta.get("kind"):
+            return (1, list(CORE_FIELDS).index(name))
+        if meta.get("kind"):
+            return (2, 0)
+        return (3, 0)
+
+    return sorted(axes, key=lambda n: rank(n))  # stable: ties keep the user's order
+
+
+def run_id(values: dict) -> str:
+    identity = {k: v for k, v in values.items() if k not in NOT_IN_IDENTITY}
+    blob = json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def expand(spec: BenchSpec, registries, *, warn=None) -> list[RunPlan]:
+    """Every run of the bench, in a stable order, validated against the registries."""
+    fields = known_fields(registries)
+    fixed = {k: canonical(k, v, fields, "fixed option") for k, v in spec.fixed.items()}
+    axes = {k: [canonical(k, v, fields, f"axis {k}") for v in values] for k, values in spec.axes.items()}
+    variants = [
+        {"name": v["name"], "values": {k: canonical(k, x, fields, f"variant {v['name']!r}") for k, x in v["values"].items()}}
+        for v in spec.variants
+    ] or [None]
+
+    points: list[tuple[dict, dict]] = []  # (point, values before filtering)
+    for variant in variants:
+        point = {"variant": variant["name"]} if variant else {}
+        values = {**fixed, **(variant["values"] if variant else {})}
+        points.append((point, values))
+
+    applied_somewhere: dict[str, bool] = {}
+    for name in _axis_order(axes, fields):
+        expanded = []
+        for point, values in points:
+            if applies(name, values, registries):
+                applied_somewhere[name] = True
+                for value in axes[name]:
+                    expanded.append(({**point, name: value}, {**values, name: value}))
+            else:
+                applied_somewhere.setdefault(name, False)
+                expanded.append((point, values))
+        points = expanded
+    for name, used in applied_somewhere.items():
+        if not used and warn is not None:
+            warn(f"axis {name!r} applies to none of the runs (no selected component declares it); ignored")
+
+    varying = [n for n in _axis_order(axes, fields) if applied_somewhere.get(n) and len(axes[n]) > 1 and n != "seed"]
+    plans: list[RunPlan] = []
+    seen: dict[str, int] = {}
+    for point, values in points:
+        # Drop fixed or variant options that no component of this run declares, so that
+        # the run's identity does not depend on irrelevant settings.
+        used = used_options(values, registries)
+        values = {k: v for k, v in values.items() if k in CORE_FIELDS or k in used}
+        point = {k: v for k, v in point.items() if k == "variant" or k in values}
+        rid = run_id(values)
+        if rid in seen:
+            continue  # two variants that collapse to the same run
+        seen[rid] = len(plans)
+        group = {k: v for k, v in point.items() if k != "seed"}
+        plans.append(RunPlan(rid, len(plans), make_label(point, values, varying), group, point, values))
+    return plans
+
+
+def make_label(point: dict, values: dict, varying: Iterable[str]) -> str:
+    parts = []
+    if point.get("variant"):
+        parts.append(str(point["variant"]))
+    strategy = values.get("strategy", CORE_FIELDS["strategy"].default)
+    if not point.get("variant") or "strategy" in varying:
+        parts.append(str(strategy))
+    for name in varying:
+        if name in ("strategy",) or name not in point:
+            continue
+        value = point[name]
+        if isinstance(value, list):
+            value = ",".join(map(str, value))
+        parts.append(f"{name}={value}")
+    return " ".join(parts)
+
+
+def validate(plans: list[RunPlan], registries) -> None:
+    """Every run's options make a valid config naming registered components."""
+    plugin_fields = plugin_option_fields(registries.all())
+    for plan in plans:
+        try:
+            config = make_config(plan.values, plugin_fields=plugin_fields)
+            check_names(config, registries)
+            for name, value in plan.values.items():
+                meta = option_meta(plugin_fields[name]) if name in plugin_fields else None
+                if meta and meta["kind"]:
+                    for item in _names(value):
+                        registries[meta["kind"]].get(item)
+        except StratumError as exc:
+            raise ConfigError(f"run {plan.label!r} seed {plan.seed}: {exc}") from None

@@ -1,0 +1,193 @@
+"""What a bench is: axes to multiply, variants to list, options to fix.
+
+A :class:`BenchSpec` comes from a recipe, a TOML file and CLI flags, merged in
+that order (later wins, per key). It is plain data: :mod:`.matrix` turns it
+into runs against the live registries.
+
+TOML layout::
+
+    [bench]                      # bench settings and the named axes
+    name = "depth"
+    strategies = ["sgd", "focus"]
+    models = ["vgg11", "vgg16"]
+    seeds = 5                    # a count (0..4) or a list [0, 3, 7]
+    workers = 2
+
+    [axes]                       # any other run option -> the values to try
+    lr = [0.01, 0.05]
+
+    [run]                        # run options fixed for every run
+    epochs = 10
+
+    [[variant]]                  # optional: named bundles of options (not a product)
+    name = "Momentum"
+    optimizer = "momentum"
+    momentum = 0.8
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ..config import load_toml
+from ..errors import ConfigError
+
+# CLI/TOML axis names -> the run option each one varies.
+NAMED_AXES = {
+    "strategies": "strategy",
+    "regressors": "regressor",
+    "features": "features",
+    "models": "model",
+    "datasets": "dataset",
+    "seeds": "seed",
+}
+
+BENCH_SETTINGS = ("name", "workers", "executor", "address", "recipe", "scale")
+
+
+@attrs.define
+class BenchSpec:
+    name: str | None = None
+    axes: dict = attrs.field(factory=dict)  # option name -> list of values (in order)
+    variants: list = attrs.field(factory=list)  # [{"name": str, "values": {option: value}}]
+    fixed: dict = attrs.field(factory=dict)  # option name -> value for every run
+    settings: dict = attrs.field(factory=dict)  # workers, executor, address, recipe, scale
+    recipe: str | None = None
+
+    def merged(self, other: "BenchSpec") -> "BenchSpec":
+        """``other`` laid over this spec: its axes, fixed options and settings win per key."""
+        axes = dict(self.axes)
+        for key, values in other.axes.items():
+            axes.pop(key, None)
+            axes[key] = values
+        fixed = {**self.fixed, **other.fixed}
+        # A fixed value overrides an axis of the same option, and vice versa.
+        for key in other.fixed:
+            if key in other.axes:
+                raise ConfigError(f"option {key!r} is both fixed and an axis; give one")
+            axes.pop(key, None)
+        for key in other.axes:
+            fixed.pop(key, None)
+        return BenchSpec(
+            name=other.name or self.name,
+            axes=axes,
+            variants=other.variants or self.variants,
+            fixed=fixed,
+            settings={**self.settings, **other.settings},
+            recipe=other.recipe or self.recipe,
+        )
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "recipe": self.recipe, "axes": self.axes, "variants": self.variants,
+                "fixed": self.fixed, "settings": self.settings}
+
+
+def seeds_axis(value: Any, source: str) -> list[int]:
+    """``5`` -> [0..4]; ``"0,3,7"`` or ``[0, 3, 7]`` -> that list; ``"2-5"`` -> [2..5]."""
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        if isinstance(value, int):
+            if value < 1:
+                raise ConfigError(f"{source}: seeds must be >= 1, got {value}")
+            return list(range(value))
+        if isinstance(value, (list, tuple)):
+            seeds = [int(v) for v in value]
+        else:
+            text = str(value).strip()
+            if "," in text:
+                seeds = [int(v) for v in text.split(",") if v.strip()]
+            elif "-" in text.strip("-"):
+                lo, hi = (int(v) for v in text.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                seeds = list(range(lo, hi + 1))
+            else:
+                return seeds_axis(int(text), source)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{source}: seeds must be a count, a list like 0,3,7 or a range like 0-9; got {value!r}") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise ConfigError(f"{source}: seeds must be non-negative, got {value!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{source}: seeds repeat: {value!r}")
+    return seeds
+
+
+def axis_values(value: Any, source: str) -> list:
+    """A comma-separated string or a list -> a non-empty list without repeats."""
+    if isinstance(value, str):
+        values = [v.strip() for v in value.split(",") if v.strip()]
+    elif isinstance(value, (list, tuple)):
+        values = list(value)
+    else:
+        values = [value]
+    if not values:
+        raise ConfigError(f"{source}: an axis needs at least one value")
+    seen = []
+    for v in values:
+        if v in seen:
+            raise ConfigError(f"{source}: value {v!r} repeats")
+        seen.append(v)
+    return values
+
+
+def parse_assignment(text: str, flag: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise ConfigError(f"{flag} expects KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    key = key.strip().replace("-", "_")
+    if not key:
+        raise ConfigError(f"{flag} expects KEY=VALUE, got {text!r}")
+    return key, value.strip()
+
+
+def spec_from_toml(path: Path) -> BenchSpec:
+    data = load_toml(path)
+    source = str(path)
+    unknown = set(data) - {"bench", "axes", "run", "variant"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown table(s) {', '.join(sorted(unknown))}; expected [bench], [axes], [run], [[variant]]")
+    spec = BenchSpec()
+    bench = data.get("bench", {})
+    if not isinstance(bench, dict):
+        raise ConfigError(f"{source}: [bench] must be a table")
+    for key, value in bench.items():
+        key = key.replace("-", "_")
+        if key in NAMED_AXES:
+            option = NAMED_AXES[key]
+            spec.axes[option] = seeds_axis(value, f"{source} [bench] seeds") if option == "seed" else axis_values(value, f"{source} [bench] {key}")
+        elif key in BENCH_SETTINGS:
+            if key == "name":
+                spec.name = str(value)
+            elif key == "recipe":
+                spec.recipe = str(value)
+            else:
+                spec.settings[key] = value
+        else:
+            raise ConfigError(f"{source}: unknown key {key!r} in [bench] (axes: {', '.join(NAMED_AXES)}; settings: {', '.join(BENCH_SETTINGS)})")
+    axes = data.get("axes", {})
+    if not isinstance(axes, dict):
+        raise ConfigError(f"{source}: [axes] must be a table")
+    for key, value in axes.items():
+        key = key.replace("-", "_")
+        spec.axes[key] = seeds_axis(value, f"{source} [axes] seed") if key == "seed" else axis_values(value, f"{source} [axes] {key}")
+    run = data.get("run", {})
+    if not isinstance(run, dict):
+        raise ConfigError(f"{source}: [run] must be a table")
+    spec.fixed = {k.replace("-", "_"): v for k, v in run.items()}
+    variants = data.get("variant", [])
+    if not isinstance(variants, list):
+        raise ConfigError(f"{source}: variants are given as [[variant]] tables")
+    for i, table in enumerate(variants):
+        table = dict(table)
+        name = table.pop("name", None)
+        if not name or not isinstance(name, str):
+            raise ConfigError(f"{source}: [[variant]] #{i + 1} needs a name")
+        spec.variants.append({"name": name, "values": {k.replace("-", "_"): v for k, v in table.items()}})
+    names = [v["name"] for v in spec.variants]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: variant names repeat")
+    return spec

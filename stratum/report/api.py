@@ -1,0 +1,120 @@
+"""Building a report from a results store: numbers, tables, plots."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import attrs
+
+from ..bench.store import ResultsStoreError, Store
+from .compare import compare, group_rows
+from .tables import FORMATS, _num, render
+
+
+@attrs.define
+class Report:
+    bench: str
+    recipe: str | None
+    groups: list
+    rows: list  # comparison rows
+    records: list  # raw store rows
+
+
+def load(db: Path, bench: str | None = None) -> tuple[str, str | None, list[dict], dict]:
+    store = Store(db, create=False)
+    try:
+        benches = store.benches()
+        if not benches:
+            raise ResultsStoreError(f"{db} holds no bench results yet")
+        if bench is None:
+            info = benches[-1]
+        else:
+            info = next((b for b in benches if b["name"] == bench), None)
+            if info is None:
+                raise ResultsStoreError(f"no bench named {bench!r} in {db} (benches: {', '.join(b['name'] for b in benches)})")
+        rows = store.bench_rows(info["name"])
+    finally:
+        store.close()
+    import json
+
+    try:
+        spec = json.loads(info.get("spec_json") or "{}")
+    except ValueError:
+        spec = {}
+    return info["name"], info.get("recipe"), rows, spec
+
+
+def build_report(db: Path, *, bench: str | None = None, baseline: str | None = None, target: float | None = None,
+                 target_fraction: float = 0.99, resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> Report:
+    name, recipe, records, spec = load(db, bench)
+    if baseline is None:  # a recipe may name its own baseline (optimizers: variant=SGD)
+        baseline = (spec.get("settings") or {}).get("baseline")
+    groups = group_rows(records)
+    rows = compare(groups, baseline=baseline, target=target, target_fraction=target_fraction,
+                   resamples=resamples, confidence=confidence, seed=seed)
+    return Report(name, recipe, groups, rows, records)
+
+
+def render_study(report: Report, fmt: str, registries=None) -> str | None:
+    from .studies import study
+
+    result = study(report.recipe, report.groups, registries)
+    if result is None or not result[2]:
+        return None
+    title, headers, rows = result
+    if fmt == "json":
+        import json
+
+        from ..io import json_safe
+
+        return json.dumps(json_safe({"study": report.recipe, "title": title, "rows": rows}), indent=2, allow_nan=False) + "\n"
+    if fmt == "csv":
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=headers, lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buffer.getvalue()
+    cells = [[_cell(r.get(h)) for h in headers] for r in rows]
+    if fmt == "markdown":
+        lines = [f"**{title}**", "", "| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+        lines += ["| " + " | ".join(c) + " |" for c in cells]
+        return "\n".join(lines) + "\n"
+    from .tables import _rich_table
+
+    return _rich_table(headers, cells, title)
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return _num(v, ".4g")
+    return "-" if v is None else str(v)
+
+
+def failures(report: Report) -> list[dict]:
+    return [r for r in report.records if r["status"] != "done"]
+
+
+def bench_report(db: Path, *, bench: str | None = None, baseline: str | None = None, plot_dir: Path | None = None,
+                 show_table: bool = True, fmt: str = "table", stream=None, registries=None) -> Report:
+    """What ``stratum bench`` prints when it finishes."""
+    stream = stream or sys.stdout
+    report = build_report(db, bench=bench, baseline=baseline)
+    if show_table:
+        stream.write(render(report.rows, fmt, title=f"stratum report: bench {report.bench!r}"))
+        study = render_study(report, fmt, registries)
+        if study:
+            stream.write(study)
+    if plot_dir is not None:
+        from .plots import write_all
+
+        for path in write_all(report.groups, plot_dir):
+            print(f"wrote {path}", file=stream)
+    stream.flush()
+    return report
+
+
+__all__ = ["FORMATS", "Report", "bench_report", "build_report", "load", "render", "render_study"]

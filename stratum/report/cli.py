@@ -1,0 +1,87 @@
+"""The ``stratum report DB`` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import ConfigError
+from .tables import FORMATS
+
+
+def build_report_command(ctx: click.Context) -> click.Command:
+    @click.command("report", help="Compare the strategy configurations of a bench stored in DB (an SQLite file from "
+                                  "`stratum bench`): time to target accuracy with bootstrap CIs, peak and final "
+                                  "accuracy, spread across seeds, speed-ups against a baseline; optional PNG plots.")
+    @click.argument("db", type=click.Path(path_type=Path))
+    @click.option("--bench", "bench_name", default=None, help="Bench inside the store. [default: the latest]")
+    @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", help="Output format. [default: table]")
+    @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                  help="Write the report to this file instead of stdout (atomically).")
+    @click.option("--baseline", default=None,
+                  help="Baseline for speed-ups and the default target: KEY=VALUE (per context) or one configuration label. "
+                       "[default: strategy=sgd]")
+    @click.option("--target", type=float, default=None,
+                  help="Target test accuracy (or test loss for regression). [default: 0.99 x the baseline's median peak]")
+    @click.option("--target-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.99,
+                  help="Default target as a fraction of the baseline's median peak accuracy. [default: 0.99]")
+    @click.option("--bootstrap", "resamples", type=click.IntRange(min=100), default=2000,
+                  help="Bootstrap resamples for the confidence intervals. [default: 2000]")
+    @click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
+                  help="Confidence level of the intervals. [default: 0.95]")
+    @click.option("--seed", type=click.IntRange(min=0), default=0, help="Seed of the bootstrap. [default: 0]")
+    @click.option("--plot", "plot_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+                  help="Write PNG plots into this directory.")
+    @click.option("--tensorboard", "tensorboard_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+                  help="Also export every stored run's history as TensorBoard scalars into this directory.")
+    @click.option("--failures", is_flag=True, default=False, help="List the runs that failed or were lost, with their errors.")
+    @click.pass_context
+    def report_cmd(ctx, db, bench_name, fmt, output, baseline, target, target_fraction, resamples, confidence, seed,
+                   plot_dir, tensorboard_dir, failures):
+        from ..cli import get_pm
+        from ..io import atomic_write_bytes
+        from .api import build_report, failures as list_failures, render, render_study
+
+        report = build_report(db, bench=bench_name, baseline=baseline, target=target, target_fraction=target_fraction,
+                              resamples=resamples, confidence=confidence, seed=seed)
+        if not report.records:
+            raise ConfigError(f"bench {report.bench!r} in {db} has no runs")
+        try:
+            registries = get_pm(ctx).registries
+        except Exception:  # the report reads stored data; a broken plugin must not stop it
+            registries = None
+        text = render(report.rows, fmt, title=f"stratum report: bench {report.bench!r}")
+        study = render_study(report, fmt, registries) if fmt != "json" else None
+        if fmt == "json":
+            import json
+
+            from ..io import json_safe
+
+            study_json = render_study(report, "json", registries)
+            payload = {"bench": report.bench, "recipe": report.recipe, "configurations": report.rows,
+                       "study": json.loads(study_json) if study_json else None}
+            text = json.dumps(json_safe(payload), indent=2, allow_nan=False) + "\n"
+        elif study:
+            text += ("\n" if fmt != "csv" else "") + study
+        if failures:
+            bad = list_failures(report)
+            lines = [f"{r['status']:<8} {r['label']} seed={r['seed']} run={r['run_id']}: {r.get('error') or ''}" for r in bad]
+            text += ("\n".join(lines) if lines else "no failed or lost runs") + "\n"
+        if output is not None:
+            atomic_write_bytes(output, text.encode())
+        else:
+            click.echo(text, nl=False)
+        if plot_dir is not None:
+            from .plots import write_all
+
+            for path in write_all(report.groups, plot_dir):
+                click.echo(f"wrote {path}", err=output is None and fmt != "table")
+        if tensorboard_dir is not None:
+            from .tensorboard import export_histories
+
+            count = export_histories(report.records, tensorboard_dir)
+            click.echo(f"wrote TensorBoard logs of {count} runs to {tensorboard_dir}", err=fmt != "table")
+        return 0
+
+    return report_cmd

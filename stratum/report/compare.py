@@ -1,0 +1,196 @@
+"""One row per strategy configuration: the comparison table's numbers.
+
+A *configuration* is a point of the bench matrix without its seed (its
+``label``). Each configuration is compared with the baseline configuration of
+the same context: by default the ``strategy=sgd`` configuration that shares
+its model, data set and every other axis the baseline has.
+
+The target accuracy defaults to ``target_fraction`` (0.99) of the baseline's
+median peak test accuracy, per context, so each comparison asks "how long to
+get (nearly) where plain SGD gets". ``--target ACC`` fixes it instead. For a
+regression task the metric is test loss (lower is better) and the default
+target is the baseline's median best loss divided by ``target_fraction``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+
+from ..errors import ConfigError
+from . import stats
+
+
+@attrs.define
+class ConfigGroup:
+    label: str
+    group: dict
+    runs: list  # finished rows with a summary
+    unfinished: list  # failed, lost, pending or running rows
+    ordinal: int
+
+    @property
+    def strategy(self) -> str:
+        rows = self.runs or self.unfinished
+        return rows[0]["strategy"] if rows else "?"
+
+    @property
+    def task(self) -> str:
+        for row in self.runs:
+            return row["summary"].get("task", "classification")
+        return "classification"
+
+    def value(self, key: str):
+        """This configuration's value of an axis or option (``variant`` included)."""
+        if key in self.group:
+            return self.group[key]
+        rows = self.runs or self.unfinished
+        if not rows:
+            return None
+        if key == "strategy":
+            return rows[0]["strategy"]
+        return (rows[0].get("values") or {}).get(key)
+
+
+def group_rows(rows: list[dict]) -> list[ConfigGroup]:
+    groups: dict[str, ConfigGroup] = {}
+    for row in rows:
+        label = row["label"]
+        g = groups.get(label)
+        if g is None:
+            g = groups[label] = ConfigGroup(label, row.get("group") or {}, [], [], row.get("ordinal", 0))
+        if row["status"] == "done" and row.get("summary"):
+            g.runs.append(row)
+        else:
+            g.unfinished.append(row)
+    return sorted(groups.values(), key=lambda g: g.ordinal)
+
+
+def parse_baseline(text: str | None) -> tuple[str, str] | str:
+    if text is None:
+        return ("strategy", "sgd")
+    if "=" in text:
+        key, value = text.split("=", 1)
+        return (key.strip().replace("-", "_"), value.strip())
+    return text
+
+
+def baselines(groups: list[ConfigGroup], spec) -> dict[str, ConfigGroup | None]:
+    """Each configuration's baseline (``None`` when no configuration of its context matches)."""
+    if isinstance(spec, str):
+        chosen = [g for g in groups if g.label == spec]
+        if not chosen:
+            raise ConfigError(f"--baseline {spec!r} is not a configuration of this bench (labels: {', '.join(g.label for g in groups)})")
+        return {g.label: chosen[0] for g in groups}
+    key, value = spec
+    candidates = [g for g in groups if str(g.value(key)) == value]
+    out = {}
+    for g in groups:
+        match = None
+        for b in candidates:
+            keys = [k for k in b.group if k not in (key, "seed")]
+            if all(str(g.value(k)) == str(b.value(k)) for k in keys):
+                match = b
+                break
+        out[g.label] = match
+    return out
+
+
+def _peak(summary: dict, higher: bool):
+    if higher:
+        return summary.get("peak_test_acc")
+    losses = [r.get("test_loss") for r in summary.get("history", []) if r.get("test_loss") is not None and not r.get("diverged")]
+    return min(losses) if losses else None
+
+
+def _final(summary: dict, higher: bool):
+    if higher:
+        return summary.get("final_test_acc")
+    good = [r for r in summary.get("history", []) if not r.get("diverged")]
+    return good[-1].get("test_loss") if good else None
+
+
+def default_target(baseline: ConfigGroup, fraction: float) -> float | None:
+    higher = baseline.task != "regression"
+    peaks = [_peak(r["summary"], higher) for r in baseline.runs]
+    peaks = [p for p in peaks if p is not None]
+    if not peaks:
+        return None
+    m = stats.median(peaks)
+    return m * fraction if higher else m / fraction
+
+
+def compare(groups: list[ConfigGroup], *, baseline=None, target: float | None = None, target_fraction: float = 0.99,
+            resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> list[dict]:
+    spec = parse_baseline(baseline)
+    base_of = baselines(groups, spec)
+    ttt_cache: dict = {}
+
+    def ttts(g: ConfigGroup, tgt: float) -> dict:
+        key = (g.label, tgt)
+        if key not in ttt_cache:
+            higher = g.task != "regression"
+            ttt_cache[key] = {
+                name: [stats.time_to_target(r["summary"].get("history", []), tgt, clock, higher_is_better=higher) for r in g.runs]
+                for name, clock in stats.CLOCKS.items()
+            }
+        return ttt_cache[key]
+
+    rows = []
+    for g in groups:
+        higher = g.task != "regression"
+        b = base_of[g.label]
+        tgt = target
+        source = "given"
+        if tgt is None:
+            ref = b if b is not None else g
+            tgt = default_target(ref, target_fraction)
+            source = f"{target_fraction:g} x median peak of {ref.label}" if tgt is not None else "none"
+        summaries = [r["summary"] for r in g.runs]
+        peaks = [_peak(s, higher) for s in summaries]
+        finals = [_final(s, higher) for s in summaries]
+        peak_spread, peak_std = stats.spread(peaks)
+        final_spread, final_std = stats.spread(finals)
+        row = {
+            "label": g.label, "strategy": g.strategy, "group": g.group, "task": g.task,
+            "runs": len(g.runs), "unfinished": len(g.unfinished),
+            "failed": sum(1 for r in g.unfinished if r["status"] in ("failed", "lost")),
+            "diverged": sum(1 for s in summaries if s.get("diverged")),
+            "metric": "test_acc" if higher else "test_loss",
+            "baseline": b.label if b is not None else None,
+            "target": tgt, "target_source": source,
+            "peak_median": stats.median([p for p in peaks if p is not None]),
+            "peak_mean": stats.mean(peaks),
+            "peak_spread": peak_spread, "peak_std": peak_std,
+            "final_median": stats.median([f for f in finals if f is not None]),
+            "final_mean": stats.mean(finals),
+            "final_spread": final_spread, "final_std": final_std,
+            "time_to_peak_median": stats.median([s["time_to_peak_s"] for s in summaries if s.get("time_to_peak_s") is not None]),
+            "time_to_peak_all_in_median": stats.median(
+                [s["time_to_peak_all_in_s"] for s in summaries if s.get("time_to_peak_all_in_s") is not None]),
+            "prior_s_median": stats.median([s.get("prior_s", 0.0) or 0.0 for s in summaries]),
+        }
+        peak_values = [p for p in peaks if p is not None]
+        row["peak_ci"] = list(stats.bootstrap_ci(peak_values, resamples=resamples, confidence=confidence, seed=seed))
+        if tgt is not None and g.runs:
+            mine = ttts(g, tgt)
+            row["reached"] = sum(1 for t in mine["excl_prior"] if math.isfinite(t))
+            for name in stats.CLOCKS:
+                row[f"ttt_{name}_median"] = stats.median(mine[name])
+                row[f"ttt_{name}_ci"] = list(stats.bootstrap_ci(mine[name], resamples=resamples, confidence=confidence, seed=seed))
+            if b is not None and b.runs:
+                theirs = ttts(b, tgt)
+                for name in stats.CLOCKS:
+                    row[f"speedup_{name}"] = stats.speedup(theirs[name], mine[name])
+                    row[f"speedup_{name}_ci"] = list(stats.speedup_ci(theirs[name], mine[name], resamples=resamples,
+                                                                       confidence=confidence, seed=seed))
+        else:
+            row["reached"] = 0
+        for name in stats.CLOCKS:
+            row.setdefault(f"ttt_{name}_median", None)
+            row.setdefault(f"ttt_{name}_ci", [None, None])
+            row.setdefault(f"speedup_{name}", None)
+            row.setdefault(f"speedup_{name}_ci", [None, None])
+        rows.append(row)
+    return rows

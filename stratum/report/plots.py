@@ -1,0 +1,228 @@
+"""PNG plots of a bench (matplotlib, Agg backend: no display needed).
+
+* ``accuracy_vs_time.png``: test accuracy (or loss) against wall-clock seconds
+  per configuration: every epoch as a faint point, the mean across seeds as a
+  line and +-1 standard deviation as a band (the paper's Fig. 3). Each run's
+  curve is held at its last value after it stops, so early stopping does not
+  fake a drop.
+* ``stability.png``: final test accuracy after early stopping, one box per
+  configuration with the seeds as points (the paper's Fig. 4).
+* ``phases.png``: mean share of an epoch per phase, per configuration
+  (runs profiled with ``--profile phases``).
+* ``gradflow-<config>.png``: per-layer mean gradient norm (log10) by epoch, for
+  the first seed of each configuration profiled with ``--profile gradflow``.
+* ``loss_curves.png``: mean per-step training loss per configuration
+  (``--profile losses``), as in seed 004's optimiser comparison.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..io import atomic_write_bytes
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")[:80] or "config"
+
+
+def _metric(group) -> tuple[str, str]:
+    return ("test_loss", "test loss (MSE)") if group.task == "regression" else ("test_acc", "test accuracy (%)")
+
+
+def _series(summary: dict, key: str, clock: str):
+    xs, ys = [], []
+    for row in summary.get("history", []):
+        if row.get(key) is None or row.get(clock) is None or row.get("diverged"):
+            continue
+        xs.append(float(row[clock]))
+        ys.append(float(row[key]))
+    return np.array(xs), np.array(ys)
+
+
+def accuracy_vs_time(groups, path: Path, clock: str = "cum_all_in_s") -> Path | None:
+    groups = [g for g in groups if g.runs]
+    if not groups:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    key, ylabel = _metric(groups[0])
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, g in enumerate(groups):
+        colour = colours[i % len(colours)]
+        series = [_series(r["summary"], key, clock) for r in g.runs]
+        series = [(x, y) for x, y in series if len(x)]
+        if not series:
+            continue
+        end = max(x[-1] for x, _ in series)
+        grid = np.linspace(0.0, end, 200)
+        curves = []
+        for x, y in series:
+            ax.scatter(x, y, s=8, color=colour, alpha=0.25, linewidths=0)
+            index = np.searchsorted(x, grid, side="right") - 1
+            values = np.where(index >= 0, y[np.clip(index, 0, None)], np.nan)
+            curves.append(values)
+        stack = np.vstack(curves)
+        with warnings.catch_warnings():  # columns before any run's first epoch are all-NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(stack, axis=0)
+            std = np.nanstd(stack, axis=0)
+        ax.plot(grid, mean, color=colour, label=f"{g.label} (n={len(series)})")
+        ax.fill_between(grid, mean - std, mean + std, color=colour, alpha=0.15, linewidth=0)
+    ax.set_xlabel("wall-clock seconds" + (" (all-in, incl. prior)" if clock == "cum_all_in_s" else " (excl. prior)"))
+    ax.set_ylabel(ylabel)
+    if key == "test_loss":
+        ax.set_yscale("log")
+    ax.set_title("test metric against wall-clock time: mean +- 1 std across seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def stability(groups, path: Path) -> Path | None:
+    groups = [g for g in groups if g.runs]
+    if not groups:
+        return None
+    plt = _pyplot()
+    regression = groups[0].task == "regression"
+    data, labels = [], []
+    for g in groups:
+        if regression:
+            values = []
+            for r in g.runs:
+                good = [h for h in r["summary"].get("history", []) if not h.get("diverged") and h.get("test_loss") is not None]
+                if good:
+                    values.append(good[-1]["test_loss"])
+        else:
+            values = [r["summary"].get("final_test_acc") for r in g.runs]
+        values = [v for v in values if v is not None and math.isfinite(v)]
+        if values:
+            data.append(values)
+            labels.append(f"{g.label}\n(n={len(values)})")
+    if not data:
+        return None
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(data)), 5))
+    ax.boxplot(data, showfliers=False)
+    ax.set_xticks(range(1, len(labels) + 1), labels)
+    rng = np.random.default_rng(0)
+    for i, values in enumerate(data, start=1):
+        ax.scatter(i + rng.uniform(-0.12, 0.12, len(values)), values, s=14, alpha=0.7, zorder=3)
+    ax.set_ylabel("final test loss" if regression else "final test accuracy after early stopping (%)")
+    ax.set_title("stability across seeds")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def phases(groups, path: Path) -> Path | None:
+    rows = []
+    for g in groups:
+        shares = [r["summary"]["phases"]["share"] for r in g.runs if (r["summary"].get("phases") or {}).get("share")]
+        if shares:
+            names = sorted({p for s in shares for p in s}, key=lambda p: list(shares[0]).index(p) if p in shares[0] else 99)
+            rows.append((g.label, {p: float(np.mean([s.get(p) or 0.0 for s in shares])) for p in names}))
+    if not rows:
+        return None
+    plt = _pyplot()
+    phase_names: list[str] = []
+    for _, shares in rows:
+        phase_names += [p for p in shares if p not in phase_names]
+    fig, ax = plt.subplots(figsize=(9, 1.0 + 0.6 * len(rows)))
+    left = np.zeros(len(rows))
+    for phase in phase_names:
+        widths = np.array([100.0 * shares.get(phase, 0.0) for _, shares in rows])
+        ax.barh([label for label, _ in rows], widths, left=left, label=phase)
+        left += widths
+    ax.set_xlabel("share of one iteration (train + eval), %")
+    ax.set_xlim(0, 100)
+    ax.set_title("where an epoch's time goes")
+    ax.legend(ncol=min(5, len(phase_names)), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25))
+    return _save(fig, path)
+
+
+def gradflow(groups, directory: Path) -> list[Path]:
+    written = []
+    plt = None
+    for g in groups:
+        flow = next((r["summary"]["gradflow"] for r in g.runs if (r["summary"].get("gradflow") or {}).get("layers")), None)
+        if not flow or not flow.get("mean_grad_norm"):
+            continue
+        plt = plt or _pyplot()
+        matrix = np.array([[np.nan if v is None or v <= 0 else math.log10(v) for v in row] for row in flow["mean_grad_norm"]]).T
+        fig, ax = plt.subplots(figsize=(max(5, 0.35 * matrix.shape[1] + 3), max(3, 0.35 * matrix.shape[0] + 1.5)))
+        image = ax.imshow(matrix, aspect="auto", cmap="viridis", interpolation="nearest")
+        ax.set_yticks(range(len(flow["layers"])), flow["layers"], fontsize=7)
+        ax.set_xticks(range(len(flow["epochs"])), flow["epochs"], fontsize=7)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("layer (input at top)")
+        verdict = (flow.get("verdict") or ["?"])[-1]
+        ax.set_title(f"gradient flow, {g.label}: log10 mean |grad| (last epoch: {verdict})", fontsize=9)
+        fig.colorbar(image, ax=ax, label="log10 gradient norm")
+        written.append(_save(fig, Path(directory) / f"gradflow-{_slug(g.label)}.png"))
+    return written
+
+
+def loss_curves(groups, path: Path) -> Path | None:
+    curves = []
+    for g in groups:
+        recorded = [r["summary"]["losses"] for r in g.runs if (r["summary"].get("losses") or {}).get("steps")]
+        if not recorded:
+            continue
+        common = sorted(set.intersection(*(set(c["steps"]) for c in recorded)))
+        if not common:
+            continue
+        values = []
+        for c in recorded:
+            lookup = dict(zip(c["steps"], c["loss"]))
+            values.append([lookup[s] if lookup[s] is not None else np.nan for s in common])
+        curves.append((g.label, np.array(common), np.nanmean(np.array(values, dtype=float), axis=0), len(recorded)))
+    if not curves:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for label, steps, loss, n in curves:
+        ax.plot(steps, loss, label=f"{label} (n={n})", linewidth=1)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("training loss (mean across seeds)")
+    ax.set_yscale("log")
+    ax.set_title("loss curves")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def write_all(groups, directory: Path) -> list[Path]:
+    directory = Path(directory)
+    written = []
+    for item in (
+        accuracy_vs_time(groups, directory / "accuracy_vs_time.png"),
+        stability(groups, directory / "stability.png"),
+        phases(groups, directory / "phases.png"),
+        loss_curves(groups, directory / "loss_curves.png"),
+    ):
+        if item is not None:
+            written.append(item)
+    written += gradflow(groups, directory)
+    return written
