@@ -304,3 +304,18 @@ def test_bad_configuration_exits_2_in_a_real_process():
     proc = run_subprocess("run", *fast_args(**LOTTERY), "--prune-rounds", "0")
     assert proc.returncode == 2
     assert_one_line_error(proc.stderr, "--prune-rounds")
+
+
+@pytest.mark.parametrize("name, convs", [("conv2", 2), ("conv4", 4), ("conv6", 6)])
+@pytest.mark.parametrize("shape", [(3, 32, 32), (1, 8, 8)])
+def test_conv_2_4_6_layouts(pm, make_cfg, name, convs, shape):
+    from stratum.config import options_for
+    from stratum.data import ModelSpec
+
+    component = pm.registries.get("model", name)
+    model = component.factory(ModelSpec(shape, 10), options_for(component, make_cfg(model=name, width=0.25)))
+    assert sum(isinstance(m, nn.Conv2d) for m in model.modules()) == convs
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [m.out_features for m in linears] == [64, 64, 10]
+    assert model(torch.randn(2, *shape)).shape == (2, 10)
+    assert prunable_weights(model)[-1] == "classifier.5.weight"  # the output layer is last

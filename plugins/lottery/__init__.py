@@ -2,16 +2,22 @@
 
 Functional core in :mod:`.pruning` (rates, masks, magnitude pruning, random
 masks) and :mod:`.report` (early-stopping point, table, plot); the strategy in
-:mod:`.strategy`; this module declares options and registers ``lottery``.
+:mod:`.strategy`; the paper's Conv-2/4/6 in :mod:`.models`. This module
+declares options and registers ``lottery`` and the models ``conv2``, ``conv4``, ``conv6``.
 """
 
 from __future__ import annotations
+
+import functools
 
 import attrs
 
 import stratum
 from stratum import option
 
+from stratum import ConfigError
+
+from .models import CONV_LAYOUTS, build_conv
 from .strategy import LotteryStrategy
 
 
@@ -42,8 +48,34 @@ class LotteryOptions:
     )
 
 
+@attrs.frozen
+class ConvOptions:
+    # Shared with the zoo's conv models (same flag, same meaning).
+    width: float = option(1.0, "Channel-width multiplier for conv models.", min=0, min_exclusive=True, max=16)
+
+
+def _conv_factory(name, spec, options: ConvOptions):
+    try:
+        return build_conv(name, spec.input_shape, spec.num_outputs, options.width)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _factory(run):
     return LotteryStrategy(run, run.options_for("strategy", "lottery"))
+
+
+@stratum.hookimpl
+def stratum_register_models():
+    return [
+        stratum.model(
+            name, functools.partial(_conv_factory, name),
+            f"Frankle & Carbin's Conv-{name[-1]}: {sum(1 for x in CONV_LAYOUTS[name] if x != 'M')} 3x3 convs "
+            "(pool after each pair), FC 256-256; --width scales.",
+            options=ConvOptions,
+        )
+        for name in CONV_LAYOUTS
+    ]
 
 
 @stratum.hookimpl
