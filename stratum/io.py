@@ -15,6 +15,7 @@ import math
 import os
 import pickle
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
@@ -112,7 +113,11 @@ def safe_torch_load(path: Path, what: str, error: type[StratumError] = StratumEr
     if path.is_dir():
         raise error(f"{what} path is a directory: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about legacy or foreign pickles before refusing them; the
+            # one-line error below says all the user needs.
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
         raise error(f"{what} {path} refused: it holds objects other than tensors ({first[:160]})") from None
