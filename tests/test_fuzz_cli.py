@@ -82,11 +82,11 @@ def _toml_value(value) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 # Mostly well-formed files, sometimes with trailing garbage bytes.
 garbage_tail = st.one_of(st.just(b""), st.just(b""), st.just(b""), st.just(b"x = ["), st.binary(max_size=30))
 
 
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.dictionaries(toml_keys, toml_values, max_size=5), garbage_tail)
 def test_fuzzed_toml_configs(tmp_path, table, garbage):
     toml = tmp_path / "fuzz.toml"
