@@ -31,7 +31,9 @@ def set_deterministic(enabled: bool) -> None:
     if enabled:
         # cuBLAS needs this before its first use to be deterministic.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(enabled)
+    # Only call it when the setting changes: the call imports torch._inductor (~3 s cold).
+    if enabled != torch.are_deterministic_algorithms_enabled():
+        torch.use_deterministic_algorithms(enabled)
     torch.backends.cudnn.deterministic = enabled
     torch.backends.cudnn.benchmark = not enabled and torch.backends.cudnn.benchmark
 
