@@ -63,7 +63,9 @@ def execute_run(values: dict, *, threads: int, block: tuple = ()) -> dict:
         pm = plugin_manager(block)
         config = make_config({**values, "threads": threads, "quiet": True},
                              plugin_fields=plugin_option_fields(pm.registries.all()))
-        summary = Trainer(pm).run(config)
+        from ..io import json_safe
+
+        summary = json_safe(Trainer(pm).run(config))
         return {"status": "done", "summary": summary, "error": None, "duration_s": time.perf_counter() - started}
     except StratumError as exc:
         error = f"{type(exc).__name__}: {exc}"
@@ -76,7 +78,10 @@ def execute_run(values: dict, *, threads: int, block: tuple = ()) -> dict:
 
 
 def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this worker when its parent dies (no orphans finishing stale work)."""
+    """Ask Linux to SIGKILL this worker when its parent dies (no orphans finishing stale work).
+
+    Under ``forkserver`` the parent is the fork server, which itself exits when the bench
+    process does, so the chain holds."""
     try:
         import ctypes
 
@@ -97,21 +102,26 @@ def _silence_output(log_path: str | None) -> None:
     os.close(target)
 
 
-def worker_main(db_path: str, session: str, threads: int, block: tuple, parent_pid: int, log_path: str | None) -> None:
-    """A local worker: claim the next pending run of the session, run it, store it, repeat."""
+def worker_main(db_path: str, session: str, threads: int, block: tuple, parent: str, log_path: str | None,
+                environment: dict | None = None) -> None:
+    """A local worker: claim the next pending run of the session, run it, store it, repeat.
+
+    Stops when the queue is empty or the bench process (``parent``, a process token) is gone.
+    """
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    os.environ.update(environment or {})
     _silence_output(log_path)
     limit_threads(threads)
     import warnings
 
     warnings.simplefilter("ignore")
-    from .store import Store, process_token
+    from .store import Store, process_token, token_alive
 
     store = Store(db_path)
     owner = process_token()
     try:
-        while os.getppid() == parent_pid:
+        while token_alive(parent):
             claimed = store.claim(session, owner)
             if claimed is None:
                 break

@@ -27,15 +27,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import socket
 import sqlite3
 import time
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Iterable
 
 from ..errors import StratumError
-from ..io import json_safe
 
 SCHEMA_VERSION = 1
 STATUSES = ("pending", "running", "done", "failed", "lost")
@@ -79,7 +79,28 @@ class ResultsStoreError(StratumError):
     """A results database that is missing, corrupt or not stratum's."""
 
 
+def json_safe(value: Any) -> Any:
+    """The rules of :func:`stratum.io.json_safe` (NaN/inf -> null; tensors, numpy, paths -> plain),
+    duck-typed so that a process using only the store never imports torch."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if isinstance(value, PurePath):
+        return str(value)
+    if hasattr(value, "tolist") and callable(value.tolist):  # tensors, numpy arrays and scalars
+        return json_safe(value.tolist())
+    if hasattr(value, "item") and callable(value.item):
+        return json_safe(value.item())
+    return value
+
+
 def _dumps(data: Any) -> str:
+    # allow_nan=False: anything non-finite that slipped through fails loudly instead of landing on disk
     return json.dumps(json_safe(data), allow_nan=False, sort_keys=False, separators=(",", ":"))
 
 
