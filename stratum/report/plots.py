@@ -158,7 +158,7 @@ def phases(groups, path: Path) -> Path | None:
     ax.set_xlabel("share of one iteration (train + eval), %")
     ax.set_xlim(0, 100)
     ax.set_title("where an epoch's time goes")
-    ax.legend(ncol=min(5, len(phase_names)), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25))
+    ax.legend(ncol=min(5, len(phase_names)), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.45))
     return _save(fig, path)
 
 
