@@ -1,0 +1,157 @@
+"""The focus algorithm (seed 000) as plugins: capture, priors, focus library, policies.
+
+Functional core in the sibling modules (:mod:`.trajectory`, :mod:`.capture`,
+:mod:`.prior`, :mod:`.features`, :mod:`.regressors`, :mod:`.library`,
+:mod:`.step`, :mod:`.policies`, :mod:`.source`); :mod:`.strategy` is the
+strategy and :mod:`.commands` the ``stratum prior`` CLI. This module declares
+options and registers components. See docs/focus.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+
+import stratum
+from stratum import option
+
+from .capture import LAYER_CHOICES, DTYPES
+from .features import FEATURE_SETS
+from .policies import FixedPolicy, GuardedPolicy, NeverPolicy, OncePolicy, PlateauPolicy
+from .regressors import MLPRegressor, RidgeRegressor, XGBoostRegressor
+from .step import UNCAPTURED_CHOICES
+from .strategy import OPTIMIZER_STATE_CHOICES, FocusStrategy
+
+
+@attrs.frozen
+class CaptureOptions:
+    capture_layers: str = option("auto", "Layers to capture: conv (the paper), all parameterised layers, or auto (conv if the model has any, else all).", choices=LAYER_CHOICES)
+    capture_every: int = option(1, "Capture every k-th training step.", min=1)
+    capture_max_samples: int = option(20000, "Reservoir size: capture rows kept per parameter tensor.", min=16)
+    capture_track: int = option(4096, "Elements per parameter tensor whose trajectory is tracked and sampled.", min=1)
+    capture_dtype: str = option("float32", "dtype of stored capture rows.", choices=tuple(DTYPES))
+    capture_window: int = option(4, "Trajectory window: recent deltas recorded per element.", min=1, max=64)
+    capture_ema: tuple = option((0.9, 0.99), "Decays of the trailing averages recorded per element.", type=float, multiple=True, min=0, max=1, max_exclusive=True)
+
+
+@attrs.frozen
+class CaptureOutOptions(CaptureOptions):
+    capture_out: Path | None = option(None, "Capture this run (any strategy) and write a prior file here when it ends.", type=Path)
+
+
+@attrs.frozen
+class FocusOptions(CaptureOptions):
+    prior: Path | None = option(None, "Prior file to use (from `stratum prior build`); without it a prior is built on an SGD source run first.", type=Path)
+    regressor: str = option("linear", "Focus-library backend.", kind="regressor")
+    features: str = option("paper", "Feature set of the focus library (paper = weight only).", kind="feature_set")
+    policy: str = option("plateau", "Switching policy between sgd and focus epochs.", kind="policy")
+    focus_steps: int = option(0, "Steps in one focus epoch (0 = as many as an SGD epoch).", min=0)
+    focus_optimizer_state: str = option("keep", "Optimiser state (momentum) at a switch: keep, reset, or rescale by --focus-rescale.", choices=OPTIMIZER_STATE_CHOICES)
+    focus_rescale: float = option(0.5, "Factor for --focus-optimizer-state rescale.", min=0, max=1)
+    focus_uncaptured: str = option("freeze", "Parameters the library does not predict, in focus steps: freeze, or coast on momentum.", choices=UNCAPTURED_CHOICES)
+    focus_fit_samples: int = option(8192, "Capture rows used to fit each tensor's regressor (bounds fit time and memory).", min=16)
+    focus_holdout: float = option(0.2, "Share of capture rows held out to measure each regressor's R^2.", min=0, max=0.5)
+    prior_epochs: int = option(3, "Epochs of the SGD source run when the prior is built automatically.", min=1)
+    prior_seed_offset: int = option(1000, "The source run uses seed + this offset (a different seed from the target).", min=1)
+    prior_data_fraction: float = option(1.0, "Share of the training split the source run trains on.", min=0, max=1, min_exclusive=True)
+
+
+@attrs.frozen
+class RidgeOptions:
+    ridge_alpha: float = option(1e-3, "linear: ridge penalty (relative to the sample count).", min=0)
+
+
+@attrs.frozen
+class MLPOptions:
+    mlp_hidden: tuple = option((16,), "mlp: hidden layer sizes (ReLU).", type=int, multiple=True, min=1)
+    mlp_max_epochs: int = option(40, "mlp: most training epochs.", min=1)
+    mlp_patience: int = option(4, "mlp: early-stopping patience on held-out capture rows.", min=1)
+    mlp_lr: float = option(3e-3, "mlp: Adam learning rate.", min=0, min_exclusive=True)
+
+
+@attrs.frozen
+class XGBoostOptions:
+    xgb_trees: int = option(60, "xgboost: boosting rounds.", min=1)
+    xgb_depth: int = option(4, "xgboost: tree depth.", min=1, max=16)
+    xgb_lr: float = option(0.2, "xgboost: learning rate (eta).", min=0, min_exclusive=True)
+
+
+@attrs.frozen
+class PolicyOptions:
+    switch_threshold: float = option(1.0, "plateau/guarded: switch when the val-accuracy gain over the previous epoch is below this (points).")
+    switch_every: int = option(2, "fixed: switch every k epochs.", min=1)
+    switch_at: int = option(5, "once: switch to focus after this epoch.", min=1)
+    guard_tolerance: float = option(0.0, "guarded: roll back a focus epoch that lowers val accuracy by more than this (points).", min=0)
+
+
+def _focus_factory(run):
+    from stratum.config import options_for
+
+    return FocusStrategy(run, options_for(run.registries.get("strategy", "focus"), run.config))
+
+
+@stratum.hookimpl
+def stratum_register_strategies():
+    return stratum.strategy(
+        "focus", _focus_factory,
+        "The focus algorithm: SGD epochs and data-free focus epochs from a prior (--prior, --regressor, --features, --policy).",
+        options=FocusOptions,
+    )
+
+
+@stratum.hookimpl
+def stratum_register_regressors():
+    return [
+        stratum.regressor("linear", lambda o: RidgeRegressor(alpha=o.ridge_alpha),
+                          "Closed-form ridge regression in torch.", options=RidgeOptions),
+        stratum.regressor("mlp", lambda o: MLPRegressor(hidden=o.mlp_hidden, max_epochs=o.mlp_max_epochs,
+                                                        patience=o.mlp_patience, lr=o.mlp_lr),
+                          "Small torch MLP, early stopping on held-out capture rows.", options=MLPOptions),
+        stratum.regressor("xgboost", lambda o: XGBoostRegressor(n_estimators=o.xgb_trees, max_depth=o.xgb_depth,
+                                                                learning_rate=o.xgb_lr),
+                          "XGBoost trees: hist on CPU, device=cuda on a GPU.", options=XGBoostOptions),
+    ]
+
+
+@stratum.hookimpl
+def stratum_register_feature_sets():
+    return [stratum.feature_set(name, cls, description) for name, (cls, description) in FEATURE_SETS.items()]
+
+
+@stratum.hookimpl
+def stratum_register_switching_policies():
+    return [
+        stratum.policy("plateau", lambda o: PlateauPolicy(o.switch_threshold),
+                       "The paper's rule: switch when the val gain over the previous epoch < --switch-threshold.", options=PolicyOptions),
+        stratum.policy("fixed", lambda o: FixedPolicy(o.switch_every), "Switch every --switch-every epochs.", options=PolicyOptions),
+        stratum.policy("never", lambda o: NeverPolicy(), "Never switch: SGD only (a control).", options=PolicyOptions),
+        stratum.policy("once", lambda o: OncePolicy(o.switch_at), "Switch to focus once, after --switch-at epochs.", options=PolicyOptions),
+        stratum.policy("guarded", lambda o: GuardedPolicy(o.switch_threshold, o.guard_tolerance),
+                       "Plateau, and roll back any focus epoch that lowered val accuracy.", options=PolicyOptions),
+    ]
+
+
+def _capture_extension(run, options: CaptureOutOptions):
+    if options.capture_out is None:
+        return None
+    from .capture import CaptureExtension
+    from .strategy import capture_config_from
+
+    return CaptureExtension(capture_config_from(options, seed=run.config.seed), options.capture_out)
+
+
+@stratum.hookimpl
+def stratum_register_extensions():
+    return stratum.extension(
+        "capture", _capture_extension,
+        "Capture parameters and gradients of any run (--capture-out PRIOR) into a focus prior.",
+        options=CaptureOutOptions,
+    )
+
+
+@stratum.hookimpl
+def stratum_register_commands():
+    from .commands import prior_group
+
+    return prior_group

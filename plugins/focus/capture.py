@@ -1,0 +1,310 @@
+"""Parameter capture: bounded, reservoir-sampled (w, grad w, b, grad b) rows per layer.
+
+What one *row* is: one parameter element at one captured step, with its value
+``w``, its gradient ``grad`` and its raw trajectory context (the last ``K``
+deltas, the displacements from trailing EMAs, the tensor-wide RMS delta; see
+:mod:`.trajectory`). Rows of the weight and of the bias of a layer are kept
+apart (``layer:w`` and ``layer:b``).
+
+Memory is bounded twice over:
+
+* only ``track`` elements per parameter tensor (a fixed, seeded random subset)
+  carry trajectory state, so the per-step bookkeeping costs
+  ``track * (K + 1 + E)`` values per tensor whatever the layer size;
+* every ``every`` steps each tracked element offers one row, and a reservoir of
+  ``max_samples`` rows per tensor keeps a uniform sample of all rows offered
+  (Algorithm R, vectorised), so a long run never holds more than
+  ``max_samples * (K + E + 4)`` values per tensor.
+
+:class:`Capture` is a run-scoped plugin: register it with a Trainer
+(``Trainer(pm, extra_plugins=[("capture", capture)])``) and any strategy's run
+is captured through ``stratum_capture_parameters``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import attrs
+import torch
+from torch import nn
+
+import stratum
+
+from .library import tensor_key
+from .trajectory import TrajectorySpec, TrajectoryState
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+LAYER_CHOICES = ("auto", "conv", "all")
+
+
+@attrs.frozen
+class CaptureConfig:
+    layers: str = "auto"
+    every: int = 1
+    max_samples: int = 20000
+    track: int = 4096
+    dtype: str = "float32"
+    trajectory: TrajectorySpec = TrajectorySpec()
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "layers": self.layers, "every": self.every, "max_samples": self.max_samples, "track": self.track,
+            "dtype": self.dtype, "trajectory": self.trajectory.to_dict(), "seed": self.seed,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CaptureConfig":
+        return cls(
+            layers=data["layers"], every=int(data["every"]), max_samples=int(data["max_samples"]),
+            track=int(data["track"]), dtype=data["dtype"], trajectory=TrajectorySpec.from_dict(data["trajectory"]),
+            seed=int(data.get("seed", 0)),
+        )
+
+
+# ---------------------------------------------------------------------------
+# Which layers
+# ---------------------------------------------------------------------------
+
+
+def parameterised_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Modules that own parameters directly (conv, linear, norm ...), in model order."""
+    return [(name, m) for name, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))]
+
+
+def select_layers(model: nn.Module, which: str) -> list[tuple[str, nn.Module]]:
+    """``conv``: convolutions (the paper); ``all``: every parameterised layer; ``auto``: conv if any, else all."""
+    layers = parameterised_layers(model)
+    convs = [(n, m) for n, m in layers if isinstance(m, nn.modules.conv._ConvNd)]
+    if which == "conv":
+        return convs
+    if which == "all":
+        return layers
+    if which == "auto":
+        return convs or layers
+    raise ValueError(f"unknown layer selection {which!r}; expected one of {', '.join(LAYER_CHOICES)}")
+
+
+def captured_tensors(model: nn.Module, which: str) -> list[tuple[str, torch.nn.Parameter]]:
+    """(key, parameter) for the weight (``:w``) and bias (``:b``) of each selected layer."""
+    out = []
+    for name, module in select_layers(model, which):
+        weight = getattr(module, "weight", None)
+        bias = getattr(module, "bias", None)
+        if isinstance(weight, torch.nn.Parameter) and weight.requires_grad:
+            out.append((tensor_key(name, "w"), weight))
+        if isinstance(bias, torch.nn.Parameter) and bias.requires_grad:
+            out.append((tensor_key(name, "b"), bias))
+    return out
+
+
+def architecture_signature(model: nn.Module) -> list[dict]:
+    """Every parameterised layer with its parameter shapes, in model order."""
+    signature = []
+    for name, module in parameterised_layers(model):
+        params = {pname: list(p.shape) for pname, p in module.named_parameters(recurse=False)}
+        signature.append({"layer": name, "type": type(module).__name__, "params": params})
+    return signature
+
+
+# ---------------------------------------------------------------------------
+# Reservoir sampling
+# ---------------------------------------------------------------------------
+
+
+def reservoir_slots(seen: int, batch: int, capacity: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where a batch of ``batch`` new rows goes, after ``seen`` rows were offered before.
+
+    Returns ``(dst, src)``: store row ``dst[i]`` takes incoming row ``src[i]``.
+    Equivalent to offering the rows one by one to Algorithm R: row number ``j``
+    (0-based, over the whole stream) fills slot ``j`` while the store is not
+    full, and afterwards replaces a uniformly chosen slot with probability
+    ``capacity / (j + 1)``. When two incoming rows pick the same slot the later
+    one wins, as it would sequentially.
+    """
+    index = torch.arange(batch)
+    stream = seen + index
+    draw = (torch.rand(batch, generator=generator, dtype=torch.float64) * (stream + 1).double()).long()
+    dst = torch.where(stream < capacity, stream, draw)
+    keep = dst < capacity
+    dst, src = dst[keep], index[keep]
+    if len(dst) == 0:
+        return dst, src
+    order = torch.argsort(dst * batch + src)
+    dst, src = dst[order], src[order]
+    last = torch.ones_like(dst, dtype=torch.bool)
+    last[:-1] = dst[1:] != dst[:-1]
+    return dst[last], src[last]
+
+
+class Reservoir:
+    """A fixed-capacity uniform sample of rows, as preallocated column tensors."""
+
+    def __init__(self, capacity: int, widths: dict[str, int], dtype: torch.dtype, generator: torch.Generator):
+        self.capacity = capacity
+        self.generator = generator
+        self.seen = 0
+        self.columns = {
+            name: torch.zeros((capacity, width) if width else (capacity,), dtype=torch.long if name == "step" else dtype)
+            for name, width in widths.items()
+        }
+
+    @property
+    def size(self) -> int:
+        return min(self.seen, self.capacity)
+
+    def nbytes(self) -> int:
+        return sum(t.element_size() * t.nelement() for t in self.columns.values())
+
+    def offer(self, rows: dict[str, torch.Tensor]) -> None:
+        batch = len(next(iter(rows.values())))
+        dst, src = reservoir_slots(self.seen, batch, self.capacity, self.generator)
+        for name, column in self.columns.items():
+            column[dst] = rows[name][src].to(column.dtype)
+        self.seen += batch
+
+    def rows(self) -> dict[str, torch.Tensor]:
+        return {name: column[: self.size].clone() for name, column in self.columns.items()}
+
+
+# ---------------------------------------------------------------------------
+# The capture plugin
+# ---------------------------------------------------------------------------
+
+
+class Capture:
+    """Run-scoped plugin recording bounded capture rows for every captured tensor."""
+
+    def __init__(self, config: CaptureConfig):
+        self.config = config
+        self.dtype = DTYPES[config.dtype]
+        self.keys: list[str] = []
+        self.params: list[torch.nn.Parameter] = []
+        self.tracked: list[torch.Tensor] = []
+        self.state: TrajectoryState | None = None
+        self.reservoirs: dict[str, Reservoir] = {}
+        self.signature: list[dict] = []
+        self.steps_seen = 0
+        self.steps_captured = 0
+        self.skipped_nonfinite = 0
+        self.capture_s = 0.0
+
+    # -- setup ---------------------------------------------------------------------
+    def attach(self, model: nn.Module) -> None:
+        cfg = self.config
+        generator = torch.Generator().manual_seed(cfg.seed)
+        self.signature = architecture_signature(model)
+        pairs = captured_tensors(model, cfg.layers)
+        self.keys = [k for k, _ in pairs]
+        self.params = [p for _, p in pairs]
+        self.tracked = []
+        for p in self.params:
+            n = p.numel()
+            idx = torch.randperm(n, generator=generator)[: cfg.track].sort().values if n > cfg.track else torch.arange(n)
+            self.tracked.append(idx.to(p.device))
+        self.state = TrajectoryState(cfg.trajectory, self._tracked_values())
+        k, e = cfg.trajectory.window, len(cfg.trajectory.ema_decays)
+        widths = {"w": 0, "grad": 0, "delta": k, "ema_disp": e, "layer_rms": 0, "step": 0}
+        self.reservoirs = {
+            key: Reservoir(cfg.max_samples, widths, self.dtype, torch.Generator().manual_seed(cfg.seed * 7919 + i + 1))
+            for i, key in enumerate(self.keys)
+        }
+
+    def _tracked_values(self) -> list[torch.Tensor]:
+        return [p.detach().reshape(-1).index_select(0, idx).float() for p, idx in zip(self.params, self.tracked)]
+
+    def nbytes(self) -> int:
+        """Bytes held now: the trajectory state of tracked elements plus every reservoir."""
+        state = self.state.nbytes() if self.state is not None else 0
+        return state + sum(r.nbytes() for r in self.reservoirs.values())
+
+    def bound_bytes(self) -> int:
+        """The most this capture can ever hold, from its configuration alone."""
+        cfg = self.config
+        k, e = cfg.trajectory.window, len(cfg.trajectory.ema_decays)
+        value = torch.empty((), dtype=self.dtype).element_size()
+        per_tensor_state = cfg.track * (k + 1 + e) * 4
+        per_row = (k + e + 3) * value + 8  # + the int64 step
+        return len(self.keys) * (per_tensor_state + cfg.max_samples * per_row)
+
+    # -- hooks -------------------------------------------------------------------------
+    @stratum.hookimpl
+    def stratum_fit_start(self, run):
+        if self.state is None:
+            self.attach(run.model)
+
+    @stratum.hookimpl
+    def stratum_capture_parameters(self, run, step):
+        self.steps_seen += 1
+        if (self.steps_seen - 1) % self.config.every:
+            return
+        if any(p.grad is None for p in self.params):
+            return  # a step without measured gradients (e.g. a focus step): nothing to learn from
+        t0 = time.perf_counter()
+        self.record(run.global_step)
+        self.capture_s += time.perf_counter() - t0
+
+    @stratum.hookimpl
+    def stratum_after_train_step(self, run, step, loss):
+        t0 = time.perf_counter()
+        self.state.observe(self._tracked_values())
+        self.capture_s += time.perf_counter() - t0
+
+    # -- recording -----------------------------------------------------------------
+    @torch.no_grad()
+    def record(self, global_step: int) -> None:
+        for i, (key, p, idx) in enumerate(zip(self.keys, self.params, self.tracked)):
+            ctx = self.state.context(i)
+            grad = p.grad.detach().reshape(-1).index_select(0, idx).float()
+            n = len(grad)
+            rows = {
+                "w": ctx.w, "grad": grad, "delta": ctx.delta.t(), "ema_disp": ctx.ema_disp.t(),
+                "layer_rms": ctx.layer_rms.expand(n), "step": torch.full((n,), global_step, dtype=torch.long),
+            }
+            rows = {name: t.cpu() for name, t in rows.items()}
+            finite = torch.isfinite(rows["w"]) & torch.isfinite(rows["grad"]) & torch.isfinite(rows["delta"]).all(1) \
+                & torch.isfinite(rows["ema_disp"]).all(1) & torch.isfinite(rows["layer_rms"])
+            if not bool(finite.all()):  # never let NaN/inf into a prior
+                self.skipped_nonfinite += int((~finite).sum())
+                rows = {name: t[finite] for name, t in rows.items()}
+                if not len(rows["w"]):
+                    continue
+            self.reservoirs[key].offer(rows)
+        self.steps_captured += 1
+
+    def tensors(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The captured rows: key -> column -> tensor."""
+        return {key: r.rows() for key, r in self.reservoirs.items()}
+
+    def report(self) -> dict:
+        return {
+            "tensors": {key: {"rows": r.size, "offered": r.seen, "shape": list(p.shape)}
+                        for (key, r), p in zip(self.reservoirs.items(), self.params)},
+            "steps_seen": self.steps_seen,
+            "steps_captured": self.steps_captured,
+            "skipped_nonfinite": self.skipped_nonfinite,
+            "bytes": self.nbytes(),
+            "bound_bytes": self.bound_bytes(),
+            "capture_s": self.capture_s,
+        }
+
+
+class CaptureExtension(Capture):
+    """``--capture-out PATH``: capture any strategy's run and write a prior when it ends."""
+
+    def __init__(self, config: CaptureConfig, path):
+        super().__init__(config)
+        self.path = path
+
+    @stratum.hookimpl
+    def stratum_fit_end(self, run, summary):
+        from .prior import save_prior
+        from .source import prior_from_capture
+
+        if self.state is None:
+            return
+        prior = prior_from_capture(run.config, run.pm, self, summary)
+        save_prior(self.path, prior)
+        summary["capture"] = {"prior": str(self.path), "rows": sum(r.size for r in self.reservoirs.values()),
+                              "capture_s": self.capture_s, "bytes": self.nbytes()}

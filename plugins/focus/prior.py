@@ -1,0 +1,156 @@
+"""The on-disk prior: one safetensors file whose header carries the metadata JSON.
+
+Layout: tensor ``"{layer}:{kind}/{column}"`` for every captured tensor (``kind``
+``w`` or ``b``; columns ``w``, ``grad``, ``delta``, ``ema_disp``, ``layer_rms``,
+``step``), and in the safetensors header (``__metadata__``) one entry
+``stratum_prior`` holding the JSON metadata: format, architecture signature
+(every parameterised layer with its parameter shapes), captured tensors and
+their row counts, model and model options, dataset, split, seed, epochs and
+steps, optimiser settings, capture configuration, stratum/torch versions.
+
+Safety: safetensors is a flat header plus raw bytes; loading it runs no code.
+Writing goes through :func:`stratum.io.atomic_write_bytes` (temp file, fsync,
+rename): a crash leaves the old prior or the new one, never a torn file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import attrs
+import torch
+
+from stratum.errors import PriorError
+from stratum.io import atomic_write_bytes
+
+FORMAT = "stratum-prior/1"
+METADATA_KEY = "stratum_prior"
+COLUMNS = ("w", "grad", "delta", "ema_disp", "layer_rms", "step")
+REQUIRED_META = ("format", "architecture", "captured", "model", "dataset", "seed", "capture", "optimizer", "versions")
+
+
+@attrs.define(eq=False)
+class Prior:
+    metadata: dict
+    tensors: dict  # key "layer:kind" -> {column: tensor}
+
+    @property
+    def source_lr(self) -> float:
+        return float(self.metadata["optimizer"]["lr"])
+
+
+def save_prior(path: Path, prior: Prior) -> None:
+    from safetensors.torch import save
+
+    flat = {}
+    for key, columns in prior.tensors.items():
+        for column, tensor in columns.items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise PriorError(f"refusing to write a prior with non-finite values in {key}/{column}")
+            flat[f"{key}/{column}"] = tensor.detach().cpu().contiguous()
+    header = {METADATA_KEY: json.dumps(prior.metadata, sort_keys=True, allow_nan=False)}
+    atomic_write_bytes(Path(path), save(flat, metadata=header))
+
+
+def load_prior(path: Path) -> Prior:
+    """Read and validate a prior; any problem is one :class:`PriorError`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    path = Path(path)
+    if not path.exists():
+        raise PriorError(f"prior not found: {path}")
+    if path.is_dir():
+        raise PriorError(f"prior path is a directory, not a prior file: {path}")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PriorError(f"cannot read prior {path}: {exc.strerror}") from None
+    metadata = read_metadata_bytes(raw, path)
+    try:
+        flat = load(raw)
+    except (SafetensorError, ValueError, RuntimeError, OSError, OverflowError) as exc:
+        raise PriorError(f"prior {path} is corrupt or truncated ({type(exc).__name__})") from None
+    tensors: dict[str, dict[str, torch.Tensor]] = {}
+    for name, tensor in flat.items():
+        key, _, column = name.rpartition("/")
+        if not key or column not in COLUMNS:
+            raise PriorError(f"prior {path} is corrupt: unexpected tensor {name!r}")
+        tensors.setdefault(key, {})[column] = tensor
+    _validate(path, metadata, tensors)
+    return Prior(metadata, tensors)
+
+
+def read_metadata(path: Path) -> dict:
+    """Only the metadata (for ``stratum prior info``), with the same checks on the header."""
+    path = Path(path)
+    if not path.exists():
+        raise PriorError(f"prior not found: {path}")
+    if path.is_dir():
+        raise PriorError(f"prior path is a directory, not a prior file: {path}")
+    return read_metadata_bytes(path.read_bytes(), path)
+
+
+def read_metadata_bytes(raw: bytes, path: Path) -> dict:
+    # safetensors: 8-byte little-endian header length, then a JSON header.
+    if len(raw) < 8:
+        raise PriorError(f"prior {path} is corrupt or truncated (file of {len(raw)} bytes)")
+    n = int.from_bytes(raw[:8], "little")
+    if n <= 0 or 8 + n > len(raw):
+        raise PriorError(f"prior {path} is corrupt or truncated (header length {n} exceeds the file)")
+    try:
+        header = json.loads(raw[8:8 + n].decode("utf-8"))
+        text = header["__metadata__"][METADATA_KEY]
+        metadata = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        raise PriorError(f"prior {path} is not a stratum prior (no readable '{METADATA_KEY}' metadata)") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise PriorError(f"prior {path} has format {metadata.get('format') if isinstance(metadata, dict) else None!r}, expected {FORMAT!r}")
+    missing = [k for k in REQUIRED_META if k not in metadata]
+    if missing:
+        raise PriorError(f"prior {path} metadata lacks {', '.join(missing)}")
+    return metadata
+
+
+def _validate(path: Path, metadata: dict, tensors: dict) -> None:
+    declared = {entry["key"]: entry for entry in metadata["captured"]}
+    if set(declared) != set(tensors):
+        missing = sorted(set(declared) - set(tensors))
+        what = f"tensors for {missing[0]} are missing" if missing else "it holds tensors its metadata does not list"
+        raise PriorError(f"prior {path} is corrupt: {what}")
+    for key, columns in tensors.items():
+        rows = {len(t) for t in columns.values()}
+        if len(rows) != 1 or "grad" not in columns or "w" not in columns:
+            raise PriorError(f"prior {path} is corrupt: columns of {key} disagree")
+        for column, tensor in columns.items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise PriorError(f"prior {path} is corrupt: non-finite values in {key}/{column}")
+    if not isinstance(metadata["optimizer"].get("lr"), (int, float)) or not math.isfinite(metadata["optimizer"]["lr"]):
+        raise PriorError(f"prior {path} metadata has no valid source learning rate")
+
+
+# ---------------------------------------------------------------------------
+# Architecture matching
+# ---------------------------------------------------------------------------
+
+
+def _shape_text(params: dict) -> str:
+    return ", ".join(f"{name} {'x'.join(map(str, shape))}" for name, shape in sorted(params.items())) or "no parameters"
+
+
+def check_architecture(prior_signature: list[dict], model_signature: list[dict], prior_path="the prior") -> None:
+    """Raise :class:`PriorError` naming the first layer where the two signatures differ."""
+    for i in range(max(len(prior_signature), len(model_signature))):
+        a = prior_signature[i] if i < len(prior_signature) else None
+        b = model_signature[i] if i < len(model_signature) else None
+        if a is None:
+            raise PriorError(f"prior {prior_path} does not match this model: layer {b['layer']!r} ({_shape_text(b['params'])}) is not in the prior")
+        if b is None:
+            raise PriorError(f"prior {prior_path} does not match this model: prior layer {a['layer']!r} ({_shape_text(a['params'])}) is not in this model")
+        if a["layer"] != b["layer"] or a["params"] != b["params"]:
+            raise PriorError(
+                f"prior {prior_path} does not match this model: first differing layer {b['layer']!r}: "
+                f"prior has {a['layer']!r} with {_shape_text(a['params'])}, this model has {_shape_text(b['params'])}"
+            )

@@ -1,0 +1,288 @@
+"""Strategy ``focus``: SGD epochs and data-free focus epochs, switched by a policy.
+
+Lifecycle (see docs/focus.md):
+
+1. ``setup``: build the optimiser; load ``--prior`` or build one on an SGD
+   source run (seed ``seed + prior_seed_offset``, ``prior_epochs`` epochs; its
+   wall clock becomes ``run.prior_s``, counted only in the all-in clock); check
+   the prior's architecture against the model; fit the focus library (its wall
+   clock is added to ``run.setup_s``, so it counts in ``cum_s``).
+2. Mode ``sgd`` (uses data): the engine's forward/backward and optimiser step.
+3. Mode ``focus`` (no data): ``stratum_apply_update`` writes predicted
+   gradients to ``.grad`` and steps the same optimiser.
+4. After each epoch the policy decides the next mode (validation accuracy
+   only); ``guarded`` may roll a focus epoch back.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import stratum
+from stratum import Mode, Strategy, SwitchDecision
+from stratum.config import options_for
+from stratum.engine import build_optimizer
+from stratum.errors import ConfigError, PriorError
+
+from .capture import CaptureConfig, architecture_signature
+from .library import fit_library
+from .policies import FOCUS, SGD
+from .prior import Prior, check_architecture, load_prior, save_prior
+from .source import build_prior, source_config
+from .step import FocusUpdater
+from .trajectory import TrajectorySpec
+
+FOCUS_MODE = Mode(FOCUS, uses_data=False, description="predicted gradients from the focus library; no data")
+SGD_MODE = Mode(SGD, uses_data=True, description="mini-batch gradient step through the optimiser")
+AUTO_PRIOR_NAME = "prior.safetensors"
+OPTIMIZER_STATE_CHOICES = ("keep", "reset", "rescale")
+
+
+def capture_config_from(options, seed: int) -> CaptureConfig:
+    return CaptureConfig(
+        layers=options.capture_layers, every=options.capture_every, max_samples=options.capture_max_samples,
+        track=options.capture_track, dtype=options.capture_dtype,
+        trajectory=TrajectorySpec(window=options.capture_window, ema_decays=tuple(options.capture_ema)),
+        seed=seed,
+    )
+
+
+def adjust_optimizer_state(optimizer: torch.optim.Optimizer, policy: str, factor: float) -> None:
+    """What happens to optimiser state (momentum buffers) when the method switches.
+
+    ``keep``: nothing; ``reset``: all state dropped (buffers restart from the
+    next gradient); ``rescale``: first-moment buffers (``momentum_buffer``,
+    ``exp_avg``) multiplied by ``factor``; second moments are left alone.
+    """
+    if policy == "keep":
+        return
+    if policy == "reset":
+        optimizer.state = collections.defaultdict(dict)
+        return
+    for state in optimizer.state.values():
+        for name in ("momentum_buffer", "exp_avg"):
+            buf = state.get(name)
+            if isinstance(buf, torch.Tensor):
+                buf.mul_(factor)
+
+
+class FocusStrategy(Strategy):
+    name = "focus"
+    modes = {SGD: SGD_MODE, FOCUS: FOCUS_MODE}
+    initial_mode = SGD
+
+    def __init__(self, run, options=None):
+        super().__init__(run, options)
+        self.prior_label: object = None
+        self.prior_info: dict = {}
+        self.library = None
+        self.updater: FocusUpdater | None = None
+        self.policy = None
+        self.fit_s = 0.0
+        self.capture_s = 0.0
+        self.focus_steps = 0
+        self.sgd_steps = 0
+        self.last_mode = SGD
+        self.focus_disabled = False
+        self.fallback_pending: dict | None = None
+        self.rollbacks: list[dict] = []
+        self.fallbacks: list[dict] = []
+        self.snapshot: dict | None = None
+        self.snapshot_epoch = 0
+
+    # -- setup -----------------------------------------------------------------------
+    def setup(self, run) -> None:
+        opts = self.options
+        run.optimizer = build_optimizer(run)
+        prior = self._obtain_prior(run)
+        check_architecture(prior.metadata["architecture"], architecture_signature(run.model), self.prior_label)
+        registries = run.registries
+        feature_component = registries.get("feature_set", opts.features)
+        feature_set = feature_component.factory(options_for(feature_component, run.config))
+        regressor_component = registries.get("regressor", opts.regressor)
+        regressor_options = options_for(regressor_component, run.config)
+
+        def make_regressor():
+            regressor = regressor_component.factory(regressor_options)
+            if hasattr(regressor, "seed"):
+                regressor.seed = run.config.seed
+            return regressor
+
+        t0 = time.perf_counter()
+        self.library = fit_library(
+            prior.tensors, feature_set, make_regressor, source_lr=prior.source_lr,
+            max_samples=opts.focus_fit_samples, holdout=opts.focus_holdout, seed=run.config.seed, device=run.device,
+        )
+        capture = CaptureConfig.from_dict(prior.metadata["capture"])
+        self.updater = FocusUpdater(run.model, self.library, capture.layers, capture.trajectory, opts.focus_uncaptured)
+        self.fit_s = time.perf_counter() - t0
+        run.setup_s += self.fit_s
+        policy_component = registries.get("policy", opts.policy)
+        self.policy = policy_component.factory(options_for(policy_component, run.config))
+        if not self.library.models:
+            raise PriorError(f"prior {self.prior_label} has too few capture rows to fit any layer")
+
+    def _obtain_prior(self, run) -> Prior:
+        opts = self.options
+        config = run.config
+        if opts.prior is not None:
+            self.prior_label = str(opts.prior)
+            return load_prior(opts.prior)
+        run_dir = run.run_dir()
+        saved = run_dir / AUTO_PRIOR_NAME if run_dir is not None else None
+        if config.resume and saved is not None and saved.exists():
+            self.prior_label = str(saved)  # built by the interrupted run; prior_s comes back with the checkpoint
+            return load_prior(saved)
+        src = source_config(config, seed=config.seed + opts.prior_seed_offset, epochs=opts.prior_epochs)
+        if not config.quiet:
+            print(f"stratum: focus: building a prior on an SGD source run (seed {src.seed}, {src.epochs} epochs)",
+                  file=sys.stderr, flush=True)
+        capture = capture_config_from(opts, seed=src.seed)
+        prior, info = build_prior(src, run.pm, capture, data_fraction=opts.prior_data_fraction)
+        if saved is not None:
+            save_prior(saved, prior)
+        run.prior_s += info["seconds"]
+        self.capture_s = info["capture_s"]
+        self.prior_info = info
+        self.prior_label = str(saved) if saved is not None else f"built: sgd source run, seed {src.seed}"
+        return prior
+
+    # -- epochs ------------------------------------------------------------------------
+    def steps_in_epoch(self, run, mode: str) -> int:
+        if mode == FOCUS and self.options.focus_steps:
+            return self.options.focus_steps
+        return run.steps_per_data_epoch
+
+    @stratum.hookimpl
+    def stratum_epoch_start(self, run, epoch, mode):
+        if mode != self.last_mode:
+            adjust_optimizer_state(run.optimizer, self.options.focus_optimizer_state, self.options.focus_rescale)
+            self.last_mode = mode
+        if mode == FOCUS and self.policy.needs_snapshot and self.snapshot_epoch != epoch:
+            self.snapshot = {
+                "model": {k: v.detach().clone() for k, v in run.model.state_dict().items()},
+                "optimizer": copy.deepcopy(run.optimizer.state_dict()),
+                "updater": copy.deepcopy(self.updater.state_dict()),
+            }
+            self.snapshot_epoch = epoch
+
+    @stratum.hookimpl
+    def stratum_apply_update(self, run, step):
+        if run.mode != FOCUS:
+            return None
+        if self.focus_disabled:
+            return "focus-disabled"  # after a fallback the rest of this epoch makes no move
+        result = self.updater.step(run.optimizer, mark=run.timer.mark)
+        for p in self.updater.params:
+            p.grad = None  # predicted gradients are not measurements: hide them from later hooks
+        if not result.ok:
+            self.focus_disabled = True
+            self.fallback_pending = {"epoch": run.epoch + 1, "step": step, "layer": result.bad_key,
+                                     "reason": "non-finite predicted gradient"}
+            self.fallbacks.append(dict(self.fallback_pending))
+            print(f"stratum: focus: non-finite prediction for {result.bad_key} at epoch {run.epoch + 1} step {step}; "
+                  "falling back to SGD", file=sys.stderr, flush=True)
+            return "focus-fallback"
+        self.focus_steps += 1
+        return "focus"
+
+    @stratum.hookimpl
+    def stratum_after_train_step(self, run, step, loss):
+        if run.mode == SGD:
+            self.sgd_steps += 1
+        self.updater.observe()
+
+    @stratum.hookimpl
+    def stratum_epoch_end(self, run, epoch, record):
+        if record.get("mode") == FOCUS and self.fallback_pending is not None:
+            record["focus_fallback"] = True
+
+    @stratum.hookimpl
+    def stratum_decide_switch(self, run, epoch, history):
+        if self.fallback_pending is not None:
+            reason = f"fallback: {self.fallback_pending['reason']} ({self.fallback_pending['layer']})"
+            self.fallback_pending = None
+            return SwitchDecision(SGD, reason)
+        decision = self.policy.decide(history, run.mode)
+        if decision is None:
+            return None
+        if decision.rollback:
+            self._rollback(run, history[-1], decision.reason)
+        if decision.to == FOCUS and self.focus_disabled:
+            return None
+        return SwitchDecision(decision.to, decision.reason)
+
+    def _rollback(self, run, record: dict, reason: str) -> None:
+        if self.snapshot is None:
+            return
+        run.model.load_state_dict(self.snapshot["model"])
+        run.optimizer.load_state_dict(self.snapshot["optimizer"])
+        self.updater.load_state_dict(self.snapshot["updater"])
+        record["rolled_back"] = True
+        self.rollbacks.append({"epoch": record["epoch"], "val_acc": record.get("val_acc"), "reason": reason})
+        self.snapshot = None
+
+    # -- persistence / reporting -------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "updater": self.updater.state_dict() if self.updater is not None else {},
+            "focus_steps": self.focus_steps,
+            "sgd_steps": self.sgd_steps,
+            "last_mode": self.last_mode,
+            "focus_disabled": self.focus_disabled,
+            "fallback_pending": dict(self.fallback_pending) if self.fallback_pending else None,
+            "rollbacks": [dict(r) for r in self.rollbacks],
+            "fallbacks": [dict(f) for f in self.fallbacks],
+            "snapshot": self.snapshot,
+            "snapshot_epoch": self.snapshot_epoch,
+            "capture_s": self.capture_s,
+            "fit_s": self.fit_s,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        self.updater.load_state_dict(state["updater"])
+        self.focus_steps = int(state["focus_steps"])
+        self.sgd_steps = int(state["sgd_steps"])
+        self.last_mode = state["last_mode"]
+        self.focus_disabled = bool(state["focus_disabled"])
+        self.fallback_pending = state.get("fallback_pending")
+        self.rollbacks = list(state["rollbacks"])
+        self.fallbacks = list(state["fallbacks"])
+        self.snapshot = state.get("snapshot")
+        self.snapshot_epoch = int(state.get("snapshot_epoch", 0))
+        self.capture_s = float(state.get("capture_s", self.capture_s))
+        self.fit_s = float(state.get("fit_s", self.fit_s))
+
+    def summary(self, run) -> dict:
+        opts = self.options
+        report = self.library.report() if self.library is not None else {}
+        return {
+            "regressor": opts.regressor,
+            "features": opts.features,
+            "policy": opts.policy,
+            "prior": self.prior_label,
+            "capture_s": self.capture_s,
+            "fit_s": self.fit_s,
+            "focus_steps": self.focus_steps,
+            "sgd_steps": self.sgd_steps,
+            "rollbacks": list(self.rollbacks),
+            "fallbacks": list(self.fallbacks),
+            "fit_r2": {layer: {kind: v.get("r2") for kind, v in kinds.items()} for layer, kinds in report.items()},
+            "focus": {
+                "library": report,
+                "optimizer_state": opts.focus_optimizer_state,
+                "uncaptured": opts.focus_uncaptured,
+                "focus_steps_per_epoch": opts.focus_steps or run.steps_per_data_epoch,
+                "predicted_tensors": list(self.updater.keys) if self.updater is not None else [],
+                "trajectory_bytes": self.updater.nbytes() if self.updater is not None else 0,
+                "prior_build": self.prior_info,
+            },
+        }
