@@ -8,7 +8,7 @@ activations tanh(N(0, q*)) and reports, forward only:
 * the output/input activation-norm ratio ||a_L|| / ||a_0|| at several depths
   (median and range over seeds); the target is [0.5, 2] at depth 10,000;
 * the singular values of the input-output Jacobian at a moderate depth
-  (min, max, max/min, standard deviation), for one input.
+  (min, max, max/min, standard deviation, share within [0.5, 2]), for one input.
 
 Both zero padding (what ``vanilla-cnn`` uses) and circular padding (the
 setting of the mean-field theory, no boundary) are measured: on small maps
@@ -92,6 +92,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--jacobian-depth", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--parts", default="norm,jacobian", help="which measurements: norm, jacobian or both")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -102,7 +103,8 @@ def main(argv=None) -> dict:
     print(f"critical point at q*=0.026: sigma_w^2={sigma_w2:.4f} sigma_b^2={sigma_b2:.3e}; "
           f"depth {args.depth}, c={args.channels}, {args.spatial}x{args.spatial} maps, {args.seeds} seeds, "
           f"{args.threads} thread(s)")
-    for padding in ("zeros", "circular"):
+    parts = set(args.parts.split(","))
+    for padding in ("zeros", "circular") if "norm" in parts else ():
         for scheme in ("delta-orthogonal", "gaussian"):
             per_depth = {d: [] for d in checkpoints}
             t0 = time.perf_counter()
@@ -119,20 +121,22 @@ def main(argv=None) -> dict:
             cells = "  ".join(f"L={d}: {statistics.median(v):.3g}" for d, v in per_depth.items())
             print(f"norm ratio  {key:<26} {cells}  | depth {args.depth}: range [{final['min']:.3g}, {final['max']:.3g}], "
                   f"{inside}/{args.seeds} seeds in [0.5, 2]  ({time.perf_counter() - t0:.0f}s)")
-    for padding in ("zeros", "circular"):
+    for padding in ("zeros", "circular") if "jacobian" in parts else ():
         for scheme in ("delta-orthogonal", "gaussian"):
             stats = []
             for seed in range(args.seeds):
                 body = build_body(args.jacobian_depth, args.channels, scheme, seed, padding)
                 s = jacobian_singular_values(body, input_activations(1, args.channels, args.spatial, seed))
                 stats.append({"min": s.min().item(), "max": s.max().item(), "std": s.std().item(),
-                              "mean_sq": (s**2).mean().item()})
+                              "mean_sq": (s**2).mean().item(),
+                              "within_half_to_2": ((s >= 0.5) & (s <= 2.0)).double().mean().item()})
             key = f"{scheme}/{padding}"
             agg = {k: statistics.median(x[k] for x in stats) for k in stats[0]}
             agg["max_over_min"] = statistics.median(x["max"] / max(x["min"], 1e-300) for x in stats)
             report["jacobian"][key] = agg
             print(f"jacobian    {key:<26} depth {args.jacobian_depth}: singular values min {agg['min']:.3g} "
                   f"max {agg['max']:.3g} std {agg['std']:.3g} mean s^2 {agg['mean_sq']:.3g} max/min {agg['max_over_min']:.3g} "
+                  f"share in [0.5, 2] {agg['within_half_to_2']:.2f} "
                   f"(median over seeds)")
     if args.json:
         with open(args.json, "w") as fh:

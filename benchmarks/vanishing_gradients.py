@@ -1,7 +1,7 @@
 """Vanishing gradients, layer by layer: sigmoid against ReLU + he-normal on a deep MLP (seed 004).
 
 Trains a deep MLP (``--layers`` hidden layers of ``--width`` units) on digits
-with each activation/initialiser pair and reads the ``gradflow`` profiler
+with each activation/initialiser pair (and sigmoid with batch norm) and reads the ``gradflow`` profiler
 (per-layer L2 norm of the weight gradient, averaged over the sampled steps of
 an epoch). Reports the first epoch's per-layer norms (input side first), the
 first/last layer ratio, the profiler's verdict and the test accuracy reached.
@@ -22,7 +22,9 @@ from stratum.config import make_config, plugin_option_fields
 from stratum.engine import Trainer
 from stratum.plugin_manager import create_plugin_manager
 
-PAIRS = [("sigmoid", "xavier"), ("sigmoid", "he-normal"), ("tanh", "xavier"), ("relu", "he-normal")]
+# (activation, initialiser, batch norm)
+PAIRS = [("sigmoid", "xavier", False), ("sigmoid", "he-normal", False), ("sigmoid", "xavier", True),
+         ("tanh", "xavier", False), ("relu", "he-normal", False)]
 
 
 def main(argv=None):
@@ -41,11 +43,11 @@ def main(argv=None):
     print(f"MLP {args.layers}x{args.width} on digits, sgd lr {args.lr} momentum 0.9, {args.epochs} epochs, "
           f"{args.seeds} seeds, torch {torch.__version__}, python {platform.python_version()}, cpu, {args.threads} thread(s)")
     report = {}
-    for activation, init in PAIRS:
+    for activation, init, batch_norm in PAIRS:
         ratios, accs, profiles, verdicts = [], [], [], []
         for seed in range(args.seeds):
             config = make_config(dict(
-                model="mlp", hidden=[args.width] * args.layers, activation=activation, init=init,
+                model="mlp", hidden=[args.width] * args.layers, activation=activation, init=init, batch_norm=batch_norm,
                 dataset="digits", epochs=args.epochs, lr=args.lr, seed=seed, profile=["gradflow"],
                 gradflow_every=1, threads=args.threads, quiet=True,
             ), plugin_fields=fields)
@@ -57,12 +59,12 @@ def main(argv=None):
             accs.append(summary["test_acc_at_best_val"])
         layers = len(profiles[0])
         median_profile = [statistics.median(p[i] for p in profiles) for i in range(layers)]
-        key = f"{activation}+{init}"
+        key = f"{activation}+{init}" + ("+batch-norm" if batch_norm else "")
         report[key] = {"profile_epoch1": median_profile, "first_to_last": ratios, "verdicts": verdicts,
                        "test_acc_at_best_val": accs}
         shown = ", ".join(f"{v:.2e}" for v in median_profile[:: max(1, layers // 6)])
-        print(f"{key:<18} layer grad norms (input -> output, every {max(1, layers // 6)}th): {shown}, last {median_profile[-1]:.2e}")
-        print(f"{'':<18} first/last = {statistics.median(ratios):.2e} (median), verdicts {verdicts}, "
+        print(f"{key:<28} layer grad norms (input -> output, every {max(1, layers // 6)}th): {shown}, last {median_profile[-1]:.2e}")
+        print(f"{'':<28} first/last = {statistics.median(ratios):.2e} (median), verdicts {verdicts}, "
               f"test acc at best val {statistics.fmean(accs):.1f}% (mean; runs: {', '.join(f'{a:.1f}' for a in accs)})")
     if args.json:
         with open(args.json, "w") as fh:
