@@ -63,7 +63,7 @@ def main(argv=None):
         report[key] = {"profile_epoch1": median_profile, "first_to_last": ratios, "verdicts": verdicts,
                        "test_acc_at_best_val": accs}
         shown = ", ".join(f"{v:.2e}" for v in median_profile[:: max(1, layers // 6)])
-        print(f"{key:<28} layer grad norms (input -> output, every {max(1, layers // 6)}th): {shown}, last {median_profile[-1]:.2e}")
+        print(f"{key:<28} layer grad norms (input -> output, one in {max(1, layers // 6)}): {shown}, last {median_profile[-1]:.2e}")
         print(f"{'':<28} first/last = {statistics.median(ratios):.2e} (median), verdicts {verdicts}, "
               f"test acc at best val {statistics.fmean(accs):.1f}% (mean; runs: {', '.join(f'{a:.1f}' for a in accs)})")
     if args.json:

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+import stratum
 from stratum.config import options_for
 from stratum.engine import Trainer, build_run
 from stratum.plugin_manager import create_plugin_manager
@@ -160,3 +161,40 @@ def test_early_stopping_ends_every_lottery_fit_on_validation(pm, make_cfg):
     results = summary["lottery"]["results"]
     assert [r["branch"] for r in results] == ["dense", "ticket", "reinit", "random-mask"]
     assert all(r["stopped_reason"] == "early_stop" and r["epochs_run"] == 2 for r in results)
+
+
+class _PredictedGradients(stratum.Strategy):
+    """Like a focus step: no data, writes its own (zero) gradients and steps the optimiser itself."""
+
+    name = "zero-predictor"
+    modes = {"predict": stratum.Mode("predict", uses_data=False)}
+    initial_mode = "predict"
+
+    def steps_in_epoch(self, run, mode):
+        return 2
+
+    @stratum.hookimpl
+    def stratum_apply_update(self, run, step):
+        for p in run.model.parameters():
+            p.grad = torch.zeros_like(p)
+        run.optimizer.step()
+        return "predicted"
+
+
+def test_toolbox_terms_reach_updates_a_strategy_applies_itself(pm, make_cfg):
+    class Register:
+        @stratum.hookimpl
+        def stratum_register_strategies(self):
+            return stratum.strategy("zero-predictor", lambda run: _PredictedGradients(run), "test strategy")
+
+    pm.register_object(Register(), name="zero-predictor-plugin")
+    start = build_run(make_cfg(strategy="zero-predictor"), pm).model.state_dict()
+    still, _ = _train(pm, make_cfg, strategy="zero-predictor", epochs=1, momentum=0.0, lr=0.5)
+    moved, _ = _train(pm, make_cfg, strategy="zero-predictor", epochs=1, momentum=0.0, lr=0.5, l1_penalty=0.01)
+    for name, value in still.model.state_dict().items():
+        assert torch.equal(value, start[name])  # zero gradients: no move without the penalty
+    weight = "net.1.weight"
+    # Two steps of lambda*sign(w) (signs do not flip at this size): -2 * lr * lambda * sign(w0).
+    expected = start[weight] - 2 * 0.5 * 0.01 * torch.sign(start[weight])
+    flipped = torch.sign(start[weight]) != torch.sign(expected)
+    assert torch.allclose(moved.model.state_dict()[weight][~flipped], expected[~flipped], atol=1e-6)
