@@ -227,18 +227,27 @@ def _run_callback(ctx, config_file, **_kwargs):
     from .engine import Trainer
     from .results import check_writable_file, write_summary
 
+    from . import distributed
+
     pm = get_pm(ctx)
     config = config_from_cli(ctx, pm, config_file)
     if config.json is not None:
         check_writable_file(config.json)
-    display = ConsoleDisplay(quiet=config.quiet)
-    trainer = Trainer(pm, extra_plugins=[("display", display)], handle_signals=True)
-    summary = trainer.run(config)
-    write_summary(summary, json_path=config.json, run_dir=config.run_dir())
-    print_result(summary)
-    if summary.get("diverged"):
-        click.echo(f"stratum: warning: the run diverged (non-finite loss) at epoch {summary['epochs_run']}", err=True)
-    return 0
+    distributed.init_from_environment(config.device)  # under torchrun: join the process group
+    try:
+        main = distributed.is_main_process()
+        display = ConsoleDisplay(quiet=config.quiet or not main)
+        trainer = Trainer(pm, extra_plugins=[("display", display)], handle_signals=True)
+        summary = trainer.run(config)
+        if not main:
+            return 0  # rank 0 writes and reports
+        write_summary(summary, json_path=config.json, run_dir=config.run_dir())
+        print_result(summary)
+        if summary.get("diverged"):
+            click.echo(f"stratum: warning: the run diverged (non-finite loss) at epoch {summary['epochs_run']}", err=True)
+        return 0
+    finally:
+        distributed.shutdown()
 
 
 # ---------------------------------------------------------------------------

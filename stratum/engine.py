@@ -63,6 +63,9 @@ class Run:
     summary: dict = attrs.field(factory=dict)
     switches: list = attrs.field(factory=list)
     timer: Any = attrs.field(factory=NullTimer)
+    # The module the training forward goes through when it is not ``model`` itself
+    # (a DistributedDataParallel wrapper under torchrun); None = ``model``.
+    train_module: Any = None
     # Seconds spent before epoch 1 on the method itself (counted in cum_s) and on
     # building a prior (counted only in the all-in clock).
     setup_s: float = 0.0
@@ -278,6 +281,7 @@ class Trainer:
             train_s = partial["train_s"]
         diverged = False
         timer = run.timer
+        forward = run.train_module if run.train_module is not None else run.model
         check_every = 1 if run.device.type == "cpu" else 25
         synchronize(run.device)
         t0 = time.perf_counter()
@@ -291,7 +295,7 @@ class Trainer:
                 x, y = next(batches)
                 timer.mark("data")
                 run.optimizer.zero_grad(set_to_none=True)
-                output = run.model(x)
+                output = forward(x)
                 timer.mark("forward")
                 loss = run.task.loss(output, y)
                 timer.mark("loss")
@@ -418,6 +422,10 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------
     def _save(self, run: Run, path: Path, *, step_in_epoch: int, partial: dict | None) -> None:
+        from .distributed import is_main_process
+
+        if not is_main_process():
+            return  # under torchrun every rank holds the same state; rank 0 writes it
         if not all(torch.isfinite(p).all() for p in run.model.parameters()):
             return  # never persist a diverged state: the last good checkpoint stays
         state = {

@@ -14,10 +14,15 @@ def stratum_apply_update(run, step):
 
 @hookimpl
 def stratum_register_extensions():
-    """``--tensorboard DIR``: log every run's scalars with torch's SummaryWriter."""
+    """``--tensorboard DIR`` logging, and data parallelism when launched by torchrun."""
     from .components import extension
+    from .distributed import data_parallel_extension
 
-    return extension("tensorboard", _tensorboard_logger, "Log a run's scalars to TensorBoard when --tensorboard DIR is set.")
+    return [
+        extension("tensorboard", _tensorboard_logger, "Log a run's scalars to TensorBoard when --tensorboard DIR is set."),
+        extension("data-parallel", data_parallel_extension,
+                  "Under torchrun: DDP with each global batch sharded across ranks (gloo on CPU, nccl on CUDA)."),
+    ]
 
 
 def _tensorboard_logger(run, options):
