@@ -100,13 +100,16 @@ class FocusStrategy(Strategy):
     def setup(self, run) -> None:
         opts = self.options
         run.optimizer = build_optimizer(run)
-        prior = self._obtain_prior(run)
-        check_architecture(prior.metadata["architecture"], architecture_signature(run.model), self.prior_label)
+        # resolve every name first: a typo must not cost a source run
         registries = run.registries
         feature_component = registries.get("feature_set", opts.features)
-        feature_set = feature_component.factory(options_for(feature_component, run.config))
         regressor_component = registries.get("regressor", opts.regressor)
+        policy_component = registries.get("policy", opts.policy)
+        feature_set = feature_component.factory(options_for(feature_component, run.config))
         regressor_options = options_for(regressor_component, run.config)
+        self.policy = policy_component.factory(options_for(policy_component, run.config))
+        prior = self._obtain_prior(run)
+        check_architecture(prior.metadata["architecture"], architecture_signature(run.model), self.prior_label)
 
         def make_regressor():
             regressor = regressor_component.factory(regressor_options)
@@ -123,8 +126,6 @@ class FocusStrategy(Strategy):
         self.updater = FocusUpdater(run.model, self.library, capture.layers, capture.trajectory, opts.focus_uncaptured)
         self.fit_s = time.perf_counter() - t0
         run.setup_s += self.fit_s
-        policy_component = registries.get("policy", opts.policy)
-        self.policy = policy_component.factory(options_for(policy_component, run.config))
         if not self.library.models:
             raise PriorError(f"prior {self.prior_label} has too few capture rows to fit any layer")
 
@@ -142,7 +143,7 @@ class FocusStrategy(Strategy):
         src = source_config(config, seed=config.seed + opts.prior_seed_offset, epochs=opts.prior_epochs)
         if not config.quiet:
             print(f"stratum: focus: building a prior on an SGD source run (seed {src.seed}, {src.epochs} epochs)",
-                  file=sys.stderr, flush=True)
+                  flush=True)
         capture = capture_config_from(opts, seed=src.seed)
         prior, info = build_prior(src, run.pm, capture, data_fraction=opts.prior_data_fraction)
         if saved is not None:
