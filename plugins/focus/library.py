@@ -43,14 +43,34 @@ class TabulatedRegressor:
         self.lo, self.hi = lo - margin, hi + margin
         grid = torch.linspace(self.lo, self.hi, points).unsqueeze(1)
         self.table = inner.predict(grid).detach().float().reshape(-1).cpu()
-        self.step = (self.hi - self.lo) / (points - 1)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        table = self.table.to(x.device, x.dtype)
-        pos = ((x[:, 0] - self.lo) / self.step).clamp_(0, len(table) - 1)
-        left = pos.floor().long().clamp_(max=len(table) - 2)
-        frac = pos - left
-        return torch.lerp(table[left], table[left + 1], frac)
+        return interpolate(x[:, 0], self.lo, self.hi, self.table.to(x.device, x.dtype))
+
+    def folded(self, x_mean, x_std, y_mean, y_std):
+        lo = float(self.lo * x_std[0] + x_mean[0])
+        hi = float(self.hi * x_std[0] + x_mean[0])
+        table = (self.table * float(y_std) + float(y_mean))
+        cache = {}
+
+        def predict(x):
+            key = (x.device, x.dtype)
+            if key not in cache:
+                cache[key] = table.to(x.device, x.dtype)
+            return interpolate(x[:, 0], lo, hi, cache[key])
+
+        return predict
+
+
+def interpolate(x: torch.Tensor, lo: float, hi: float, table: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear lookup of ``x`` in ``table`` sampled evenly on [lo, hi]; clamped at the ends."""
+    last = len(table) - 1
+    slope = table[1:] - table[:-1]
+    pos = (x - lo).mul_(last / (hi - lo)).clamp_(0, last)
+    # pos >= 0, so truncation is floor; int32 + index_select is the fast gather on CPU; the top edge has frac 1
+    index = pos.int().clamp_(max=last - 1)
+    frac = pos.sub_(index)
+    return torch.index_select(table, 0, index).addcmul_(torch.index_select(slope, 0, index), frac)
 
 
 @attrs.define(eq=False)
@@ -68,17 +88,18 @@ class TensorModel:
     fit_s: float
     nbytes: int
 
-    _folded: tuple | None = None
+    _predict: object = None
 
     def predict_target(self, x: torch.Tensor) -> torch.Tensor:
-        coef = getattr(self.regressor, "coef", None)
-        if coef is not None:  # linear: fold the standardisation into one matrix-vector product
-            if self._folded is None or self._folded[0].device != x.device:
-                w = (coef.to(x.device) / self.x_std.to(x.device)) * self.y_std.to(x.device)
-                b = self.y_mean + self.y_std * (self.regressor.intercept - (self.x_mean / self.x_std * coef).sum())
-                self._folded = (w.to(x.dtype), b.to(x.device, x.dtype))
-            w, b = self._folded
-            return torch.mv(x, w).add_(b) if x.shape[1] > 1 else x[:, 0] * w[0] + b
+        """The regressor's prediction in target units, from unstandardised features."""
+        if self._predict is None:
+            if hasattr(self.regressor, "folded"):  # standardisation folded into the backend's own weights
+                self._predict = self.regressor.folded(self.x_mean, self.x_std, self.y_mean, self.y_std)
+            else:
+                self._predict = self._generic
+        return self._predict(x)
+
+    def _generic(self, x: torch.Tensor) -> torch.Tensor:
         mean, std = self.x_mean.to(x.device), self.x_std.to(x.device)
         out = x.new_empty(len(x))
         for start in range(0, len(x), PREDICT_CHUNK):

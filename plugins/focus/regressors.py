@@ -38,8 +38,22 @@ class RidgeRegressor:
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.coef.to(x.device, x.dtype) + self.intercept.to(x.device, x.dtype)
 
-    def state(self) -> dict:
-        return {"coef": self.coef, "intercept": self.intercept}
+    def folded(self, x_mean, x_std, y_mean, y_std):
+        """A predictor on unstandardised inputs: one matrix-vector product per call."""
+        w = self.coef / x_std * y_std
+        b = y_mean + y_std * (self.intercept - (x_mean / x_std * self.coef).sum())
+        cache = {}
+
+        def predict(x):
+            key = (x.device, x.dtype)
+            if key not in cache:
+                cache[key] = (w.to(x.device, x.dtype), b.to(x.device, x.dtype))
+            wk, bk = cache[key]
+            if x.shape[1] == 1:
+                return x[:, 0] * wk[0] + bk
+            return torch.mv(x, wk).add_(bk)
+
+        return predict
 
 
 class MLPRegressor:
@@ -110,6 +124,26 @@ class MLPRegressor:
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(1)
+
+    def folded(self, x_mean, x_std, y_mean, y_std, chunk: int = 1 << 16):
+        """A predictor on unstandardised inputs: the scaling moved into the first and last layers."""
+        net = copy.deepcopy(self.net)
+        first, last = net[0], net[-1]
+        with torch.no_grad():
+            first.bias.sub_(first.weight @ (x_mean / x_std).to(first.weight))
+            first.weight.div_(x_std.to(first.weight))
+            last.weight.mul_(y_std.to(last.weight))
+            last.bias.mul_(y_std.to(last.bias)).add_(y_mean.to(last.bias))
+
+        @torch.no_grad()
+        def predict(x):
+            net.to(x.device, x.dtype)
+            out = x.new_empty(len(x))
+            for start in range(0, len(x), chunk):  # chunks keep the hidden activations in cache
+                out[start:start + chunk] = net(x[start:start + chunk]).squeeze(1)
+            return out
+
+        return predict
 
 
 class XGBoostRegressor:

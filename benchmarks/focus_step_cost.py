@@ -1,0 +1,148 @@
+"""Cost of one focus step against one SGD step (issue 3's goal: <= 0.10x for linear and mlp).
+
+Reference setup: VGG11 at width 0.25 on synthetic 3x32x32, batch 128, CPU,
+torch threads fixed (default 1). A prior is captured from a short SGD run of
+the same model, a focus library is fitted for each regressor x feature set,
+and focus steps and SGD steps are timed *interleaved in one process* (so load
+from other processes hits both alike); the report gives medians over
+``--repeats`` rounds and their ratio. An SGD step here is what the engine does
+per batch in a data mode: slice a resident batch, forward, loss, backward,
+optimiser step. ``observe`` is the focus strategy's extra work on every step
+(recording the trajectory window), which a focus run pays on SGD steps too.
+
+    .venv/bin/python benchmarks/focus_step_cost.py            # the reference numbers
+    .venv/bin/python benchmarks/focus_step_cost.py --json out.json --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+
+def build(args):
+    from stratum.config import make_config, plugin_option_fields
+    from stratum.engine import build_run
+    from stratum.plugin_manager import create_plugin_manager
+
+    pm = create_plugin_manager()
+    values = dict(model=args.model, width=args.width, dataset="synthetic", batch_size=args.batch_size,
+                  threads=args.threads, lr=0.01, synthetic_train=2048, synthetic_test=64, seed=0)
+    config = make_config(values, plugin_fields=plugin_option_fields(pm.registries.all()))
+    return build_run(config, pm)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="vgg11")
+    parser.add_argument("--width", type=float, default=0.25)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=15, help="timed rounds (each: one focus step, one SGD step)")
+    parser.add_argument("--capture-steps", type=int, default=12)
+    parser.add_argument("--regressors", default="linear,mlp,xgboost")
+    parser.add_argument("--features", default="paper,trajectory")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from stratum_plugins.focus import MLPOptions, RidgeOptions, XGBoostOptions  # noqa: F401  (defaults)
+    from stratum_plugins.focus.capture import Capture, CaptureConfig
+    from stratum_plugins.focus.features import FEATURE_SETS
+    from stratum_plugins.focus.library import fit_library
+    from stratum_plugins.focus.regressors import MLPRegressor, RidgeRegressor, XGBoostRegressor
+    from stratum_plugins.focus.step import FocusUpdater
+
+    run = build(args)
+    model, optimizer = run.model, run.optimizer
+    generator = torch.Generator().manual_seed(0)
+    batches = iter(())
+
+    def next_batch():
+        nonlocal batches
+        try:
+            return next(batches)
+        except StopIteration:
+            batches = run.train_batches.epoch(generator)
+            return next(batches)
+
+    def sgd_step():
+        x, y = next_batch()
+        optimizer.zero_grad(set_to_none=True)
+        loss = run.task.loss(model(x), y)
+        loss.backward()
+        optimizer.step()
+
+    capture = Capture(CaptureConfig(layers="auto"))
+    capture.attach(model)
+    for step in range(args.capture_steps):
+        x, y = next_batch()
+        optimizer.zero_grad(set_to_none=True)
+        run.task.loss(model(x), y).backward()
+        capture.record(step)
+        optimizer.step()
+        capture.state.observe(capture._tracked_values())
+    tensors = capture.tensors()
+    for _ in range(3):
+        sgd_step()  # warm-up
+
+    makers = {
+        "linear": lambda: RidgeRegressor(),
+        "mlp": lambda: MLPRegressor(),
+        "xgboost": lambda: XGBoostRegressor(threads=args.threads),
+    }
+    rows = []
+    for feature_name in args.features.split(","):
+        feature_set = FEATURE_SETS[feature_name][0]()
+        for regressor_name in args.regressors.split(","):
+            t0 = time.perf_counter()
+            library = fit_library(tensors, feature_set, makers[regressor_name], source_lr=0.01, seed=0)
+            fit_s = time.perf_counter() - t0
+            updater = FocusUpdater(model, library, "auto", capture.config.trajectory)
+            saved = [p.detach().clone() for p in model.parameters()]
+            for _ in range(2):
+                updater.step(optimizer)  # warm-up
+            focus, sgd, observe = [], [], []
+            for _ in range(args.repeats):
+                t = time.perf_counter()
+                updater.step(optimizer)
+                focus.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                sgd_step()
+                sgd.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                updater.observe()
+                observe.append(time.perf_counter() - t)
+            with torch.no_grad():
+                for p, s in zip(model.parameters(), saved):
+                    p.copy_(s)
+            row = {
+                "features": feature_name, "regressor": regressor_name,
+                "focus_ms": 1000 * statistics.median(focus), "sgd_ms": 1000 * statistics.median(sgd),
+                "observe_ms": 1000 * statistics.median(observe), "fit_s": fit_s,
+                "trajectory_mb": updater.nbytes() / 2**20,
+            }
+            row["ratio"] = row["focus_ms"] / row["sgd_ms"]
+            rows.append(row)
+            print(f"{feature_name:<11} {regressor_name:<8} focus {row['focus_ms']:7.2f} ms   sgd {row['sgd_ms']:7.2f} ms   "
+                  f"ratio {row['ratio']:.3f}   observe {row['observe_ms']:5.2f} ms   fit {fit_s:5.2f} s", flush=True)
+    info = {
+        "model": args.model, "width": args.width, "batch_size": args.batch_size, "threads": args.threads,
+        "device": "cpu", "dtype": "float32", "parameters": sum(p.numel() for p in model.parameters()),
+        "torch": torch.__version__, "python": sys.version.split()[0], "repeats": args.repeats, "rows": rows,
+    }
+    print(f"# {args.model} width {args.width}, batch {args.batch_size}, cpu, {args.threads} thread(s), "
+          f"{info['parameters']:,} parameters, torch {torch.__version__}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(info, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
