@@ -1,9 +1,9 @@
 """Signal propagation through a deep vanilla tanh CNN: delta-orthogonal against Gaussian.
 
 Builds the body of ``vanilla-cnn`` (``depth`` 3x3 convolutions of ``channels``
-channels, each followed by tanh) with the registered initialisers at the tanh
-critical point (q* = 0.026: sigma_w^2 ~ 1.05, sigma_b^2 ~ 2.0e-5), feeds it
-activations tanh(N(0, q*)) and reports, forward only:
+channels, each followed by tanh) with the deltaorth initialisers at the tanh
+critical point (``--q-star``, default 0.026: sigma_w^2 ~ 1.05, sigma_b^2 ~ 2.0e-5),
+feeds it activations tanh(N(0, q*)) and reports, forward only:
 
 * the output/input activation-norm ratio ||a_L|| / ||a_0|| at several depths
   (median and range over seeds); the target is [0.5, 2] at depth 10,000;
@@ -38,8 +38,8 @@ from stratum_plugins.deltaorth.init import init_model_
 from stratum_plugins.deltaorth.vanilla_cnn import VanillaCNN
 
 
-def build_body(depth: int, channels: int, scheme: str, seed: int, padding_mode: str) -> nn.Sequential:
-    sigma_w2, sigma_b2 = critical_point(0.026)
+def build_body(depth: int, channels: int, scheme: str, seed: int, padding_mode: str, q_star: float) -> nn.Sequential:
+    sigma_w2, sigma_b2 = critical_point(q_star)
     model = VanillaCNN(channels, 10, depth=depth, channels=channels)
     init_model_(model, scheme, generator(seed, "init"), math.sqrt(sigma_w2), math.sqrt(sigma_b2))
     for module in model.body:
@@ -48,8 +48,7 @@ def build_body(depth: int, channels: int, scheme: str, seed: int, padding_mode: 
     return model.body
 
 
-def input_activations(batch: int, channels: int, spatial: int, seed: int) -> torch.Tensor:
-    q_star = 0.026
+def input_activations(batch: int, channels: int, spatial: int, seed: int, q_star: float) -> torch.Tensor:
     pre = torch.randn(batch, channels, spatial, spatial, generator=generator(seed, "x")) * math.sqrt(q_star)
     return torch.tanh(pre)
 
@@ -92,6 +91,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--jacobian-depth", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--q-star", type=float, default=0.026, help="the point on the tanh critical line")
     parser.add_argument("--parts", default="norm,jacobian", help="which measurements: norm, jacobian or both")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
@@ -99,8 +99,8 @@ def main(argv=None) -> dict:
     checkpoints = sorted({d for d in (10, 100, 1000, 10_000) if d <= args.depth} | {args.depth})
     report = {"config": vars(args), "torch": torch.__version__, "python": platform.python_version(), "dtype": "float32",
               "device": "cpu", "norm_ratio": {}, "jacobian": {}}
-    sigma_w2, sigma_b2 = critical_point(0.026)
-    print(f"critical point at q*=0.026: sigma_w^2={sigma_w2:.4f} sigma_b^2={sigma_b2:.3e}; "
+    sigma_w2, sigma_b2 = critical_point(args.q_star)
+    print(f"critical point at q*={args.q_star}: sigma_w^2={sigma_w2:.4f} sigma_b^2={sigma_b2:.3e}; "
           f"depth {args.depth}, c={args.channels}, {args.spatial}x{args.spatial} maps, {args.seeds} seeds, "
           f"{args.threads} thread(s)")
     parts = set(args.parts.split(","))
@@ -109,8 +109,9 @@ def main(argv=None) -> dict:
             per_depth = {d: [] for d in checkpoints}
             t0 = time.perf_counter()
             for seed in range(args.seeds):
-                body = build_body(args.depth, args.channels, scheme, seed, padding)
-                ratios = norm_ratios(body, input_activations(args.batch, args.channels, args.spatial, seed), checkpoints)
+                body = build_body(args.depth, args.channels, scheme, seed, padding, args.q_star)
+                ratios = norm_ratios(body, input_activations(args.batch, args.channels, args.spatial, seed, args.q_star),
+                                     checkpoints)
                 for d, r in ratios.items():
                     per_depth[d].append(r)
                 del body
@@ -125,8 +126,8 @@ def main(argv=None) -> dict:
         for scheme in ("delta-orthogonal", "gaussian"):
             stats = []
             for seed in range(args.seeds):
-                body = build_body(args.jacobian_depth, args.channels, scheme, seed, padding)
-                s = jacobian_singular_values(body, input_activations(1, args.channels, args.spatial, seed))
+                body = build_body(args.jacobian_depth, args.channels, scheme, seed, padding, args.q_star)
+                s = jacobian_singular_values(body, input_activations(1, args.channels, args.spatial, seed, args.q_star))
                 stats.append({"min": s.min().item(), "max": s.max().item(), "std": s.std().item(),
                               "mean_sq": (s**2).mean().item(),
                               "within_half_to_2": ((s >= 0.5) & (s <= 2.0)).double().mean().item()})
