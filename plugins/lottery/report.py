@@ -76,12 +76,13 @@ def markdown_table(results: list[dict], branches: list[str]) -> str:
 
 def plot_png(results: list[dict], branches: list[str], title: str = "") -> bytes:
     """Test accuracy and early-stop iteration against weights remaining, one line per branch."""
-    import matplotlib
+    # The object-oriented API with the Agg canvas: no pyplot state, no GUI backend.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, (ax_acc, ax_iter) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    FigureCanvasAgg(fig)
+    ax_acc, ax_iter = fig.subplots(1, 2)
     for b in branches:
         rows = [r for r in results if r["branch"] == b or (b == "ticket" and r["branch"] == "dense")]
         rows = sorted(rows, key=lambda r: -r["weights_remaining"])
@@ -103,7 +104,6 @@ def plot_png(results: list[dict], branches: list[str], title: str = "") -> bytes
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
     return buffer.getvalue()
 
 
