@@ -105,6 +105,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     labels = {"ticket": "winning ticket", "reinit": "random re-init", "random-mask": "random mask"}
@@ -118,6 +119,8 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
                         marker="o", capsize=3, label=labels[branch])
     for ax, ylabel in zip(axes, ("test accuracy at early stop (%)", "early-stop iteration")):
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "1235" else ""))
         ax.invert_xaxis()
         ax.set_xlabel("weights remaining (%)")
         ax.set_ylabel(ylabel)
