@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -136,3 +137,38 @@ def test_a_worker_killed_with_sigkill_loses_only_its_own_run(tmp_path, plugin_en
     assert all(r["status"] == "done" for r in stored.values())
     assert stored[victim["run_id"]]["attempts"] == 2
     assert sum(r["attempts"] for r in stored.values()) == 7  # nothing ran twice except the lost run
+
+
+def test_sigterm_to_the_bench_stops_it_cleanly_and_a_rerun_completes(tmp_path, plugin_env):
+    db = tmp_path / "t.sqlite"
+    args = ["bench", "--strategies", "sleepy", "--sleepy-ms", "100", "--seeds", "4", *TINY, "--steps-per-epoch", "6",
+            "--db", str(db), "--workers", "2", "--no-report"]
+    env = {**os.environ, **plugin_env, "PYTHONUNBUFFERED": "1"}
+    bench = subprocess.Popen([sys.executable, "-m", "stratum", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env)
+    try:
+        def running():
+            if not db.exists():
+                return False
+            try:
+                with Store(db, create=False) as store:
+                    return store.conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'running'").fetchone()[0] > 0
+            except Exception:
+                return False
+
+        _wait_for(running)
+        bench.send_signal(signal.SIGTERM)
+        out, err = bench.communicate(timeout=60)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+    assert bench.returncode == 128 + signal.SIGTERM, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("stratum: bench interrupted by SIGTERM"), err
+    statuses = [r["status"] for r in rows(db)]
+    assert "running" not in statuses and "lost" in statuses  # the store is left consistent
+
+    rerun = run_cli(*args)
+    assert rerun.exit_code == 0, rerun
+    stored = rows(db)
+    assert len(stored) == 4 and {r["status"] for r in stored} == {"done"}

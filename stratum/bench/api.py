@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import uuid
 import warnings
 from pathlib import Path
 
 import attrs
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RunInterrupted
 from .matrix import expand, validate
 from .progress import BenchProgress, format_seconds
 from .runner import cpu_count, threads_per_worker
@@ -80,14 +83,24 @@ def run_bench(spec: BenchSpec, db: Path, pm, *, workers: int | None = None, exec
             parallel = workers
             progress = BenchProgress(queued["queued"], parallel=parallel, stream=stream, live=live, quiet=quiet)
             try:
-                if executor == "local":
-                    from .local import run_local
+                with _stop_on_signals():
+                    if executor == "local":
+                        from .local import run_local
 
-                    run_local(store, session, workers=workers, threads=threads, block=block, progress=progress, log_dir=log_dir)
-                else:
-                    from .dask_executor import run_dask
+                        run_local(store, session, workers=workers, threads=threads, block=block, progress=progress,
+                                  log_dir=log_dir)
+                    else:
+                        from .dask_executor import run_dask
 
-                    run_dask(store, session, address=address, workers=workers, threads=threads, block=block, progress=progress)
+                        run_dask(store, session, address=address, workers=workers, threads=threads, block=block,
+                                 progress=progress)
+            except (_Stop, KeyboardInterrupt) as exc:
+                signum = exc.signum if isinstance(exc, _Stop) else signal.SIGINT
+                counts = store.session_counts(session)
+                raise RunInterrupted(
+                    f"bench interrupted by {signal.Signals(signum).name}: {counts['done']} of {queued['queued']} runs "
+                    f"done, unfinished runs are kept as lost; re-run the same command to resume", signum,
+                ) from None
             finally:
                 progress.close()
         seconds = time.perf_counter() - started
@@ -102,6 +115,35 @@ def run_bench(spec: BenchSpec, db: Path, pm, *, workers: int | None = None, exec
         return result
     finally:
         store.close()
+
+
+class _Stop(BaseException):
+    """SIGTERM (or SIGINT) reached the bench process: unwind, stop the workers, keep the store."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def stop(signum, frame):
+        raise _Stop(signum)
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            continue  # e.g. SIGINT in a background job: respect it
+        previous[sig] = signal.signal(sig, stop)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def describe(result: BenchResult) -> str:
