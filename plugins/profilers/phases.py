@@ -47,7 +47,10 @@ class PhasesProfiler:
         if _is_main_process():
             title = (f"phase breakdown ({breakdown['device']}, {breakdown['timer']}; "
                      f"{breakdown['epochs']} epochs, {breakdown['steps']} steps)")
-            print(format_table(breakdown, title), file=self.stream or sys.stdout)
+            tables = [format_table(breakdown, title)]
+            for mode, part in breakdown.get("by_mode", {}).items():
+                tables.append(format_table(part, f"  mode {mode}: {part['epochs']} epochs, {part['steps']} steps"))
+            print("\n".join(tables), file=self.stream or sys.stdout)
 
 
 def _is_main_process() -> bool:
