@@ -18,6 +18,12 @@ At every sparsity level it reports, for the winning ticket and both controls
 
     python benchmarks/lottery_ticket.py --setting lenet --seeds 5 --out bench-out/lottery-lenet
     python benchmarks/lottery_ticket.py --setting conv --seeds 5 --out bench-out/lottery-conv
+
+Seeds can run in parallel processes and be aggregated afterwards:
+
+    python benchmarks/lottery_ticket.py --setting conv --first-seed 0 --seeds 3 --out bench-out/conv-a &
+    python benchmarks/lottery_ticket.py --setting conv --first-seed 3 --seeds 2 --out bench-out/conv-b
+    python benchmarks/lottery_ticket.py --merge bench-out/conv-a bench-out/conv-b --out bench-out/lottery-conv
 """
 
 from __future__ import annotations
@@ -141,6 +147,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=None, help="override the setting's pruning rounds (20%% each)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="directory for the table, plot and raw JSON")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None,
+                        help="aggregate the raw.json of earlier --out directories (e.g. seeds run in parallel) instead of running")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     values = dict(SETTINGS[args.setting], strategy="lottery", threads=args.threads, quiet=True)
@@ -149,18 +157,29 @@ def main(argv=None):
     if args.rounds:
         values["prune_rounds"] = args.rounds
     values["prune_fraction"] = 1 - 0.8 ** values["prune_rounds"]  # 20% of the remaining weights per round
-    pm = create_plugin_manager()
-    per_seed, times = [], []
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
-        t0 = time.perf_counter()
-        summary = run_seed(pm, values, seed)
-        times.append(time.perf_counter() - t0)
-        per_seed.append(summary["lottery"]["results"])
-        print(f"seed {seed}: {len(summary['lottery']['results'])} fits in {times[-1]:.0f}s "
-              f"(search cost {summary['lottery']['search_s']:.0f}s)", flush=True)
+    per_seed, seeds = [], []
+    if args.merge:
+        for directory in args.merge:
+            raw = json.loads((directory / "raw.json").read_text())
+            per_seed += raw["per_seed"]
+            seeds += raw.get("seeds", [])
+        values = raw["values"]
+        args.seeds = len(per_seed)
+    else:
+        pm = create_plugin_manager()
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            t0 = time.perf_counter()
+            summary = run_seed(pm, values, seed)
+            per_seed.append(summary["lottery"]["results"])
+            seeds.append(seed)
+            print(f"seed {seed}: {len(summary['lottery']['results'])} fits in {time.perf_counter() - t0:.0f}s "
+                  f"(search cost {summary['lottery']['search_s']:.0f}s)", flush=True)
+            if args.out:  # keep every finished seed, so an interrupted study loses at most one
+                args.out.mkdir(parents=True, exist_ok=True)
+                (args.out / "raw.json").write_text(json.dumps({"values": values, "seeds": seeds, "per_seed": per_seed}, indent=1))
     rows = aggregate(per_seed)
     table = markdown(rows)
-    meta = (f"setting {args.setting}: {values}; {args.seeds} seeds; torch {torch.__version__}, python "
+    meta = (f"setting {values['model']} on {values['dataset']}: {values}; {args.seeds} seeds; torch {torch.__version__}, python "
             f"{platform.python_version()}, cpu, float32, {args.threads} thread(s); mean ± 95% t-interval")
     print(meta)
     print(table)
@@ -172,8 +191,8 @@ def main(argv=None):
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "table.md").write_text(meta + "\n\n" + table)
-        (args.out / "raw.json").write_text(json.dumps({"values": values, "per_seed": per_seed, "rows": rows}, indent=1))
-        plot(rows, args.out / "lottery.png", f"{args.setting}: {values['model']} on {values['dataset']}, {args.seeds} seeds")
+        (args.out / "raw.json").write_text(json.dumps({"values": values, "seeds": seeds, "per_seed": per_seed, "rows": rows}, indent=1))
+        plot(rows, args.out / "lottery.png", f"{values['model']} on {values['dataset']}, {args.seeds} seeds")
     return rows
 
 
