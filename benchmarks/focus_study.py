@@ -42,6 +42,8 @@ import time
 import traceback
 from pathlib import Path
 
+import stratum
+
 DEFAULT_EPOCHS = {"digits": 30, "synthetic": 30}
 DATASET_OPTIONS = {
     "digits": dict(batch_size=32),
@@ -58,18 +60,65 @@ LR_GRID = (0.005, 0.01, 0.02, 0.05)
 # ---------------------------------------------------------------------------
 
 
+EMA_DECAY = 0.95
+
+
 def parse_method(method: str) -> dict:
-    """``sgd`` or ``focus:<regressor>:<features>:<policy>`` -> run options."""
-    if method == "sgd":
+    """``sgd``, ``sgd+ema`` or ``focus:<regressor>:<features>:<policy>`` -> run options."""
+    if method in ("sgd", "sgd+ema"):
         return {"strategy": "sgd"}
     parts = method.split(":")
     if parts[0] != "focus" or len(parts) != 4:
-        raise SystemExit(f"bad method {method!r}: use sgd or focus:<regressor>:<features>:<policy>")
+        raise SystemExit(f"bad method {method!r}: use sgd, sgd+ema or focus:<regressor>:<features>:<policy>")
     return {"strategy": "focus", "regressor": parts[1], "features": parts[2], "policy": parts[3]}
 
 
 def default_methods(regressors, features, policies) -> list[str]:
-    return ["sgd"] + [f"focus:{r}:{f}:{p}" for p in policies for f in features for r in regressors]
+    return ["sgd", "sgd+ema"] + [f"focus:{r}:{f}:{p}" for p in policies for f in features for r in regressors]
+
+
+class EMAWeights:
+    """Reference arm ``sgd+ema``: SGD whose *reported* model is the EMA of its weights.
+
+    Not a focus method: a measurement of what cheap, data-free averaging of the
+    SGD trajectory would give. The EMA update runs inside the training step
+    (so its cost is on the clock); at each epoch end the EMA weights are
+    evaluated into ``ema_val``/``ema_test`` (the same cost as the evaluation a
+    method reporting them would do instead of evaluating the raw weights).
+    """
+
+    def __init__(self, decay: float = EMA_DECAY):
+        self.decay = decay
+        self.ema = None
+
+    @stratum.hookimpl
+    def stratum_after_train_step(self, run, step, loss):
+        import torch
+
+        with torch.no_grad():
+            params = [p.detach() for p in run.model.parameters()]
+            if self.ema is None:
+                self.ema = [p.clone() for p in params]
+            else:
+                torch._foreach_lerp_(self.ema, params, 1 - self.decay)
+
+    @stratum.hookimpl
+    def stratum_epoch_end(self, run, epoch, record):
+        import torch
+
+        from stratum.engine import evaluate
+
+        if self.ema is None:
+            return
+        saved = [p.detach().clone() for p in run.model.parameters()]
+        with torch.no_grad():
+            for p, e in zip(run.model.parameters(), self.ema):
+                p.copy_(e)
+        _, record["ema_val"] = evaluate(run, run.data.val)
+        _, record["ema_test"] = evaluate(run, run.data.test)
+        with torch.no_grad():
+            for p, q in zip(run.model.parameters(), saved):
+                p.copy_(q)
 
 
 def base_values(args, dataset: str, model: str) -> dict:
@@ -108,7 +157,7 @@ class Runner:
         index, total = self.args.shard
         return zlib.crc32(str(path.relative_to(self.args.out)).encode()) % total == index
 
-    def run(self, path: Path, values: dict) -> dict | None:
+    def run(self, path: Path, values: dict, ema: bool = False) -> dict | None:
         if path.exists():
             return json.loads(path.read_text())
         if not self.mine(path):
@@ -120,7 +169,8 @@ class Runner:
         t0 = time.perf_counter()
         try:
             config = make_config(values, plugin_fields=self.fields)
-            summary = Trainer(self.pm).run(config)
+            extra = [("ema-weights", EMAWeights())] if ema else []
+            summary = Trainer(self.pm, extra_plugins=extra).run(config)
             record = {"ok": True, "values": values, "summary": summary}
         except Exception as exc:  # a failed run is a result too; the study carries on
             record = {"ok": False, "values": values, "error": f"{type(exc).__name__}: {exc}",
@@ -168,7 +218,7 @@ def run_all(args) -> None:
             for seed in range(args.seeds):
                 for method in args.methods:
                     runner.run(run_path(args.out, "main", dataset, model, method, seed),
-                               {**base, **parse_method(method), "seed": seed})
+                               {**base, **parse_method(method), "seed": seed}, ema=method == "sgd+ema")
     for dataset in args.datasets:
         model = args.spread_model
         lr = tuned_lr(args, dataset, model)
@@ -296,16 +346,17 @@ def summarise_cell(args, dataset: str, model: str) -> dict | None:
     cell = {"dataset": dataset, "model": model, "lr": tuned_lr(args, dataset, model), "baseline_peak": baseline_peak,
             "target": target, "methods": {}}
     sgd_times = [_or_inf(time_to(r["summary"]["history"], target)) for r in sgd]
-    sgd_peak_times = [r["summary"]["time_to_peak_s"] for r in sgd]
+    sgd_peak_times = own_peak_times(sgd)
     sgd_peaks = [r["summary"]["peak_test_acc"] for r in sgd]
     for method, method_runs in runs.items():
         ok = [r for r in method_runs if r.get("ok")]
         if not ok:
             cell["methods"][method] = {"runs": len(method_runs), "failed": len(method_runs)}
             continue
-        excl = [_or_inf(time_to(r["summary"]["history"], target)) for r in ok]
-        allin = [_or_inf(time_to(r["summary"]["history"], target, clock="cum_all_in_s")) for r in ok]
-        peaks = [r["summary"]["peak_test_acc"] for r in ok]
+        key = "ema_test" if method == "sgd+ema" else "test_acc"
+        excl = [_or_inf(time_to(r["summary"]["history"], target, key=key)) for r in ok]
+        allin = [_or_inf(time_to(r["summary"]["history"], target, key=key, clock="cum_all_in_s")) for r in ok]
+        peaks = [max(h.get(key) or 0.0 for h in r["summary"]["history"]) for r in ok]
         entry = {
             "runs": len(method_runs), "failed": len(method_runs) - len(ok),
             "reached": sum(t < math.inf for t in excl),
@@ -317,9 +368,9 @@ def summarise_cell(args, dataset: str, model: str) -> dict | None:
             "speedup_all_in_ci": ratio_ci(sgd_times, allin),
             "peak": median(peaks), "peak_diff": median(peaks) - median(sgd_peaks),
             "peak_diff_ci": _diff_ci(peaks, sgd_peaks),
-            "time_to_peak": median([r["summary"]["time_to_peak_s"] for r in ok]),
-            "time_to_peak_all_in": median([r["summary"].get("time_to_peak_all_in_s") or math.nan for r in ok]),
-            "sooner_to_peak": 1 - median([r["summary"]["time_to_peak_s"] for r in ok]) / median(sgd_peak_times),
+            "time_to_peak": median(own_peak_times(ok, key)),
+            "time_to_peak_all_in": median(own_peak_times(ok, key, clock="cum_all_in_s")),
+            "sooner_to_peak": 1 - median(own_peak_times(ok, key)) / median(sgd_peak_times),
             "prior_s": median([r["summary"].get("prior_s", 0.0) for r in ok]),
             "setup_s": median([r["summary"].get("setup_s", 0.0) for r in ok]),
         }
@@ -329,6 +380,17 @@ def summarise_cell(args, dataset: str, model: str) -> dict | None:
             entry["median_fit_r2"] = median(r2) if r2 else None
         cell["methods"][method] = entry
     return cell
+
+
+def own_peak_times(runs, key="test_acc", clock="cum_s"):
+    """Per run: the clock when it first reached its own peak ``key`` (rolled-back epochs excluded)."""
+    out = []
+    for r in runs:
+        rows = [h for h in r["summary"]["history"] if not h.get("rolled_back") and h.get(key) is not None]
+        if rows:
+            peak = max(h[key] for h in rows)
+            out.append(next(h[clock] for h in rows if h[key] >= peak))
+    return out
 
 
 def _diff_ci(a, b, reps: int = 4000, seed: int = 2):

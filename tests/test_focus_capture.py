@@ -123,3 +123,28 @@ def test_nonfinite_gradients_never_enter_the_capture():
     rows = capture.tensors()["0:w"]
     assert len(rows["grad"]) == 4 and torch.isfinite(rows["grad"]).all()
     assert capture.skipped_nonfinite == 2
+
+
+def test_centred_average_rows_use_the_values_around_their_step():
+    model = nn.Sequential(nn.Linear(1, 1, bias=False))
+    capture = Capture(CaptureConfig(layers="all", max_samples=100, track=10, center=2))
+    with torch.no_grad():
+        model[0].weight.fill_(0.0)
+    capture.attach(model)
+    steps = 6
+    for t in range(steps):  # w_t = t; the gradient is irrelevant here
+        model[0].weight.grad = torch.zeros_like(model[0].weight)
+        capture.record(t)
+        with torch.no_grad():
+            model[0].weight.fill_(float(t + 1))
+        capture.stratum_after_train_step(run=None, step=t, loss=None)
+    # w_0 .. w_6 are known: rows t <= 6 - H are complete, row 5 still waits for w_7
+    assert len(capture.tensors()["0:w"]["w"]) == steps - 1
+    assert 0 < capture.nbytes() <= capture.bound_bytes()
+    capture.flush()
+    rows = capture.tensors()["0:w"]
+    latest = steps  # w_0 .. w_6 exist
+    for w, center in zip(rows["w"].tolist(), rows["w_center"].tolist()):
+        t = int(w)
+        window = range(max(0, t - 2), min(t + 2, latest) + 1)
+        assert center == pytest.approx(sum(window) / len(window)), t

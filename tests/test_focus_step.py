@@ -173,3 +173,21 @@ def test_guarded_really_restores_the_weights_and_optimizer_state(make_cfg, pm, p
         assert torch.equal(before_focus[name], after_rollback[name]), name
     for i in buffers_before:
         assert torch.equal(buffers_before[i], buffers_after[i])
+
+
+def test_guarded_rolls_back_a_harmful_final_focus_epoch(make_cfg, pm, prior_path):
+    cfg = _focus_cfg(make_cfg, prior_path, policy="guarded", switch_threshold=1000.0, epochs=3, steps_per_epoch=10, lr=0.05)
+    run = build_run(cfg, pm)
+    _override(run, lambda g, ctx: 40.0 * torch.randn_like(ctx.w))
+    seen = {}
+
+    class Watcher:
+        @stratum.hookimpl
+        def stratum_epoch_start(self, run, epoch, mode):
+            seen[epoch] = {k: v.clone() for k, v in run.model.state_dict().items()}
+
+    summary = Trainer(pm, extra_plugins=[("watch", Watcher())]).fit(run)
+    assert [r["mode"] for r in summary["history"]] == ["sgd", "sgd", "focus"]
+    assert summary["history"][-1]["rolled_back"] is True and summary["rollbacks"][0]["epoch"] == 3
+    for name, value in run.model.state_dict().items():
+        assert torch.equal(value, seen[3][name])

@@ -33,6 +33,7 @@ class CaptureOptions:
     capture_dtype: str = option("float32", "dtype of stored capture rows.", choices=tuple(DTYPES))
     capture_window: int = option(4, "Trajectory window: recent deltas recorded per element.", min=1, max=64)
     capture_ema: tuple = option((0.9, 0.99), "Decays of the trailing averages recorded per element.", type=float, multiple=True, min=0, max=1, max_exclusive=True)
+    capture_center: int = option(16, "Half-width H of the centred average recorded per row (steps t-H..t+H; 0 = none; used by --features denoise).", min=0, max=1000)
 
 
 @attrs.frozen
@@ -114,9 +115,17 @@ def stratum_register_regressors():
     ]
 
 
+@attrs.frozen
+class DenoiseOptions:
+    denoise_pull: float = option(0.05, "denoise: fraction of the predicted noise displacement removed per focus step.", min=0, max=1, min_exclusive=True)
+
+
 @stratum.hookimpl
 def stratum_register_feature_sets():
-    return [stratum.feature_set(name, cls, description) for name, (cls, description) in FEATURE_SETS.items()]
+    return [
+        stratum.feature_set(name, cls, description, options=DenoiseOptions if name == "denoise" else None)
+        for name, (cls, description) in FEATURE_SETS.items()
+    ]
 
 
 @stratum.hookimpl

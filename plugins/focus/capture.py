@@ -47,11 +47,14 @@ class CaptureConfig:
     dtype: str = "float32"
     trajectory: TrajectorySpec = TrajectorySpec()
     seed: int = 0
+    # Half-width H of the centred average recorded per row (0 = none): the mean of the
+    # element's values over steps t-H .. t+H, known only H steps later.
+    center: int = 0
 
     def to_dict(self) -> dict:
         return {
             "layers": self.layers, "every": self.every, "max_samples": self.max_samples, "track": self.track,
-            "dtype": self.dtype, "trajectory": self.trajectory.to_dict(), "seed": self.seed,
+            "dtype": self.dtype, "trajectory": self.trajectory.to_dict(), "seed": self.seed, "center": self.center,
         }
 
     @classmethod
@@ -59,7 +62,7 @@ class CaptureConfig:
         return cls(
             layers=data["layers"], every=int(data["every"]), max_samples=int(data["max_samples"]),
             track=int(data["track"]), dtype=data["dtype"], trajectory=TrajectorySpec.from_dict(data["trajectory"]),
-            seed=int(data.get("seed", 0)),
+            seed=int(data.get("seed", 0)), center=int(data.get("center", 0)),
         )
 
 
@@ -189,6 +192,10 @@ class Capture:
         self.steps_captured = 0
         self.skipped_nonfinite = 0
         self.capture_s = 0.0
+        # centred-average bookkeeping (only with config.center > 0)
+        self.recent: list[torch.Tensor] = []  # per tensor: [2H+1, tracked] ring of recent values
+        self.recent_count = 0  # values pushed so far (w_0 .. w_latest)
+        self.pending: dict[int, dict[str, dict[str, torch.Tensor]]] = {}  # step -> key -> rows awaiting w_center
 
     # -- setup ---------------------------------------------------------------------
     def attach(self, model: nn.Module) -> None:
@@ -206,6 +213,11 @@ class Capture:
         self.state = TrajectoryState(cfg.trajectory, self._tracked_values())
         k, e = cfg.trajectory.window, len(cfg.trajectory.ema_decays)
         widths = {"w": 0, "grad": 0, "delta": k, "ema_disp": e, "layer_rms": 0, "step": 0}
+        if cfg.center:
+            widths["w_center"] = 0
+            values = self._tracked_values()
+            self.recent = [v.unsqueeze(0).repeat(2 * cfg.center + 1, 1) for v in values]
+            self.recent_count = 1
         self.reservoirs = {
             key: Reservoir(cfg.max_samples, widths, self.dtype, torch.Generator().manual_seed(cfg.seed * 7919 + i + 1))
             for i, key in enumerate(self.keys)
@@ -217,7 +229,10 @@ class Capture:
     def nbytes(self) -> int:
         """Bytes held now: the trajectory state of tracked elements plus every reservoir."""
         state = self.state.nbytes() if self.state is not None else 0
-        return state + sum(r.nbytes() for r in self.reservoirs.values())
+        ring = sum(t.element_size() * t.nelement() for t in self.recent)
+        waiting = sum(t.element_size() * t.nelement() for rows in self.pending.values()
+                      for cols in rows.values() for t in cols.values())
+        return state + ring + waiting + sum(r.nbytes() for r in self.reservoirs.values())
 
     def bound_bytes(self) -> int:
         """The most this capture can ever hold, from its configuration alone."""
@@ -225,8 +240,12 @@ class Capture:
         k, e = cfg.trajectory.window, len(cfg.trajectory.ema_decays)
         value = torch.empty((), dtype=self.dtype).element_size()
         per_tensor_state = cfg.track * (k + 1 + e) * 4
-        per_row = (k + e + 3) * value + 8  # + the int64 step
-        return len(self.keys) * (per_tensor_state + cfg.max_samples * per_row)
+        per_row = (k + e + 3 + (1 if cfg.center else 0)) * value + 8  # + the int64 step
+        bound = cfg.max_samples * per_row
+        if cfg.center:  # the ring of recent values, and rows waiting H steps for their centred average
+            waiting_steps = cfg.center // cfg.every + 1
+            bound += cfg.track * (2 * cfg.center + 1) * 4 + waiting_steps * cfg.track * ((k + e + 3) * 4 + 8)
+        return len(self.keys) * (per_tensor_state + bound)
 
     # -- hooks -------------------------------------------------------------------------
     @stratum.hookimpl
@@ -248,8 +267,46 @@ class Capture:
     @stratum.hookimpl
     def stratum_after_train_step(self, run, step, loss):
         t0 = time.perf_counter()
-        self.state.observe(self._tracked_values())
+        values = self._tracked_values()
+        self.state.observe(values)
+        if self.config.center:
+            self._push_recent(values)
         self.capture_s += time.perf_counter() - t0
+
+    def _push_recent(self, values: list[torch.Tensor]) -> None:
+        """Record w_{latest}; rows of step latest - H now have their whole centred window."""
+        h = self.config.center
+        slot = self.recent_count % (2 * h + 1)
+        for ring, v in zip(self.recent, values):
+            ring[slot].copy_(v)
+        self.recent_count += 1
+        ready = self.recent_count - 1 - h
+        if ready in self.pending:
+            self._finalise(ready)
+
+    def _finalise(self, t: int) -> None:
+        """Give the rows of step ``t`` the mean of values t-H .. min(t+H, latest) (fewer at the run's edges)."""
+        h = self.config.center
+        latest = self.recent_count - 1
+        lo, hi = max(0, t - h), min(t + h, latest)
+        slots = torch.tensor([i % (2 * h + 1) for i in range(lo, hi + 1)])
+        rows = self.pending.pop(t)
+        for i, key in enumerate(self.keys):
+            if key not in rows:
+                continue
+            center = self.recent[i].index_select(0, slots).mean(0)
+            tensor_rows = rows[key]
+            tensor_rows["w_center"] = center[tensor_rows.pop("_index")].cpu()
+            self.reservoirs[key].offer(tensor_rows)
+
+    def flush(self) -> None:
+        """At the end of a run: complete waiting rows with the part of their window that exists."""
+        for t in sorted(self.pending):
+            self._finalise(t)
+
+    @stratum.hookimpl
+    def stratum_fit_end(self, run, summary):
+        self.flush()
 
     # -- recording -----------------------------------------------------------------
     @torch.no_grad()
@@ -262,15 +319,21 @@ class Capture:
                 "w": ctx.w, "grad": grad, "delta": ctx.delta.t(), "ema_disp": ctx.ema_disp.t(),
                 "layer_rms": ctx.layer_rms.expand(n), "step": torch.full((n,), global_step, dtype=torch.long),
             }
-            rows = {name: t.cpu() for name, t in rows.items()}
+            rows = {name: t.detach().to("cpu", copy=True) for name, t in rows.items()}  # w is a view of a ring
             finite = torch.isfinite(rows["w"]) & torch.isfinite(rows["grad"]) & torch.isfinite(rows["delta"]).all(1) \
                 & torch.isfinite(rows["ema_disp"]).all(1) & torch.isfinite(rows["layer_rms"])
+            index = torch.arange(n)
             if not bool(finite.all()):  # never let NaN/inf into a prior
                 self.skipped_nonfinite += int((~finite).sum())
                 rows = {name: t[finite] for name, t in rows.items()}
+                index = index[finite]
                 if not len(rows["w"]):
                     continue
-            self.reservoirs[key].offer(rows)
+            if self.config.center:  # complete once the next H values are known
+                rows["_index"] = index
+                self.pending.setdefault(self.recent_count - 1, {})[key] = rows  # keyed by the index of w_t
+            else:
+                self.reservoirs[key].offer(rows)
         self.steps_captured += 1
 
     def tensors(self) -> dict[str, dict[str, torch.Tensor]]:
@@ -304,6 +367,7 @@ class CaptureExtension(Capture):
 
         if self.state is None:
             return
+        self.flush()
         prior = prior_from_capture(run.config, run.pm, self, summary)
         save_prior(self.path, prior)
         summary["capture"] = {"prior": str(self.path), "rows": sum(r.size for r in self.reservoirs.values()),

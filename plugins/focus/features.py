@@ -86,8 +86,43 @@ class DeltaFeatures(TrajectoryFeatures):
     use_ema = False
 
 
+class DenoiseFeatures(TrajectoryFeatures):
+    """Trajectory features, but the target is a *denoising pull*, not the next mini-batch gradient.
+
+    The capture records each row's centred average ``w_center`` (the mean of the
+    element over steps ``t-H .. t+H`` of the source run). The target is the
+    gradient that pulls ``w`` a fraction ``pull`` of the way toward it per step:
+    ``pull * (w - w_center) / lr``; so the library learns, per layer, which part
+    of a weight's current position relative to its recent trajectory is
+    mini-batch noise. Applied through the optimiser, focus steps move weights
+    toward the learned estimate of where their noisy trajectory is centred.
+    """
+
+    name = "denoise"
+
+    def __init__(self, options=None):
+        super().__init__(options)
+        self.pull = getattr(options, "denoise_pull", 0.05)
+
+    def target_gradient(self, columns: dict, lr: float) -> torch.Tensor:
+        if "w_center" not in columns:
+            from stratum.errors import PriorError
+
+            raise PriorError("feature set 'denoise' needs a prior captured with --capture-center > 0 "
+                             "(it records each row's centred average)")
+        return self.pull * (columns["w"].float() - columns["w_center"].float()) / lr
+
+    def transform(self, ctx: Context, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+        x, scale = super().transform(ctx, lr)
+        return x, scale.mul_(self.pull)
+
+    def describe(self) -> str:
+        return "x = delta_k/s + (w - ema_j)/s; target = pull * (w - w_center) / lr, in units of pull * s / lr"
+
+
 FEATURE_SETS = {
     "paper": (PaperFeatures, "The paper's features: the parameter value alone (grad(w) = f(w)). Default."),
     "trajectory": (TrajectoryFeatures, "Recent deltas and EMA displacements, normalised per element (WNN/NiNo-style)."),
     "deltas": (DeltaFeatures, "Recent deltas only, normalised per element (ablation of 'trajectory')."),
+    "denoise": (DenoiseFeatures, "Trajectory features; target: a pull toward the element's centred trajectory average."),
 }

@@ -168,12 +168,13 @@ def fit_tensor(key: str, columns: dict, feature_set, make_regressor: Callable[[]
                device: torch.device | str = "cpu", tabulate: bool = True) -> TensorModel:
     """Fit one tensor's regressor on its capture rows; R^2 on the held-out rows."""
     t0 = time.perf_counter()
-    ctx = context_from_columns(columns)
-    grad = columns["grad"].float()
-    n = len(grad)
+    n = len(columns["grad"])
     if n > max_samples:
         keep = torch.randperm(n, generator=generator)[:max_samples]
-        ctx, grad, n = ctx.select(keep), grad[keep], max_samples
+        columns = {name: t[keep] for name, t in columns.items()}
+    ctx = context_from_columns(columns)
+    target = getattr(feature_set, "target_gradient", None)
+    grad = target(columns, source_lr) if target is not None else columns["grad"].float()
     x, scale = feature_set.transform(ctx, source_lr)
     y = grad / scale
     finite = torch.isfinite(x).all(1) & torch.isfinite(y)

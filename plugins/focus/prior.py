@@ -2,7 +2,7 @@
 
 Layout: tensor ``"{layer}:{kind}/{column}"`` for every captured tensor (``kind``
 ``w`` or ``b``; columns ``w``, ``grad``, ``delta``, ``ema_disp``, ``layer_rms``,
-``step``), and in the safetensors header (``__metadata__``) one entry
+``step``, and ``w_center`` when the capture recorded centred averages), and in the safetensors header (``__metadata__``) one entry
 ``stratum_prior`` holding the JSON metadata: format, architecture signature
 (every parameterised layer with its parameter shapes), captured tensors and
 their row counts, model and model options, dataset, split, seed, epochs and
@@ -27,7 +27,7 @@ from stratum.io import atomic_write_bytes
 
 FORMAT = "stratum-prior/1"
 METADATA_KEY = "stratum_prior"
-COLUMNS = ("w", "grad", "delta", "ema_disp", "layer_rms", "step")
+COLUMNS = ("w", "grad", "delta", "ema_disp", "layer_rms", "step", "w_center")
 REQUIRED_META = ("format", "architecture", "captured", "model", "dataset", "seed", "capture", "optimizer", "versions")
 
 

@@ -49,7 +49,7 @@ def capture_config_from(options, seed: int) -> CaptureConfig:
         layers=options.capture_layers, every=options.capture_every, max_samples=options.capture_max_samples,
         track=options.capture_track, dtype=options.capture_dtype,
         trajectory=TrajectorySpec(window=options.capture_window, ema_decays=tuple(options.capture_ema)),
-        seed=seed,
+        seed=seed, center=options.capture_center,
     )
 
 
@@ -218,6 +218,18 @@ class FocusStrategy(Strategy):
         if decision.to == FOCUS and self.focus_disabled:
             return None
         return SwitchDecision(decision.to, decision.reason)
+
+    @stratum.hookimpl
+    def stratum_fit_end(self, run, summary):
+        # The engine asks for no switch after the last epoch; a guarded policy still must not
+        # leave the run on a focus epoch that lowered validation accuracy.
+        history = run.history
+        if not history or history[-1].get("mode") != FOCUS or history[-1].get("rolled_back") or self.snapshot is None:
+            return
+        decision = self.policy.decide(history, FOCUS)
+        if decision is not None and decision.rollback:
+            self._rollback(run, history[-1], decision.reason + " (final epoch)")
+            summary["rollbacks"] = list(self.rollbacks)
 
     def _rollback(self, run, record: dict, reason: str) -> None:
         if self.snapshot is None:
