@@ -18,9 +18,11 @@ Masks are re-applied after every optimiser step, and pruned weights' gradients
 are zeroed before it, so neither momentum nor weight decay can revive them.
 
 Every fit writes its own checkpoint (``lottery-LNN-BRANCH.pt``) and a small
-state file (``lottery-state.pt``: initial and rewind weights, masks, results)
-is rewritten after each branch, so ``--resume`` continues inside the branch
-that was running and skips the finished ones.
+state file (``lottery-state.pt``: initial and rewind weights, masks, the
+latest trained ticket, results) is rewritten after each branch, so
+``--resume`` continues inside the branch that was running and skips the
+finished ones. When the search ends the model holds the sparsest trained
+ticket (not the last control).
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class LotteryStrategy(Strategy):
         self.level_masks: dict[int, dict] = {}
         self.results: list[dict] = []
         self.final_summary: dict | None = None
+        self.ticket_state: dict | None = None  # the latest trained ticket: the model a search leaves behind
         # The fit in progress.
         self.level = 0
         self.branch = "dense"
@@ -119,6 +122,7 @@ class LotteryStrategy(Strategy):
                 self.results.append(result)
                 if branch in ("dense", "ticket"):
                     self.final_summary = summary
+                    self.ticket_state = _clone_state(run.model)
                     if summary.get("diverged"):
                         self._save_state(run)
                         return self._finish(run, stopped=f"the level-{level} ticket diverged")
@@ -247,6 +251,7 @@ class LotteryStrategy(Strategy):
             "masks": {f"L{level:02d}": {k: v.cpu() for k, v in m.items()} for level, m in self.level_masks.items()},
             "results": dumps_json(self.results),
             "final": dumps_json(self.final_summary or {}),
+            "ticket": self.ticket_state or {},
         })
 
     def _load_state(self, run) -> None:
@@ -262,6 +267,7 @@ class LotteryStrategy(Strategy):
             self.level_masks = {int(k[1:]): {n: t.bool() for n, t in m.items()} for k, m in state["masks"].items()}
             self.results = json.loads(state["results"])
             self.final_summary = json.loads(state["final"]) or None
+            self.ticket_state = state["ticket"] or None
             run.model.load_state_dict(self.init_state)
         except (KeyError, ValueError, TypeError, RuntimeError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"lottery state {path} is corrupt or does not fit this run ({type(exc).__name__})") from None
@@ -287,6 +293,8 @@ class LotteryStrategy(Strategy):
         }
 
     def _finish(self, run, stopped: str | None = None) -> dict:
+        if self.ticket_state is not None:  # leave the sparsest trained ticket in the model, not the last control
+            run.model.load_state_dict(self.ticket_state)
         summary = dict(self.final_summary or {})
         report = self.report()
         if stopped:
