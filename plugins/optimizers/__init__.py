@@ -12,7 +12,7 @@ import attrs
 import torch
 
 import stratum
-from stratum import ConfigError, option
+from stratum import option
 
 
 @attrs.frozen
