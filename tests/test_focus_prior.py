@@ -135,3 +135,13 @@ def test_capture_out_lets_any_strategy_write_a_prior(tmp_path):
     prior = load_prior(path)
     assert prior.metadata["strategy"] == "sgd" and prior.metadata["steps"] == 10
     assert json.loads((tmp_path / "s.json").read_text())["capture"]["prior"] == str(path)
+
+
+def test_build_with_a_bad_name_is_one_line_and_writes_nothing(tmp_path):
+    out = tmp_path / "x.prior"
+    result = run_cli("prior", "build", "--model", "vgg111", "--out", out)
+    assert result.exit_code == 2
+    assert_one_line_error(result.stderr, "unknown model 'vgg111'", "did you mean 'vgg11'")
+    assert not out.exists()
+    result = run_cli("prior", "build", "--model", "mlp")
+    assert_one_line_error(result.stderr, "--out")

@@ -89,8 +89,10 @@ def build_command(ctx, prior_out, force, config_file, **_kwargs):
 
     capture_options = build(CaptureOptions, {k: v for k, v in config.options.items() if k in names})
     capture = capture_config_from(capture_options, seed=config.seed)
-    click.echo(f"building prior: sgd on {config.model} / {config.dataset}, seed {config.seed}, {config.epochs} epochs",
-               err=True)
+    from stratum.config import check_names
+
+    check_names(config, pm.registries)  # fail on a bad name before announcing anything
+    click.echo(f"building prior: sgd on {config.model} / {config.dataset}, seed {config.seed}, {config.epochs} epochs")
     prior, info = build_prior(config, pm, capture)
     prior.metadata["build_s"] = info["seconds"]
     save_prior(prior_out, prior)
