@@ -41,7 +41,7 @@ def test_focus_run_builds_its_prior_and_reports_everything(regressor, tmp_path):
     assert summary["focus"]["prior_build"]["source_seed"] == 1000
 
 
-@pytest.mark.parametrize("features", ["trajectory", "deltas"])
+@pytest.mark.parametrize("features", ["trajectory", "deltas", "denoise"])
 def test_trajectory_feature_sets_run(features, tmp_path):
     out = tmp_path / "s.json"
     result = run_cli("run", *fast_args(epochs=3), "--strategy", "focus", "--features", features, *SMALL,

@@ -33,7 +33,7 @@ class CaptureOptions:
     capture_dtype: str = option("float32", "dtype of stored capture rows.", choices=tuple(DTYPES))
     capture_window: int = option(4, "Trajectory window: recent deltas recorded per element.", min=1, max=64)
     capture_ema: tuple = option((0.9, 0.99), "Decays of the trailing averages recorded per element.", type=float, multiple=True, min=0, max=1, max_exclusive=True)
-    capture_center: int = option(16, "Half-width H of the centred average recorded per row (steps t-H..t+H; 0 = none; used by --features denoise).", min=0, max=1000)
+    capture_center: int = option(0, "Half-width H of the centred average recorded per row (steps t-H..t+H). 0 = auto: 16 for a focus run with --features denoise, else none.", min=0, max=1000)
 
 
 @attrs.frozen

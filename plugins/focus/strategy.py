@@ -44,12 +44,18 @@ AUTO_PRIOR_NAME = "prior.safetensors"
 OPTIMIZER_STATE_CHOICES = ("keep", "reset", "rescale")
 
 
+AUTO_CENTER = 16  # --capture-center when 0 and the feature set needs centred averages
+
+
 def capture_config_from(options, seed: int) -> CaptureConfig:
+    center = options.capture_center
+    if not center and getattr(options, "features", None) == "denoise":
+        center = AUTO_CENTER
     return CaptureConfig(
         layers=options.capture_layers, every=options.capture_every, max_samples=options.capture_max_samples,
         track=options.capture_track, dtype=options.capture_dtype,
         trajectory=TrajectorySpec(window=options.capture_window, ema_decays=tuple(options.capture_ema)),
-        seed=seed, center=options.capture_center,
+        seed=seed, center=center,
     )
 
 
