@@ -51,7 +51,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from stratum_plugins.focus import MLPOptions, RidgeOptions, XGBoostOptions  # noqa: F401  (defaults)
     from stratum_plugins.focus.capture import Capture, CaptureConfig
     from stratum_plugins.focus.features import FEATURE_SETS
     from stratum_plugins.focus.library import fit_library

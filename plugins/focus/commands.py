@@ -14,7 +14,7 @@ from pathlib import Path
 import attrs
 import click
 
-from stratum.errors import ConfigError, PriorError
+from stratum.errors import PriorError
 
 EXCLUDED_CORE = {"out", "json", "name", "resume", "strategy", "checkpoint_every", "tensorboard", "profile", "patience"}
 SOURCE_KINDS = ("model", "dataset", "initializer", "optimizer")
@@ -64,7 +64,7 @@ def prior_group():
 @click.pass_context
 def build_command(ctx, prior_out, force, config_file, **_kwargs):
     from stratum.cli import explicit_values, get_pm
-    from stratum.config import load_toml, make_config, options_for
+    from stratum.config import load_toml, make_config
 
     from . import CaptureOptions
     from .prior import save_prior

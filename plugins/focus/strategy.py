@@ -20,7 +20,6 @@ import collections
 import copy
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -28,7 +27,7 @@ import stratum
 from stratum import Mode, Strategy, SwitchDecision
 from stratum.config import options_for
 from stratum.engine import build_optimizer
-from stratum.errors import ConfigError, PriorError
+from stratum.errors import PriorError
 
 from .capture import CaptureConfig, architecture_signature
 from .library import fit_library
