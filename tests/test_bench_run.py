@@ -172,3 +172,18 @@ def test_sigterm_to_the_bench_stops_it_cleanly_and_a_rerun_completes(tmp_path, p
     assert rerun.exit_code == 0, rerun
     stored = rows(db)
     assert len(stored) == 4 and {r["status"] for r in stored} == {"done"}
+
+
+def _dies_at_start(*args, **kwargs):
+    os._exit(3)
+
+
+def test_workers_that_cannot_start_end_the_bench_with_one_error(tmp_path, monkeypatch):
+    import stratum.bench.local as local
+
+    monkeypatch.setattr(local, "worker_main", _dies_at_start)
+    db = tmp_path / "s.sqlite"
+    result = run_cli("bench", "--strategies", "sgd", "--seeds", "2", *TINY, "--db", db, "--workers", "2", "--no-report")
+    assert result.exit_code == 2
+    assert "bench workers keep dying before taking a run (last one exited with code 3)" in result.stderr
+    assert {r["status"] for r in rows(db)} == {"pending"}  # nothing was lost or half-written

@@ -15,8 +15,10 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 import time
 
+from ..errors import StratumError
 from .runner import worker_main
 from .store import Store, process_token
 
@@ -67,6 +69,30 @@ def _stratum_environment() -> dict:
     return {k: v for k, v in os.environ.items() if k.startswith("STRATUM_")}
 
 
+@contextlib.contextmanager
+def _main_module_hidden():
+    """Workers need nothing from ``__main__``; without this, multiprocessing re-runs the
+    caller's main script in every worker (and fails outright for ``python - <script``)."""
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__spec__", "__file__") if main is not None and k in main.__dict__}
+    try:
+        if main is not None:
+            main.__dict__["__spec__"] = None
+            main.__dict__.pop("__file__", None)
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
+
+
+class WorkersFailToStart(StratumError):
+    """Worker processes keep dying before they take a run."""
+
+
+# Consecutive worker deaths with no run finished or lost in between before the bench gives up.
+MAX_STARTUP_FAILURES = 3
+
+
 def run_local(store: Store, session: str, *, workers: int, threads: int, block: tuple, progress,
               log_dir=None, poll_s: float = 0.25) -> None:
     ctx = worker_context()
@@ -74,6 +100,7 @@ def run_local(store: Store, session: str, *, workers: int, threads: int, block: 
     procs: dict[int, tuple] = {}
     queued = store.session_counts(session)["pending"]
     spawned = 0
+    startup_failures = 0
 
     def start() -> None:
         nonlocal spawned
@@ -81,7 +108,7 @@ def run_local(store: Store, session: str, *, workers: int, threads: int, block: 
         if log_dir is not None:
             os.makedirs(log_dir, exist_ok=True)
             log_path = os.path.join(str(log_dir), f"worker-{spawned}.log")
-        with _thread_env(threads):
+        with _thread_env(threads), _main_module_hidden():
             p = ctx.Process(
                 target=worker_main, name=f"stratum-bench-{spawned}",
                 args=(str(store.path), session, threads, tuple(block), parent, log_path, _stratum_environment()),
@@ -103,7 +130,13 @@ def run_local(store: Store, session: str, *, workers: int, threads: int, block: 
                 p.join()
                 del procs[pid]
                 if p.exitcode != 0:
-                    store.mark_lost(token, f"worker pid {pid} {describe_exit(p.exitcode)} during the run")
+                    lost = store.mark_lost(token, f"worker pid {pid} {describe_exit(p.exitcode)} during the run")
+                    startup_failures = 0 if lost else startup_failures + 1
+                    if startup_failures >= MAX_STARTUP_FAILURES:
+                        hint = f"; see the logs in {log_dir}" if log_dir else "; --log-dir DIR keeps their output"
+                        raise WorkersFailToStart(
+                            f"bench workers keep dying before taking a run (last one {describe_exit(p.exitcode)}){hint}"
+                        )
             counts = store.session_counts(session)
             # Keep the pool full while work remains (replaces dead workers).
             while counts["pending"] > 0 and len(procs) < min(workers, counts["pending"]):
@@ -111,6 +144,7 @@ def run_local(store: Store, session: str, *, workers: int, threads: int, block: 
             finished = store.finished_since(session, last_seen)
             if finished:
                 last_seen = max(r["finished_at"] for r in finished)
+                startup_failures = 0
             progress.update(counts, finished)
             if not procs and counts["pending"] == 0:
                 break
