@@ -9,6 +9,11 @@ default thread split (each worker gets cores // workers torch threads, so
 
     python benchmarks/bench_scaling.py --runs 12 --epochs 6
     python benchmarks/bench_scaling.py --runs 12 --epochs 6 --threads 1   # process scaling alone
+    python benchmarks/bench_scaling.py --runs 8 --sleep-ms 50             # pool parallelism without CPU work
+
+``--sleep-ms`` runs the test suite's ``sleepy`` strategy (a tiny model that sleeps after
+every step, from ``tests/bench_fixtures.py``, installed as a temporary plugin
+distribution): it checks that the pool runs in parallel even when the cores are busy.
 """
 
 from __future__ import annotations
@@ -28,6 +33,19 @@ from stratum.bench.runner import cpu_count
 from stratum.bench.spec import BenchSpec
 from stratum.bench.store import Store
 from stratum.plugin_manager import create_plugin_manager
+
+
+def install_sleepy_plugin() -> None:
+    import os
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(repo))
+    from tests.bench_fixtures import install_test_plugin
+
+    root = install_test_plugin(Path(tempfile.mkdtemp(prefix="stratum-sleepy-")))
+    sys.path.insert(0, str(root))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
 
 
 def one(pm, spec: BenchSpec, workers: int, directory: Path) -> dict:
@@ -50,12 +68,20 @@ def main():
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--threads", type=int, default=0,
                         help="fix torch threads per run in both cases (0 = the bench's default split)")
+    parser.add_argument("--sleep-ms", type=int, default=0, help="use sleep-bound runs (see above) instead of sgd")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    if args.sleep_ms:
+        install_sleepy_plugin()
     pm = create_plugin_manager()
-    spec = BenchSpec(axes={"strategy": ["sgd"], "seed": list(range(args.runs))},
-                     fixed={"model": "mlp", "hidden": [256, 128], "dataset": "digits", "epochs": args.epochs,
-                            "batch_size": 32, **({"threads": args.threads} if args.threads else {})})
+    if args.sleep_ms:
+        spec = BenchSpec(axes={"strategy": ["sleepy"], "seed": list(range(args.runs))},
+                         fixed={"model": "mlp", "hidden": [8], "dataset": "cubic", "epochs": 2, "steps_per_epoch": 10,
+                                "sleepy_ms": args.sleep_ms, "threads": 1})
+    else:
+        spec = BenchSpec(axes={"strategy": ["sgd"], "seed": list(range(args.runs))},
+                         fixed={"model": "mlp", "hidden": [256, 128], "dataset": "digits", "epochs": args.epochs,
+                                "batch_size": 32, **({"threads": args.threads} if args.threads else {})})
     results = {"cores": cpu_count(), "versions": {"torch": torch.__version__, "python": platform.python_version()},
                "matrix": spec.to_dict(), "cases": []}
     with tempfile.TemporaryDirectory() as tmp:
