@@ -213,3 +213,10 @@ def test_cli_rejects_an_option_given_as_axis_and_fixed():
 def test_cli_needs_something_to_bench():
     result = run_cli("bench", "--dry-run")
     assert result.exit_code == 2 and "nothing to bench" in result.stderr
+
+
+def test_absurd_matrices_are_refused_early(registries):
+    with pytest.raises(ConfigError, match="more than a bench can hold"):
+        seeds_axis(10**9, "--seeds")
+    with pytest.raises(ConfigError, match="exceed"):
+        expand(BenchSpec(axes={"seed": list(range(1000)), "lr": [0.1 * (i + 1) for i in range(200)]}), registries)

@@ -166,3 +166,14 @@ def test_missing_store_for_reading(tmp_path):
     with pytest.raises(ResultsStoreError, match="not found"):
         Store(tmp_path / "missing.sqlite", create=False)
     assert not (tmp_path / "missing.sqlite").exists()
+
+
+def test_bench_refuses_a_corrupt_store_without_touching_it(tmp_path):
+    from .conftest import assert_one_line_error, run_cli
+
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"not sqlite" * 50)
+    result = run_cli("bench", "--strategies", "sgd", "--seeds", "1", "--model", "mlp", "--db", bad)
+    assert result.exit_code == 2
+    assert_one_line_error(result.stderr, "not a readable stratum results database")
+    assert bad.read_bytes() == b"not sqlite" * 50

@@ -25,7 +25,7 @@ from ..config import CORE_FIELDS, check_names, make_config, plugin_option_fields
 from ..errors import ConfigError, StratumError
 from ..options import coerce, option_meta
 from ..registry import closest
-from .spec import BenchSpec
+from .spec import MAX_RUNS, BenchSpec
 
 # Options a bench controls itself: not allowed as axes or fixed values.
 RESERVED = ("json", "resume", "name", "out", "quiet")
@@ -161,6 +161,8 @@ def expand(spec: BenchSpec, registries, *, warn=None) -> list[RunPlan]:
 
     applied_somewhere: dict[str, bool] = {}
     for name in _axis_order(axes, fields):
+        if len(points) * len(axes[name]) > MAX_RUNS:
+            raise ConfigError(f"the bench matrix would exceed {MAX_RUNS} runs; narrow its axes")
         expanded = []
         for point, values in points:
             if applies(name, values, registries):

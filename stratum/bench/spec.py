@@ -46,6 +46,8 @@ NAMED_AXES = {
 }
 
 BENCH_SETTINGS = ("name", "workers", "executor", "address", "recipe", "scale")
+# A bench larger than this is almost certainly a typo (and would not fit in memory as a plan).
+MAX_RUNS = 100_000
 
 
 @attrs.define
@@ -93,6 +95,8 @@ def seeds_axis(value: Any, source: str) -> list[int]:
         if isinstance(value, int):
             if value < 1:
                 raise ConfigError(f"{source}: seeds must be >= 1, got {value}")
+            if value > MAX_RUNS:
+                raise ConfigError(f"{source}: {value} seeds is more than a bench can hold ({MAX_RUNS})")
             return list(range(value))
         if isinstance(value, (list, tuple)):
             seeds = [int(v) for v in value]
@@ -104,6 +108,8 @@ def seeds_axis(value: Any, source: str) -> list[int]:
                 lo, hi = (int(v) for v in text.split("-", 1))
                 if hi < lo:
                     raise ValueError
+                if hi - lo >= MAX_RUNS:
+                    raise ConfigError(f"{source}: {value!r} is more seeds than a bench can hold ({MAX_RUNS})")
                 seeds = list(range(lo, hi + 1))
             else:
                 return seeds_axis(int(text), source)
