@@ -154,7 +154,9 @@ def test_torch_profiler_writes_a_chrome_trace_of_a_bounded_window(pm, make_cfg, 
     summary = Trainer(pm).run(config)
     info = summary["torch_trace"]
     assert info["window"] == {"first_step": 2, "steps": 2}
-    trace = json.loads((tmp_path / "trace-sgd-seed0.json").read_text())
+    [path] = tmp_path.glob("trace-sgd-seed0-*.json")
+    assert info["path"] == str(path)
+    trace = json.loads(path.read_text())
     names = {e.get("name", "") for e in trace["traceEvents"]}
     assert any("ProfilerStep#" in n for n in names)
     steps = sorted(n for n in names if n.startswith("ProfilerStep#"))

@@ -43,7 +43,8 @@ class TorchTraceProfiler:
     def __init__(self, run, options):
         self.wait = options.torch_trace_wait
         self.steps = options.torch_trace_steps
-        name = f"trace-{run.config.strategy}-seed{run.config.seed}"
+        # The config hash keeps traces of different runs (a bench) from overwriting each other.
+        name = f"trace-{run.config.strategy}-seed{run.config.seed}-{run.config.fingerprint()[:8]}"
         self.path = trace_directory(run, options.torch_trace_dir) / f"{name}.json"
         self._prof = None
         self._written = False
