@@ -24,7 +24,7 @@ from .strategy import LotteryStrategy
 @attrs.frozen
 class LotteryOptions:
     prune_fraction: float = option(
-        0.8, "lottery: share p of the prunable weights removed after all rounds.",
+        0.8, "lottery: share p of the prunable weights (of full-rate layers) removed after all rounds.",
         min=0, max=1, min_exclusive=True, max_exclusive=True,
     )
     prune_rounds: int = option(
