@@ -68,9 +68,13 @@ def parse_method(method: str) -> dict:
     if method in ("sgd", "sgd+ema"):
         return {"strategy": "sgd"}
     parts = method.split(":")
-    if parts[0] != "focus" or len(parts) != 4:
-        raise SystemExit(f"bad method {method!r}: use sgd, sgd+ema or focus:<regressor>:<features>:<policy>")
-    return {"strategy": "focus", "regressor": parts[1], "features": parts[2], "policy": parts[3]}
+    if parts[0] != "focus" or len(parts) < 4 or any("=" not in p for p in parts[4:]):
+        raise SystemExit(f"bad method {method!r}: use sgd, sgd+ema or focus:<regressor>:<features>:<policy>[:key=value...]")
+    values = {"strategy": "focus", "regressor": parts[1], "features": parts[2], "policy": parts[3]}
+    for item in parts[4:]:  # extra stratum options for this method only
+        key, _, value = item.partition("=")
+        values[key.replace("-", "_")] = value
+    return values
 
 
 def default_methods(regressors, features, policies) -> list[str]:
@@ -130,7 +134,7 @@ def base_values(args, dataset: str, model: str) -> dict:
 
 
 def run_path(out: Path, phase: str, dataset: str, model: str, method: str, seed: int, lr: float | None = None) -> Path:
-    name = method.replace(":", "-")
+    name = method.replace(":", "-").replace("=", "")
     if lr is not None:
         name += f"-lr{lr:g}"
     return out / "runs" / phase / dataset / model / name / f"seed{seed}.json"

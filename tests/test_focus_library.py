@@ -91,3 +91,23 @@ def test_r2_score():
     assert r2_score(y, y) == 1.0
     assert r2_score(torch.full((3,), 2.0), y) == pytest.approx(0.0)
     assert r2_score(y[:1], y[:1]) is None
+
+
+def test_denoise_learns_how_much_of_the_ema_displacement_is_noise():
+    # w - w_center = 0.4 * (w - ema_fast) + noise: the pull target must recover the 0.4, in any lr units.
+    from stratum_plugins.focus.features import DenoiseFeatures
+
+    g = torch.Generator().manual_seed(3)
+    n, lr, pull = 6000, 0.05, 0.1
+    ema_disp = torch.randn(n, 2, generator=g) * 0.01
+    w = torch.randn(n, generator=g)
+    w_center = w - 0.4 * ema_disp[:, 0] - 0.001 * torch.randn(n, generator=g)
+    columns = {"w": w, "grad": torch.zeros(n), "delta": torch.zeros(n, 1), "ema_disp": ema_disp,
+               "layer_rms": torch.ones(n), "w_center": w_center}
+    features = DenoiseFeatures(type("O", (), {"denoise_pull": pull})())
+    library = fit_library({"l:w": columns}, features, BACKENDS["linear"], source_lr=lr)
+    assert library.models["l:w"].r2 > 0.9
+    probe = torch.tensor([[0.02, -0.01], [0.0, 0.03]])  # [E, N]
+    ctx = Context(torch.zeros(2), torch.zeros(1, 2), probe, torch.tensor(1.0))
+    predicted = library.predict_gradient("l:w", ctx, lr=0.2)  # another learning rate
+    assert torch.allclose(predicted * 0.2 / pull, 0.4 * probe[0], atol=1e-3)

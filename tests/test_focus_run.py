@@ -49,6 +49,8 @@ def test_trajectory_feature_sets_run(features, tmp_path):
     assert result.exit_code == 0, result
     summary = json.loads(out.read_text())
     assert summary["features"] == features and summary["focus"]["trajectory_bytes"] > 0
+    # --focus-optimizer-state auto: denoise drops SGD momentum at switches, the others keep it
+    assert summary["focus"]["optimizer_state"] == ("reset" if features == "denoise" else "keep")
 
 
 def test_bad_focus_options_are_one_line_errors():

@@ -48,7 +48,7 @@ class FocusOptions(CaptureOptions):
     features: str = option("paper", "Feature set of the focus library (paper = weight only).", kind="feature_set")
     policy: str = option("plateau", "Switching policy between sgd and focus epochs.", kind="policy")
     focus_steps: int = option(0, "Steps in one focus epoch (0 = as many as an SGD epoch).", min=0)
-    focus_optimizer_state: str = option("keep", "Optimiser state (momentum) at a switch: keep, reset, or rescale by --focus-rescale.", choices=OPTIMIZER_STATE_CHOICES)
+    focus_optimizer_state: str = option("auto", "Optimiser state (momentum) at a switch: keep, reset, rescale by --focus-rescale, or auto (reset for --features denoise, else keep).", choices=OPTIMIZER_STATE_CHOICES)
     focus_rescale: float = option(0.5, "Factor for --focus-optimizer-state rescale.", min=0, max=1)
     focus_uncaptured: str = option("freeze", "Parameters the library does not predict, in focus steps: freeze, or coast on momentum.", choices=UNCAPTURED_CHOICES)
     focus_fit_samples: int = option(8192, "Capture rows used to fit each tensor's regressor (bounds fit time and memory).", min=16)

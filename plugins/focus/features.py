@@ -86,26 +86,33 @@ class DeltaFeatures(TrajectoryFeatures):
     use_ema = False
 
 
-class DenoiseFeatures(TrajectoryFeatures):
-    """Trajectory features, but the target is a *denoising pull*, not the next mini-batch gradient.
+class DenoiseFeatures:
+    """A *denoising pull* learned from the trajectory, instead of the next mini-batch gradient.
 
-    The capture records each row's centred average ``w_center`` (the mean of the
-    element over steps ``t-H .. t+H`` of the source run). The target is the
-    gradient that pulls ``w`` a fraction ``pull`` of the way toward it per step:
-    ``pull * (w - w_center) / lr``; so the library learns, per layer, which part
-    of a weight's current position relative to its recent trajectory is
-    mini-batch noise. Applied through the optimiser, focus steps move weights
-    toward the learned estimate of where their noisy trajectory is centred.
+    Inputs: the displacements ``w - ema_j`` from the element's trailing averages,
+    in weight units (the library standardises them per tensor). Target: the
+    gradient that pulls ``w`` a fraction ``pull`` of the way toward its centred
+    average ``w_center`` (the mean of the element over steps ``t-H .. t+H`` of the
+    source run, recorded by the capture): ``pull * (w - w_center) / lr``. So the
+    library learns, per tensor, which part of a weight's current position
+    relative to its recent path is mini-batch noise that the next steps will
+    undo; applied through the optimiser, focus steps move weights toward that
+    estimate. Both sides are displacements, so a fit on one learning rate
+    applies to another.
     """
 
     name = "denoise"
+    needs_trajectory = True
+    # At a switch, drop SGD's momentum: coasting along the last SGD direction is an
+    # extrapolation that works against the pull (measured: see docs/results.md).
+    optimizer_state = "reset"
 
     def __init__(self, options=None):
-        super().__init__(options)
+        self.options = options
         self.pull = getattr(options, "denoise_pull", 0.05)
 
     def target_gradient(self, columns: dict, lr: float) -> torch.Tensor:
-        if "w_center" not in columns:
+        if "w_center" not in columns or "ema_disp" not in columns:
             from stratum.errors import PriorError
 
             raise PriorError("feature set 'denoise' needs a prior captured with --capture-center > 0 "
@@ -113,16 +120,15 @@ class DenoiseFeatures(TrajectoryFeatures):
         return self.pull * (columns["w"].float() - columns["w_center"].float()) / lr
 
     def transform(self, ctx: Context, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
-        x, scale = super().transform(ctx, lr)
-        return x, scale.mul_(self.pull)
+        return ctx.ema_disp.t(), torch.full_like(ctx.w, self.pull / lr)
 
     def describe(self) -> str:
-        return "x = delta_k/s + (w - ema_j)/s; target = pull * (w - w_center) / lr, in units of pull * s / lr"
+        return "x = (w - ema_j); target = pull * (w - w_center) / lr"
 
 
 FEATURE_SETS = {
     "paper": (PaperFeatures, "The paper's features: the parameter value alone (grad(w) = f(w)). Default."),
     "trajectory": (TrajectoryFeatures, "Recent deltas and EMA displacements, normalised per element (WNN/NiNo-style)."),
     "deltas": (DeltaFeatures, "Recent deltas only, normalised per element (ablation of 'trajectory')."),
-    "denoise": (DenoiseFeatures, "Trajectory features; target: a pull toward the element's centred trajectory average."),
+    "denoise": (DenoiseFeatures, "EMA displacements; target: a pull toward the element's centred trajectory average."),
 }

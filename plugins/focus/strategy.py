@@ -40,7 +40,7 @@ from .trajectory import TrajectorySpec
 FOCUS_MODE = Mode(FOCUS, uses_data=False, description="predicted gradients from the focus library; no data")
 SGD_MODE = Mode(SGD, uses_data=True, description="mini-batch gradient step through the optimiser")
 AUTO_PRIOR_NAME = "prior.safetensors"
-OPTIMIZER_STATE_CHOICES = ("keep", "reset", "rescale")
+OPTIMIZER_STATE_CHOICES = ("auto", "keep", "reset", "rescale")
 
 
 AUTO_CENTER = 16  # --capture-center when 0 and the feature set needs centred averages
@@ -65,7 +65,7 @@ def adjust_optimizer_state(optimizer: torch.optim.Optimizer, policy: str, factor
     next gradient); ``rescale``: first-moment buffers (``momentum_buffer``,
     ``exp_avg``) multiplied by ``factor``; second moments are left alone.
     """
-    if policy == "keep":
+    if policy in ("keep", "auto"):
         return
     if policy == "reset":
         optimizer.state = collections.defaultdict(dict)
@@ -100,6 +100,7 @@ class FocusStrategy(Strategy):
         self.fallbacks: list[dict] = []
         self.snapshot: dict | None = None
         self.snapshot_epoch = 0
+        self.optimizer_state = "keep"
 
     # -- setup -----------------------------------------------------------------------
     def setup(self, run) -> None:
@@ -113,6 +114,9 @@ class FocusStrategy(Strategy):
         feature_set = feature_component.factory(options_for(feature_component, run.config))
         regressor_options = options_for(regressor_component, run.config)
         self.policy = policy_component.factory(options_for(policy_component, run.config))
+        self.optimizer_state = opts.focus_optimizer_state
+        if self.optimizer_state == "auto":  # a feature set may need momentum dropped at switches (denoise does)
+            self.optimizer_state = getattr(feature_set, "optimizer_state", "keep")
         prior = self._obtain_prior(run)
         check_architecture(prior.metadata["architecture"], architecture_signature(run.model), self.prior_label)
 
@@ -168,7 +172,7 @@ class FocusStrategy(Strategy):
     @stratum.hookimpl
     def stratum_epoch_start(self, run, epoch, mode):
         if mode != self.last_mode:
-            adjust_optimizer_state(run.optimizer, self.options.focus_optimizer_state, self.options.focus_rescale)
+            adjust_optimizer_state(run.optimizer, self.optimizer_state, self.options.focus_rescale)
             self.last_mode = mode
         if mode == FOCUS and self.policy.needs_snapshot and self.snapshot_epoch != epoch:
             self.snapshot = {
@@ -296,7 +300,7 @@ class FocusStrategy(Strategy):
             "fit_r2": {layer: {kind: v.get("r2") for kind, v in kinds.items()} for layer, kinds in report.items()},
             "focus": {
                 "library": report,
-                "optimizer_state": opts.focus_optimizer_state,
+                "optimizer_state": self.optimizer_state,
                 "uncaptured": opts.focus_uncaptured,
                 "focus_steps_per_epoch": opts.focus_steps or run.steps_per_data_epoch,
                 "predicted_tensors": list(self.updater.keys) if self.updater is not None else [],
