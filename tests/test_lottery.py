@@ -34,6 +34,12 @@ def test_rate_per_round_reaches_p_in_n_rounds(p, n):
     assert 0 < r <= p
 
 
+@pytest.mark.parametrize("p, n", [(0.0, 3), (1.0, 3), (1.5, 3), (-0.1, 3), (0.5, 0)])
+def test_rate_per_round_rejects_impossible_schedules(p, n):
+    with pytest.raises(ValueError):
+        rate_per_round(p, n)
+
+
 def test_openlth_schedule_is_twenty_percent_per_round():
     # 15 levels at 20% leave 0.8^15 = 3.5%: the same as p = 1 - 0.8^15 in n = 15 rounds.
     assert rate_per_round(1 - 0.8**15, 15) == pytest.approx(0.2)
