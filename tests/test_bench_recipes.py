@@ -45,6 +45,7 @@ def test_recipe_specs():
     assert recipe_spec("stability", "paper").fixed["dataset"] == "cifar10"
     depth = recipe_spec("depth", "small")
     assert depth.axes["model"] == ["vgg11", "vgg13", "vgg16", "vgg19"] and depth.axes["strategy"] == ["sgd", "focus"]
+    assert depth.fixed["batch_norm"] is True and "batch_norm" not in recipe_spec("depth", "paper").fixed
     assert recipe_spec("depth", "paper").fixed["dataset"] == "cifar10"
     optimizers = recipe_spec("optimizers", "small")
     assert [v["name"] for v in optimizers.variants] == ["SGD", "Momentum", "AdaGrad", "RMSProp", "Adam"]
