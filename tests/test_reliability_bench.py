@@ -17,7 +17,7 @@ from tests.conftest import run_cli
 
 RUNS = 40
 ARGS = ["bench", "--strategies", "sgd", "--seeds", str(RUNS), "--dataset", "cubic", "--model", "mlp", "--hidden", "8",
-        "--epochs", "1", "--steps-per-epoch", "3", "--workers", "4", "--no-report"]
+        "--epochs", "40", "--workers", "4", "--no-report"]
 
 
 def _counts(db):
