@@ -7,8 +7,9 @@ default thread split (each worker gets cores // workers torch threads, so
 * wall: runs / wall-clock of the whole ``run_bench`` call (start-up included);
 * steady: runs / (last finish - first start) from the store's timestamps.
 
-    python benchmarks/bench_scaling.py --runs 12 --epochs 6
+    python benchmarks/bench_scaling.py --runs 12 --epochs 6               # vgg11 width 0.25 on digits
     python benchmarks/bench_scaling.py --runs 12 --epochs 6 --threads 1   # process scaling alone
+    python benchmarks/bench_scaling.py --runs 12 --epochs 6 --model mlp   # sub-second runs
     python benchmarks/bench_scaling.py --runs 8 --sleep-ms 50             # pool parallelism without CPU work
 
 ``--sleep-ms`` runs the test suite's ``sleepy`` strategy (a tiny model that sleeps after
@@ -68,6 +69,9 @@ def main():
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--threads", type=int, default=0,
                         help="fix torch threads per run in both cases (0 = the bench's default split)")
+    parser.add_argument("--model", choices=("vgg11", "mlp"), default="vgg11",
+                        help="vgg11 at width 0.25 (runs of a few seconds, like a real sweep) or a 256-128 MLP "
+                             "(sub-second runs, where pool start-up and polling show)")
     parser.add_argument("--sleep-ms", type=int, default=0, help="use sleep-bound runs (see above) instead of sgd")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -79,9 +83,10 @@ def main():
                          fixed={"model": "mlp", "hidden": [8], "dataset": "cubic", "epochs": 2, "steps_per_epoch": 10,
                                 "sleepy_ms": args.sleep_ms, "threads": 1})
     else:
+        model = {"model": "vgg11", "width": 0.25} if args.model == "vgg11" else {"model": "mlp", "hidden": [256, 128]}
         spec = BenchSpec(axes={"strategy": ["sgd"], "seed": list(range(args.runs))},
-                         fixed={"model": "mlp", "hidden": [256, 128], "dataset": "digits", "epochs": args.epochs,
-                                "batch_size": 32, **({"threads": args.threads} if args.threads else {})})
+                         fixed={**model, "dataset": "digits", "epochs": args.epochs, "batch_size": 32,
+                                **({"threads": args.threads} if args.threads else {})})
     results = {"cores": cpu_count(), "versions": {"torch": torch.__version__, "python": platform.python_version()},
                "matrix": spec.to_dict(), "cases": []}
     with tempfile.TemporaryDirectory() as tmp:
