@@ -148,6 +148,34 @@ def test_nonfinite_predictions_fall_back_to_sgd_and_are_reported(make_cfg, pm, p
     assert "falling back to SGD" in capsys.readouterr().err
 
 
+def test_guarded_rolls_back_a_focus_epoch_that_ended_in_a_fallback(make_cfg, pm, prior_path):
+    """Finite but wrecking predictions, then NaN: the epoch falls back and is still rolled back."""
+    cfg = _focus_cfg(make_cfg, prior_path, policy="guarded", switch_threshold=1000.0, epochs=4, steps_per_epoch=10, lr=0.05)
+    run = build_run(cfg, pm)
+    calls = {"n": 0}
+
+    def wreck_then_nan(g, ctx):
+        calls["n"] += 1
+        return 40.0 * torch.randn_like(ctx.w) if calls["n"] < 40 else g * float("nan")
+
+    _override(run, wreck_then_nan)
+    seen = {}
+
+    class Watcher:
+        @stratum.hookimpl
+        def stratum_epoch_start(self, run, epoch, mode):
+            seen[epoch] = {k: v.clone() for k, v in run.model.state_dict().items()}
+
+    summary = Trainer(pm, extra_plugins=[("watch", Watcher())]).fit(run)
+    assert [r["mode"] for r in summary["history"]] == ["sgd", "sgd", "focus", "sgd"]
+    focus_epoch = summary["history"][2]
+    assert focus_epoch.get("focus_fallback") is True and focus_epoch["rolled_back"] is True
+    assert summary["fallbacks"][0]["epoch"] == 3 and summary["fallbacks"][0]["step"] > 0
+    assert [r["epoch"] for r in summary["rollbacks"]] == [3] and "fallback" in summary["rollbacks"][0]["reason"]
+    for name, value in seen[3].items():
+        assert torch.equal(value, seen[4][name]), name
+
+
 def test_guarded_really_restores_the_weights_and_optimizer_state(make_cfg, pm, prior_path):
     cfg = _focus_cfg(make_cfg, prior_path, policy="guarded", switch_threshold=1000.0, epochs=4, steps_per_epoch=10, lr=0.05)
     run = build_run(cfg, pm)

@@ -218,6 +218,12 @@ class FocusStrategy(Strategy):
         if self.fallback_pending is not None:
             reason = f"fallback: {self.fallback_pending['reason']} ({self.fallback_pending['layer']})"
             self.fallback_pending = None
+            # The steps before the bad prediction were applied and may have wrecked the weights
+            # (measured: a trajectory focus epoch that ends in NaN leaves weights that make the
+            # next SGD epoch diverge), so a guarded policy still judges, and may undo, the epoch.
+            decision = self.policy.decide(history, FOCUS) if run.mode == FOCUS else None
+            if decision is not None and decision.rollback:
+                self._rollback(run, history[-1], f"{decision.reason}; {reason}")
             return SwitchDecision(SGD, reason)
         decision = self.policy.decide(history, run.mode)
         if decision is None:
