@@ -216,7 +216,11 @@ def stratum_epoch_end(run, epoch, record):
     Receives the ``run``, the 1-based ``epoch`` and ``record``, the history row
     (keys ``epoch``, ``mode``, ``train_loss``, ``val_loss``, ``val_acc``,
     ``test_loss``, ``test_acc``, ``epoch_s``, ``cum_s`` ...). May add JSON-safe
-    keys to ``record``. Return value ignored; not firstresult.
+    keys to ``record``. A row with ``diverged: true`` ends the run after this
+    hook; a plugin that has restored the model to a finite earlier state (the
+    focus strategy's guarded rollback) may remove ``diverged`` and
+    ``stopped_reason`` from ``record`` so that training goes on. Return value
+    ignored; not firstresult.
     """
 
 

@@ -176,6 +176,23 @@ def test_guarded_rolls_back_a_focus_epoch_that_ended_in_a_fallback(make_cfg, pm,
         assert torch.equal(value, seen[4][name]), name
 
 
+def test_guarded_rolls_back_a_focus_epoch_that_blew_the_weights_up_instead_of_ending_the_run(make_cfg, pm, prior_path):
+    """Finite predictions so large that the validation loss overflows: guarded undoes the epoch."""
+    cfg = _focus_cfg(make_cfg, prior_path, policy="guarded", switch_threshold=1000.0, epochs=4, steps_per_epoch=10, lr=0.05)
+    run = build_run(cfg, pm)
+    _override(run, lambda g, ctx: torch.full_like(ctx.w, 1e37))
+    summary = Trainer(pm).fit(run)
+    assert [r["mode"] for r in summary["history"]] == ["sgd", "sgd", "focus", "sgd"]
+    assert summary["history"][2]["rolled_back"] is True and not summary["history"][2].get("diverged")
+    assert "non-finite" in summary["rollbacks"][0]["reason"]
+    assert not summary["diverged"] and summary["stopped_reason"] == "epochs"
+    assert all(torch.isfinite(p).all() for p in run.model.parameters())
+
+    plain = build_run(_focus_cfg(make_cfg, prior_path, switch_threshold=1000.0, epochs=4, steps_per_epoch=10, lr=0.05), pm)
+    _override(plain, lambda g, ctx: torch.full_like(ctx.w, 1e37))
+    assert Trainer(pm).fit(plain)["diverged"]  # the paper's plateau policy has no guard
+
+
 def test_guarded_really_restores_the_weights_and_optimizer_state(make_cfg, pm, prior_path):
     cfg = _focus_cfg(make_cfg, prior_path, policy="guarded", switch_threshold=1000.0, epochs=4, steps_per_epoch=10, lr=0.05)
     run = build_run(cfg, pm)

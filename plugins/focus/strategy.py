@@ -99,6 +99,7 @@ class FocusStrategy(Strategy):
         self.rollbacks: list[dict] = []
         self.fallbacks: list[dict] = []
         self.snapshot: dict | None = None
+        self.rollback_done = False  # set when epoch end already rolled a diverged focus epoch back
         self.snapshot_epoch = 0
         self.optimizer_state = "keep"
 
@@ -212,9 +213,21 @@ class FocusStrategy(Strategy):
     def stratum_epoch_end(self, run, epoch, record):
         if record.get("mode") == FOCUS and self.fallback_pending is not None:
             record["focus_fallback"] = True
+        if record.get("mode") == FOCUS and record.get("diverged") and self.snapshot is not None:
+            # A guarded focus epoch blew the weights up (non-finite validation loss): undo it
+            # and carry on with SGD instead of ending the run, which the guard exists to prevent.
+            self._rollback(run, record, "rollback: focus epoch made the validation loss non-finite")
+            del record["diverged"]
+            record.pop("stopped_reason", None)
+            self.rollback_done = True
 
     @stratum.hookimpl
     def stratum_decide_switch(self, run, epoch, history):
+        if self.rollback_done:
+            self.rollback_done = False
+            if self.fallback_pending is not None:
+                self.fallback_pending = None
+            return SwitchDecision(SGD, self.rollbacks[-1]["reason"])
         if self.fallback_pending is not None:
             reason = f"fallback: {self.fallback_pending['reason']} ({self.fallback_pending['layer']})"
             self.fallback_pending = None
@@ -269,6 +282,7 @@ class FocusStrategy(Strategy):
             "fallbacks": [dict(f) for f in self.fallbacks],
             "snapshot": self.snapshot,
             "snapshot_epoch": self.snapshot_epoch,
+            "rollback_done": self.rollback_done,
             "capture_s": self.capture_s,
             "fit_s": self.fit_s,
         }
@@ -286,6 +300,7 @@ class FocusStrategy(Strategy):
         self.fallbacks = list(state["fallbacks"])
         self.snapshot = state.get("snapshot")
         self.snapshot_epoch = int(state.get("snapshot_epoch", 0))
+        self.rollback_done = bool(state.get("rollback_done", False))
         self.capture_s = float(state.get("capture_s", self.capture_s))
         self.fit_s = float(state.get("fit_s", self.fit_s))
 
