@@ -104,7 +104,7 @@ class DenoiseFeatures:
     name = "denoise"
     needs_trajectory = True
     # At a switch, drop SGD's momentum: coasting along the last SGD direction is an
-    # extrapolation that works against the pull (measured: see docs/results.md).
+    # extrapolation that works against the pull (measured: see docs/focus.md, section 5).
     optimizer_state = "reset"
 
     def __init__(self, options=None):
