@@ -7,7 +7,7 @@ import string
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import stratum
@@ -85,6 +85,8 @@ BENCH_CAPS = ["--dataset", "cubic", "--model", "mlp", "--hidden", "4", "--epochs
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.lists(bench_pairs, max_size=3))
+# Found by this test: a warning about an unused axis used to precede the error line.
+@example(generated=[["--strategies", "0"], ["--regressors", "0"]])
 def test_fuzzed_bench_arguments(tmp_path, generated):
     args = ["bench", *BENCH_CAPS, *[token for pair in generated for token in pair], "--dry-run",
             "--db", str(tmp_path / "fuzz.sqlite")]

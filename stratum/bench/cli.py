@@ -124,8 +124,11 @@ def _make_callback(run_names: list[str]):
         settings = spec.settings
         db = params.get("db") or Path(settings.get("db", DEFAULT_DB))
         if params["dry_run"]:
-            plans = expand(spec, pm.registries, warn=lambda m: click.echo(f"stratum: warning: {m}", err=True))
+            notes: list[str] = []  # warnings wait until the plans validate: bad input gets one error line only
+            plans = expand(spec, pm.registries, warn=notes.append)
             validate(plans, pm.registries)
+            for note in notes:
+                click.echo(f"stratum: warning: {note}", err=True)
             for plan in plans:
                 click.echo(f"{plan.run_id}  {plan.label:<40} seed={plan.seed}")
             click.echo(f"{len(plans)} runs")
