@@ -88,7 +88,17 @@ def init_from_environment(device: str = "auto") -> bool:
 
 def shutdown() -> None:
     if is_initialized():
-        _dist().destroy_process_group()
+        dist = _dist()
+        # Leave together: a rank that tears gloo down while rank 0 is still writing results
+        # has been seen to abort in C++ ("terminate called without an active exception").
+        try:
+            dist.barrier()
+        except RuntimeError:
+            pass  # a peer is gone already; nothing left to wait for
+        import gc
+
+        gc.collect()  # free the DDP wrapper (its reducer holds the group) before the group goes
+        dist.destroy_process_group()
 
 
 class _Weight:
