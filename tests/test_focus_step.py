@@ -148,6 +148,18 @@ def test_nonfinite_predictions_fall_back_to_sgd_and_are_reported(make_cfg, pm, p
     assert "falling back to SGD" in capsys.readouterr().err
 
 
+def _fit_recording_weights(pm, run):
+    """Train ``run``; returns the summary and the model weights at the start of every epoch."""
+    seen = {}
+
+    class Watcher:
+        @stratum.hookimpl
+        def stratum_epoch_start(self, run, epoch, mode):
+            seen[epoch] = {k: v.clone() for k, v in run.model.state_dict().items()}
+
+    return Trainer(pm, extra_plugins=[("watch", Watcher())]).fit(run), seen
+
+
 def test_guarded_rolls_back_a_focus_epoch_that_ended_in_a_fallback(make_cfg, pm, prior_path):
     """Finite but wrecking predictions, then NaN: the epoch falls back and is still rolled back."""
     cfg = _focus_cfg(make_cfg, prior_path, policy="guarded", switch_threshold=1000.0, epochs=4, steps_per_epoch=10, lr=0.05)
@@ -159,14 +171,7 @@ def test_guarded_rolls_back_a_focus_epoch_that_ended_in_a_fallback(make_cfg, pm,
         return 40.0 * torch.randn_like(ctx.w) if calls["n"] < 40 else g * float("nan")
 
     _override(run, wreck_then_nan)
-    seen = {}
-
-    class Watcher:
-        @stratum.hookimpl
-        def stratum_epoch_start(self, run, epoch, mode):
-            seen[epoch] = {k: v.clone() for k, v in run.model.state_dict().items()}
-
-    summary = Trainer(pm, extra_plugins=[("watch", Watcher())]).fit(run)
+    summary, seen = _fit_recording_weights(pm, run)
     assert [r["mode"] for r in summary["history"]] == ["sgd", "sgd", "focus", "sgd"]
     focus_epoch = summary["history"][2]
     assert focus_epoch.get("focus_fallback") is True and focus_epoch["rolled_back"] is True
@@ -224,14 +229,7 @@ def test_guarded_rolls_back_a_harmful_final_focus_epoch(make_cfg, pm, prior_path
     cfg = _focus_cfg(make_cfg, prior_path, policy="guarded", switch_threshold=1000.0, epochs=3, steps_per_epoch=10, lr=0.05)
     run = build_run(cfg, pm)
     _override(run, lambda g, ctx: 40.0 * torch.randn_like(ctx.w))
-    seen = {}
-
-    class Watcher:
-        @stratum.hookimpl
-        def stratum_epoch_start(self, run, epoch, mode):
-            seen[epoch] = {k: v.clone() for k, v in run.model.state_dict().items()}
-
-    summary = Trainer(pm, extra_plugins=[("watch", Watcher())]).fit(run)
+    summary, seen = _fit_recording_weights(pm, run)
     assert [r["mode"] for r in summary["history"]] == ["sgd", "sgd", "focus"]
     assert summary["history"][-1]["rolled_back"] is True and summary["rollbacks"][0]["epoch"] == 3
     for name, value in run.model.state_dict().items():
