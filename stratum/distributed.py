@@ -26,6 +26,7 @@ history is rank 0's shard mean; batch-norm statistics are per shard.
 
 from __future__ import annotations
 
+import gc
 import os
 
 from .plugin_manager import hookimpl
@@ -95,8 +96,6 @@ def shutdown() -> None:
             dist.barrier()
         except RuntimeError:
             pass  # a peer is gone already; nothing left to wait for
-        import gc
-
         gc.collect()  # free the DDP wrapper (its reducer holds the group) before the group goes
         dist.destroy_process_group()
 

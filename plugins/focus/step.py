@@ -92,9 +92,8 @@ class FocusUpdater:
             # but finite float32 predictions do not overflow the check itself.
             sums = torch.stack([g.abs().sum(dtype=torch.float64) for g in grads])
             if not bool(torch.isfinite(sums).all()):
-                bad = next((i for i, g in enumerate(grads) if not bool(torch.isfinite(g).all())), None)
-                if bad is not None:
-                    return StepResult(False, self.keys[bad])
+                bad = next(i for i, g in enumerate(grads) if not bool(torch.isfinite(g).all()))
+                return StepResult(False, self.keys[bad])
         for p, g in zip(self.params, grads):
             p.grad = g
         for p in self.others:

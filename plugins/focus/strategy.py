@@ -99,7 +99,6 @@ class FocusStrategy(Strategy):
         self.rollbacks: list[dict] = []
         self.fallbacks: list[dict] = []
         self.snapshot: dict | None = None
-        self.rollback_done = False  # set when epoch end already rolled a diverged focus epoch back
         self.snapshot_epoch = 0
         self.optimizer_state = "keep"
 
@@ -219,14 +218,12 @@ class FocusStrategy(Strategy):
             self._rollback(run, record, "rollback: focus epoch made the validation loss non-finite")
             del record["diverged"]
             record.pop("stopped_reason", None)
-            self.rollback_done = True
 
     @stratum.hookimpl
     def stratum_decide_switch(self, run, epoch, history):
-        if self.rollback_done:
-            self.rollback_done = False
-            if self.fallback_pending is not None:
-                self.fallback_pending = None
+        if history and history[-1].get("rolled_back"):
+            # Already undone at epoch end (its validation loss went non-finite): back to SGD.
+            self.fallback_pending = None
             return SwitchDecision(SGD, self.rollbacks[-1]["reason"])
         if self.fallback_pending is not None:
             reason = f"fallback: {self.fallback_pending['reason']} ({self.fallback_pending['layer']})"
@@ -234,7 +231,7 @@ class FocusStrategy(Strategy):
             # The steps before the bad prediction were applied and may have wrecked the weights
             # (measured: a trajectory focus epoch that ends in NaN leaves weights that make the
             # next SGD epoch diverge), so a guarded policy still judges, and may undo, the epoch.
-            decision = self.policy.decide(history, FOCUS) if run.mode == FOCUS else None
+            decision = self.policy.decide(history, FOCUS)
             if decision is not None and decision.rollback:
                 self._rollback(run, history[-1], f"{decision.reason}; {reason}")
             return SwitchDecision(SGD, reason)
@@ -282,7 +279,6 @@ class FocusStrategy(Strategy):
             "fallbacks": [dict(f) for f in self.fallbacks],
             "snapshot": self.snapshot,
             "snapshot_epoch": self.snapshot_epoch,
-            "rollback_done": self.rollback_done,
             "capture_s": self.capture_s,
             "fit_s": self.fit_s,
         }
@@ -300,7 +296,6 @@ class FocusStrategy(Strategy):
         self.fallbacks = list(state["fallbacks"])
         self.snapshot = state.get("snapshot")
         self.snapshot_epoch = int(state.get("snapshot_epoch", 0))
-        self.rollback_done = bool(state.get("rollback_done", False))
         self.capture_s = float(state.get("capture_s", self.capture_s))
         self.fit_s = float(state.get("fit_s", self.fit_s))
 

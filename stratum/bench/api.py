@@ -13,7 +13,7 @@ from pathlib import Path
 import attrs
 
 from ..errors import ConfigError, RunInterrupted
-from .matrix import expand, validate
+from .matrix import plan_runs
 from .progress import BenchProgress, format_seconds
 from .runner import cpu_count, threads_per_worker
 from .spec import BenchSpec
@@ -56,13 +56,9 @@ def run_bench(spec: BenchSpec, db: Path, pm, *, workers: int | None = None, exec
         raise ConfigError("--address needs --executor dask")
     workers = resolve_workers(workers, executor)
     registries = pm.registries
-    notes: list[str] = []  # warnings wait until the plans validate: bad input gets one error line only
-    plans = expand(spec, registries, warn=notes.append)
+    plans = plan_runs(spec, registries, warn=lambda m: warnings.warn(m, stacklevel=2))
     if not plans:
         raise ConfigError("the bench matrix is empty")
-    validate(plans, registries)
-    for note in notes:
-        warnings.warn(note, stacklevel=2)
     threads = int(spec.fixed["threads"]) if spec.fixed.get("threads") else threads_per_worker(workers)
     if executor == "dask" and address and not spec.fixed.get("threads"):
         threads = 1  # a remote worker's core count is unknown here: never oversubscribe it

@@ -109,7 +109,7 @@ def _make_callback(run_names: list[str]):
     def callback(ctx, **params):
         from ..cli import explicit_values, get_pm
         from .api import run_bench
-        from .matrix import expand, validate
+        from .matrix import plan_runs
         from .recipes import recipe_spec
 
         pm = get_pm(ctx)
@@ -124,11 +124,7 @@ def _make_callback(run_names: list[str]):
         settings = spec.settings
         db = params.get("db") or Path(settings.get("db", DEFAULT_DB))
         if params["dry_run"]:
-            notes: list[str] = []  # warnings wait until the plans validate: bad input gets one error line only
-            plans = expand(spec, pm.registries, warn=notes.append)
-            validate(plans, pm.registries)
-            for note in notes:
-                click.echo(f"stratum: warning: {note}", err=True)
+            plans = plan_runs(spec, pm.registries, warn=lambda m: click.echo(f"stratum: warning: {m}", err=True))
             for plan in plans:
                 click.echo(f"{plan.run_id}  {plan.label:<40} seed={plan.seed}")
             click.echo(f"{len(plans)} runs")

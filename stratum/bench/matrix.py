@@ -212,6 +212,17 @@ def make_label(point: dict, values: dict, varying: Iterable[str]) -> str:
     return " ".join(parts)
 
 
+def plan_runs(spec: BenchSpec, registries, *, warn=None) -> list[RunPlan]:
+    """:func:`expand` then :func:`validate`; warnings are passed on only once every run is valid,
+    so bad input gets exactly one error line."""
+    notes: list[str] = []
+    plans = expand(spec, registries, warn=notes.append)
+    validate(plans, registries)
+    for note in notes if warn is not None else ():
+        warn(note)
+    return plans
+
+
 def validate(plans: list[RunPlan], registries) -> None:
     """Every run's options make a valid config naming registered components."""
     plugin_fields = plugin_option_fields(registries.all())
