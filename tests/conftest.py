@@ -30,6 +30,17 @@ REPO = Path(__file__).resolve().parents[1]
 FAST = dict(model="mlp", hidden=[32], dataset="digits", epochs=2, steps_per_epoch=5, batch_size=32, threads=1)
 
 
+@pytest.fixture(autouse=True)
+def _own_working_directory(tmp_path_factory, monkeypatch):
+    """Every test runs in a fresh, empty working directory of its own.
+
+    A run whose output path is relative (``out = "r"`` in a fuzzed TOML, a default
+    such as ``bench.sqlite``) then writes into that directory, never into the
+    checkout. ``.ci/run`` fails when the suite leaves the checkout dirty.
+    """
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @pytest.fixture
 def pm():
     return create_plugin_manager()

@@ -21,7 +21,6 @@ from stratum.distributed import ShardedBatches, _Weight, data_parallel_extension
 from stratum.engine import Trainer
 from stratum.io import safe_torch_load
 
-from .conftest import REPO
 
 RUN = ["--model", "mlp", "--hidden", "32", "--dataset", "digits", "--epochs", "2", "--batch-size", "33",
        "--threads", "1", "--quiet"]
@@ -75,7 +74,7 @@ def test_two_gloo_processes_match_one_process(tmp_path, pm, make_cfg):
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
          "-m", "stratum", "run", *RUN, "--out", str(out2), "--json", str(tmp_path / "ddp.json")],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=240,
+        capture_output=True, text=True, env=env, timeout=240,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("stratum result") == 1  # only rank 0 reports

@@ -47,6 +47,7 @@ def test_readme_has_two_commands_and_ci_calls_the_test_one():
     assert "make run" in readme and "make test" in readme
     ci = (REPO / ".ci" / "run").read_text()
     assert "make test" in ci
+    assert "git status --porcelain" in ci  # CI fails when the suite leaves the checkout dirty
     makefile = (REPO / "Makefile").read_text()
     assert "pytest -n auto" in makefile
 
