@@ -34,6 +34,7 @@ import attrs
 
 from ..config import load_toml
 from ..errors import ConfigError
+from ..options import PROCESSES_MAX, SEED_MAX
 
 # CLI/TOML axis names -> the run option each one varies.
 NAMED_AXES = {
@@ -117,6 +118,8 @@ def seeds_axis(value: Any, source: str) -> list[int]:
         raise ConfigError(f"{source}: seeds must be a count, a list like 0,3,7 or a range like 0-9; got {value!r}") from None
     if not seeds or any(s < 0 for s in seeds):
         raise ConfigError(f"{source}: seeds must be non-negative, got {value!r}")
+    if any(s > SEED_MAX for s in seeds):
+        raise ConfigError(f"{source}: seeds must be <= {SEED_MAX} (the bench store keeps 64-bit integers), got {value!r}")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"{source}: seeds repeat: {value!r}")
     return seeds
