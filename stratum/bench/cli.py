@@ -114,7 +114,9 @@ def _make_callback(run_names: list[str]):
 
         pm = get_pm(ctx)
         cli = cli_spec(params, explicit_values(ctx, run_names))
-        toml = spec_from_toml(params["config_file"]) if params.get("config_file") else BenchSpec()
+        from .matrix import known_fields
+
+        toml = spec_from_toml(params["config_file"], known_fields(pm.registries)) if params.get("config_file") else BenchSpec()
         recipe = cli.recipe or toml.recipe
         scale = cli.settings.get("scale") or toml.settings.get("scale") or "small"
         spec = recipe_spec(recipe, scale) if recipe else BenchSpec()
