@@ -390,3 +390,9 @@ def test_a_run_toml_with_a_wrong_value_is_one_line_naming_file_and_option(tmp_pa
     assert result.exit_code == 2, (path.read_text(), result)
     assert_one_line_error(result.stderr, "wrong.toml")
     assert name in result.stderr or flag_name(ALL_FIELDS[name]) in result.stderr, result.stderr
+
+
+def test_the_largest_seed_runs_focus_whose_source_run_adds_an_offset():
+    result = run_cli("run", *fast_args(epochs=1, steps_per_epoch=2, hidden=[8]), "--quiet", "--strategy", "focus",
+                     "--prior-epochs", "1", "--seed", str(2**63 - 1))
+    assert result.exit_code == 0, result
