@@ -49,7 +49,7 @@ def _default_text(field) -> str:
 def _help_text(field) -> str:
     meta = option_meta(field)
     parts = [meta["help"]]
-    bounds = describe_bounds(meta)
+    bounds = describe_bounds(meta, implicit=False)
     if bounds:
         parts.append(f"Must be {bounds}.")
     if meta["choices"]:

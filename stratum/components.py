@@ -22,6 +22,13 @@ extension       ``factory(run, options) -> run-scoped plugin, or None to stay ou
 ``None`` when it declares none). Every field of that class must have a default
 and may carry ``metadata={"help": ...}``; the field becomes a ``stratum run``
 flag and a TOML key.
+
+``defaults`` lets a component give core options it reads a default of its own
+(adamw: ``{"weight_decay": 0.01}``), either as a dict or as a function of the
+component's options instance returning one. It applies only when the user did
+not set the option: an explicit value, even one equal to the core default,
+always wins. Run configs are resolved with it before a run starts
+(:func:`stratum.config.resolve_config`), so the summary records the value used.
 """
 
 from __future__ import annotations
@@ -76,6 +83,9 @@ class Component:
     info: dict = attrs.field(factory=dict)
     # Filled in by the plugin manager: which plugin registered it.
     plugin: str = ""
+    # Defaults this component gives core options the user left unset: a dict, or
+    # a function of the component's options instance returning one.
+    defaults: Any = attrs.field(default=None, kw_only=True)
 
     def summary_line(self) -> str:
         first = self.description.strip().splitlines()[0] if self.description.strip() else ""

@@ -2,8 +2,15 @@
 
 Precedence, lowest first: field defaults < ``--config FILE.toml`` < flags given
 on the command line. Core options live on :class:`RunConfig`; options declared
-by plugin components live in ``RunConfig.options`` (only the ones actually set)
-and reach their component through :func:`options_for`.
+by plugin components live in ``RunConfig.options`` and reach their component
+through :func:`options_for`. ``RunConfig.explicit`` names the options the user
+set (flag or TOML), so that an explicit value always wins over a component's
+own default for a core option (``--optimizer adamw --weight-decay 0`` is 0).
+
+:func:`resolve_config` turns a config into the complete one a run uses: every
+option of every component in use, with the components' defaults for core
+options the user left unset. That is what a run's summary and checkpoints
+record, so a run can be re-created from its summary alone.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import Any, Iterable, Mapping
 import attrs
 
 from .errors import ConfigError
-from .options import build, coerce, flag_name, option, option_meta
+from .options import PROCESSES_MAX, SEED_MAX, THREADS_MAX, build, coerce, flag_name, option, option_meta
 from .registry import closest
 
 if sys.version_info >= (3, 11):
@@ -41,19 +48,19 @@ class RunConfig:
     momentum: float = option(0.9, "Momentum (sgd-family optimisers).", min=0, max=1, max_exclusive=True)
     nesterov: bool = option(False, "Use Nesterov momentum (needs momentum > 0).")
     weight_decay: float = option(0.0, "L2 weight decay.", min=0)
-    seed: int = option(0, "Seed for initialisation, shuffling and everything random.", min=0)
+    seed: int = option(0, "Seed for initialisation, shuffling and everything random.", min=0, max=SEED_MAX)
     deterministic: bool = option(False, "Use deterministic kernels (slower; needed for bit-exact resume).")
     device: str = option("auto", "cpu, cuda, cuda:N, or auto (cuda when available).", pattern=r"auto|cpu|cuda(:\d+)?")
-    threads: int = option(0, "torch intra-op threads (0 = torch's default).", min=0)
+    threads: int = option(0, "torch intra-op threads (0 = torch's default).", min=0, max=THREADS_MAX)
     val_fraction: float = option(0.1, "Share of the training data held out for validation.", min=0, max=0.9, min_exclusive=True)
-    split_seed: int = option(0, "Seed of the train/validation split (fixed across run seeds).", min=0)
+    split_seed: int = option(0, "Seed of the train/validation split (fixed across run seeds).", min=0, max=SEED_MAX)
     patience: int = option(0, "Early stopping: epochs without a validation gain before stopping (0 = off).", min=0)
     steps_per_epoch: int = option(0, "Cap on training steps per epoch (0 = a full pass).", min=0)
     eval_batch_size: int = option(1024, "Batch size for validation and test evaluation.", min=1)
     data_root: Path = option(Path("data"), "Where file-backed data sets live.")
     download: bool = option(False, "Allow torchvision data sets to download missing files.")
     resident: str = option("auto", "Keep data as device tensors: auto (when small), always, never (DataLoader).", choices=("auto", "always", "never"))
-    loader_workers: int = option(0, "DataLoader worker processes when data is not resident.", min=0)
+    loader_workers: int = option(0, "DataLoader worker processes when data is not resident.", min=0, max=PROCESSES_MAX)
     profile: tuple = option((), "Profiler to attach (repeatable or comma-separated).", type=str, multiple=True, kind="profiler")
     out: Path | None = option(None, "Run directory for checkpoints and the summary.", type=Path)
     json: Path | None = option(None, "Write the run summary JSON here.", type=Path)
@@ -62,21 +69,44 @@ class RunConfig:
     resume: bool = option(False, "Resume from the checkpoint in the run directory.")
     quiet: bool = option(False, "Print only the final result table.")
     tensorboard: Path | None = option(None, "Also log scalars to this TensorBoard directory.", type=Path)
-    # Options declared by plugin components, exactly as set by the user.
+    # Options declared by plugin components: as set by the user, and after
+    # resolve_config() every option of the components in use.
     options: dict = attrs.field(factory=dict, repr=False)
+    # Names of the options (core and plugin) the user set, by flag or TOML; None when
+    # unknown (a RunConfig built directly): then a value differing from its default counts as set.
+    explicit: frozenset | None = attrs.field(default=None, eq=False, repr=False,
+                                             converter=lambda v: None if v is None else frozenset(v))
 
     def to_dict(self) -> dict:
+        """Every option as JSON-safe data: the core fields, then the plugin options by name."""
         data = attrs.asdict(self, recurse=False)
         out = {}
         for key, value in data.items():
-            if key == "options":
+            if key in ("options", "explicit"):
                 continue
             out[key] = _jsonable(value)
         out.update({k: _jsonable(v) for k, v in sorted(self.options.items())})
         return out
 
+    def is_set(self, name: str) -> bool:
+        """Whether the user gave option ``name`` (core or plugin) rather than leaving it at its default.
+
+        Components use this to apply a default of their own only to an absent value,
+        never to an explicit one that happens to equal the core default.
+        """
+        if self.explicit is not None:
+            return name in self.explicit
+        if name in CORE_FIELDS:
+            return getattr(self, name) != _field_default(CORE_FIELDS[name])
+        return name in self.options
+
     def fingerprint(self) -> str:
-        """A hash of what decides the trajectory, for matching checkpoints to configs."""
+        """A hash of what decides the trajectory, for matching checkpoints to configs.
+
+        Taken on a resolved config (see :func:`resolve_config`, which every run does),
+        an option given explicitly with its default value and the same option left
+        out give the same fingerprint.
+        """
         data = self.to_dict()
         for key in NON_TRAJECTORY_KEYS:
             data.pop(key, None)
@@ -108,6 +138,11 @@ def _jsonable(value: Any) -> Any:
 
 
 CORE_FIELDS = {f.name: f for f in attrs.fields(RunConfig) if option_meta(f) is not None}
+
+
+def _field_default(field: attrs.Attribute) -> Any:
+    default = field.default
+    return default.factory() if isinstance(default, attrs.Factory) else default
 
 
 def plugin_option_fields(components: Iterable) -> dict[str, attrs.Attribute]:
@@ -170,6 +205,7 @@ def make_config(
     known = set(CORE_FIELDS) | set(plugin_fields)
     merged_core: dict[str, Any] = {}
     merged_plugin: dict[str, Any] = {}
+    explicit: set[str] = set()
     layers = []
     if toml_values:
         layers.append((normalise_keys(toml_values, known, toml_source), toml_source))
@@ -177,6 +213,7 @@ def make_config(
         layers.append((normalise_keys(values, known, "options"), ""))
     for layer, source in layers:
         for key, value in layer.items():
+            explicit.add(key)
             if key in CORE_FIELDS:
                 merged_core[key] = coerce(CORE_FIELDS[key], value, source)
             else:
@@ -186,11 +223,93 @@ def make_config(
                     _check_plugin_value(field, value)
                 merged_plugin[key] = value
     try:
-        return RunConfig(**merged_core, options=merged_plugin)
+        return RunConfig(**merged_core, options=merged_plugin, explicit=explicit)
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
+
+
+def components_in_use(config: RunConfig, registries) -> list:
+    """The components a run of ``config`` uses, each once, in a stable order.
+
+    The strategy, model, dataset, initialiser, optimiser and profilers the core
+    options name, every registered extension (each is asked to take part in every
+    run), and transitively every component named by an option of those (focus's
+    ``--regressor``, ``--features``, ``--policy``), given or at its default.
+    Names nobody registered are skipped (:func:`check_names` reports them).
+    """
+    used: list = []
+    seen: set[tuple[str, str]] = set()
+    frontier: list = []
+
+    def select(kind: str, value: Any) -> None:
+        names = value if isinstance(value, (list, tuple)) else [value]
+        for name in names:
+            if isinstance(name, str) and (kind, name) not in seen and name in registries[kind]:
+                seen.add((kind, name))
+                frontier.append(registries[kind].get(name))
+
+    for field in CORE_FIELDS.values():
+        kind = option_meta(field)["kind"]
+        if kind:
+            select(kind, getattr(config, field.name))
+    for component in registries["extension"]:
+        select("extension", component.name)
+    while frontier:
+        component = frontier.pop(0)
+        used.append(component)
+        if component.options is None:
+            continue
+        for field in attrs.fields(component.options):
+            meta = option_meta(field)
+            if meta and meta["kind"] and field.name not in CORE_FIELDS:
+                select(meta["kind"], config.options.get(field.name, _field_default(field)))
+    return used
+
+
+def resolve_config(config: RunConfig, registries) -> RunConfig:
+    """The complete config of a run: every option of every component in use, resolved.
+
+    Takes a validated config and the registries; returns a new config whose
+    ``options`` hold, besides what the user set, the default of every option
+    declared by the components in use (:func:`components_in_use`), and whose
+    core options the user left unset carry the defaults components declare
+    for them (``Component.defaults``, e.g. adamw's weight decay 0.01). An
+    explicit value always wins. A plugin option that two components in use
+    declare with different defaults is left unset, so each keeps its own.
+    Resolving twice changes nothing. Raises :class:`ConfigError` for a value
+    a component's ``defaults`` produced that the option does not accept.
+    """
+    options = dict(config.options)
+    filled: dict[str, Any] = {}
+    conflicting: set[str] = set()
+    components = components_in_use(config, registries)
+    for component in components:
+        if component.options is None:
+            continue
+        for field in attrs.fields(component.options):
+            if field.name in CORE_FIELDS or field.name in options:
+                continue
+            default = _field_default(field)
+            if field.name in filled and filled[field.name] != default:
+                conflicting.add(field.name)
+            filled.setdefault(field.name, default)
+    options.update({k: v for k, v in filled.items() if k not in conflicting})
+    core: dict[str, Any] = {}
+    for component in components:
+        declared = component.defaults
+        if declared is None:
+            continue
+        if callable(declared):
+            declared = declared(options_for(component, config))
+        for name, value in dict(declared).items():
+            if name not in CORE_FIELDS:
+                raise ConfigError(f"{component.kind} {component.name!r} declares a default for {name!r}, "
+                                  "which is not a core option")
+            if not config.is_set(name) and name not in core:
+                core[name] = coerce(CORE_FIELDS[name], value, f"{component.kind} {component.name!r}")
+    return attrs.evolve(config, options=options, **core)
 
 
 def _check_plugin_value(field: attrs.Attribute, value: Any) -> None:

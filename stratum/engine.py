@@ -18,6 +18,7 @@ Clock rules (see docs/architecture.md):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
 import signal
@@ -32,7 +33,7 @@ import torch
 from . import __version__
 from .checkpoint import FILENAME as CHECKPOINT_FILENAME
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import NON_TRAJECTORY_KEYS, RunConfig, check_names, options_for
+from .config import NON_TRAJECTORY_KEYS, RunConfig, check_names, options_for, resolve_config
 from .data import DataRequest, DataSplits, ModelSpec, eval_batches, make_batches, prepare_splits
 from .device import resolve_device, synchronize
 from .errors import ConfigError, DataError, RunInterrupted, StratumError
@@ -128,10 +129,48 @@ def load_dataset(config: RunConfig, registries):
     return bundle
 
 
+_TOO_LARGE = ("can't allocate memory", "storage size calculation overflowed", "out of memory",
+              "not enough memory")
+
+
+@contextlib.contextmanager
+def too_large_as_config_error(component, config: RunConfig):
+    """Turn an allocation that cannot succeed while building ``component`` into one ConfigError.
+
+    Size options (``--hidden``, ``--synthetic-train`` ...) are bounded by the 64-bit range
+    tensors take, but a size within it can still need more memory than there is; the
+    error names the component and the integer options of it that the user set.
+    """
+    try:
+        yield
+    except (MemoryError, RuntimeError) as exc:
+        text = str(exc)
+        if not isinstance(exc, MemoryError) and not any(m in text.lower() for m in _TOO_LARGE):
+            raise
+        from .options import flag_name, option_meta
+
+        sizes = []
+        if component.options is not None:
+            for f in attrs.fields(component.options):
+                meta = option_meta(f)
+                if meta and meta["type"] is int and config.is_set(f.name) and f.name in config.options:
+                    value = config.options[f.name]
+                    shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+                    sizes.append(f"{flag_name(f)} {shown}")
+        given = f" with {', '.join(sizes)}" if sizes else ""
+        reason = " ".join(text.split())[:160] or type(exc).__name__
+        raise ConfigError(f"{component.kind} {component.name!r} is too large to build{given} ({reason})") from None
+
+
 def build_run(config: RunConfig, pm) -> Run:
-    """Resolve names, seed, pick the device, load data, build and initialise the model."""
+    """Resolve names, seed, pick the device, load data, build and initialise the model.
+
+    The run holds the resolved config (:func:`~stratum.config.resolve_config`): every
+    option of every component in use, which is what its summary and checkpoints record.
+    """
     registries = pm.registries
     check_names(config, registries)
+    config = resolve_config(config, registries)
     if config.nesterov and config.momentum <= 0:
         raise ConfigError("--nesterov needs --momentum > 0")
     if config.resume and config.out is None:
@@ -143,7 +182,8 @@ def build_run(config: RunConfig, pm) -> Run:
     device = resolve_device(config.device)
     seed_everything(config.seed)
 
-    bundle = load_dataset(config, registries)
+    with too_large_as_config_error(registries.get("dataset", config.dataset), config):
+        bundle = load_dataset(config, registries)
     try:
         data = prepare_splits(
             bundle, val_fraction=config.val_fraction, split_seed=config.split_seed,
@@ -156,10 +196,11 @@ def build_run(config: RunConfig, pm) -> Run:
     model_component = registries.get("model", config.model)
     spec = ModelSpec(tuple(bundle.input_shape), bundle.num_outputs, bundle.task)
     torch.manual_seed(generator(config.seed, "model").initial_seed())
-    model = model_component.factory(spec, options_for(model_component, config))
-    init_component = registries.get("initializer", config.init)
-    init_component.factory(model, options_for(init_component, config), generator(config.seed, "init"))
-    model.to(device)
+    with too_large_as_config_error(model_component, config):
+        model = model_component.factory(spec, options_for(model_component, config))
+        init_component = registries.get("initializer", config.init)
+        init_component.factory(model, options_for(init_component, config), generator(config.seed, "init"))
+        model.to(device)
 
     run = Run(config=config, pm=pm, device=device, data=data, task=task, model=model)
     run.train_batches = make_batches(

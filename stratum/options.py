@@ -20,6 +20,21 @@ builtins_type = type
 
 _SCALARS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", Path: "a path"}
 
+# Upper bounds that match the APIs integer options feed.
+# Any integer stratum keeps ends up as a Python int in torch (int64 sizes and counts), in the
+# bench store (SQLite INTEGER: signed 64-bit) or in JSON read back by both: every int option
+# is bounded by this unless it declares a tighter ``max``.
+INT_MAX = 2**63 - 1
+INT_MIN = -(2**63)
+# Seeds reach ``torch.Generator.manual_seed`` (which takes up to 2**64-1) and the bench
+# store's ``seed`` column (signed 64-bit): the store is the tighter limit.
+SEED_MAX = 2**63 - 1
+# torch.set_num_threads takes a C int, but OpenMP (libgomp) allocates per-thread state up front
+# and aborts the process long before INT_MAX (2**31-1 tries to allocate ~460 GB); the same
+# holds for worker processes. No machine stratum runs on has more cores than this.
+THREADS_MAX = 1024
+PROCESSES_MAX = 1024
+
 
 def option(
     default: Any,
@@ -43,6 +58,11 @@ def option(
     a string value must be found in (checked when registries are available).
     ``multiple`` makes a tuple of ``type``. ``optional`` allows ``None``.
     ``cli`` overrides the flag name (default ``--field-name``).
+
+    Every integer option is bounded: without an explicit ``max`` (``min``) it gets
+    :data:`INT_MAX` (:data:`INT_MIN`), the signed 64-bit range that torch sizes and
+    the SQLite bench store hold. Declare a tighter bound where the value feeds an
+    API with a smaller range (thread counts, seeds, ...).
     """
     if type is None:
         if default is None or (multiple and not default):
@@ -50,6 +70,9 @@ def option(
         type = default[0].__class__ if multiple else default.__class__
     if isinstance(type, builtins_type) and issubclass(type, Path):
         type = Path  # PosixPath / WindowsPath defaults declare plain Path
+    if type is int:
+        max = INT_MAX if max is None else max
+        min = INT_MIN if min is None else min
     meta = {
         "help": help,
         "type": type,
@@ -78,12 +101,18 @@ def flag_name(field: attrs.Attribute) -> str:
     return meta.get("cli") or "--" + field.name.replace("_", "-")
 
 
-def describe_bounds(meta: dict) -> str:
+def describe_bounds(meta: dict, *, implicit: bool = True) -> str:
+    """The bounds of an option as text (``>= 1 and <= 1024``).
+
+    ``implicit=False`` leaves out the 64-bit range every integer option has
+    (for help texts, where it would only be noise).
+    """
     parts = []
-    if meta.get("min") is not None:
-        parts.append(("> " if meta["min_exclusive"] else ">= ") + _fmt(meta["min"]))
-    if meta.get("max") is not None:
-        parts.append(("< " if meta["max_exclusive"] else "<= ") + _fmt(meta["max"]))
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and (implicit or lo != INT_MIN):
+        parts.append(("> " if meta["min_exclusive"] else ">= ") + _fmt(lo))
+    if hi is not None and (implicit or hi != INT_MAX):
+        parts.append(("< " if meta["max_exclusive"] else "<= ") + _fmt(hi))
     return " and ".join(parts)
 
 
@@ -92,7 +121,13 @@ def _fmt(x) -> str:
 
 
 def coerce(field: attrs.Attribute, value: Any, source: str = "") -> Any:
-    """Turn a TOML / CLI / Python value into the field's type, or raise ConfigError."""
+    """Turn a TOML / CLI / Python value into the field's type and check it.
+
+    Takes the attrs ``field`` of an option, the loosely typed ``value`` and the
+    ``source`` it came from (a TOML file, an axis...; named in errors). Raises
+    :class:`ConfigError` naming the flag (and the source) when the value has the
+    wrong type, is out of bounds or not one of the choices.
+    """
     meta = option_meta(field)
     if meta is None:
         return value
@@ -110,8 +145,14 @@ def coerce(field: attrs.Attribute, value: Any, source: str = "") -> Any:
         items = []
         for v in value:
             items.extend(v.split(",") if isinstance(v, str) else [v])
-        return tuple(_coerce_scalar(meta["type"], v.strip() if isinstance(v, str) else v, name, where) for v in items if v != "")
-    return _coerce_scalar(meta["type"], value, name, where)
+        values = tuple(_coerce_scalar(meta["type"], v.strip() if isinstance(v, str) else v, name, where)
+                       for v in items if v != "")
+        for v in values:
+            _check_scalar(field, meta, v, where)
+        return values
+    value = _coerce_scalar(meta["type"], value, name, where)
+    _check_scalar(field, meta, value, where)
+    return value
 
 
 def _coerce_scalar(kind: type, value: Any, name: str, where: str) -> Any:
@@ -129,13 +170,15 @@ def _coerce_scalar(kind: type, value: Any, name: str, where: str) -> Any:
             except ValueError:
                 pass
     elif kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
+        try:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
                 return float(value)
-            except ValueError:
-                pass
+            if isinstance(value, str):
+                return float(value)
+        except OverflowError:  # an integer too large for a float
+            raise ConfigError(f"{name} must be a finite number{where}, got {value!r}") from None
+        except ValueError:
+            pass
     elif kind is str:
         if isinstance(value, str):
             return value
@@ -158,7 +201,7 @@ def _validate_field(instance, field: attrs.Attribute, value: Any) -> None:
         _check_scalar(field, meta, v)
 
 
-def _check_scalar(field, meta: dict, v: Any) -> None:
+def _check_scalar(field, meta: dict, v: Any, where: str = "") -> None:
     name = flag_name(field)
     expected = meta["type"]
     ok = (
@@ -166,26 +209,26 @@ def _check_scalar(field, meta: dict, v: Any) -> None:
         or (expected is float and isinstance(v, int) and not isinstance(v, bool))
     )
     if not ok:
-        raise ConfigError(f"{name} must be {_SCALARS.get(expected, expected.__name__)}, got {v!r}")
+        raise ConfigError(f"{name} must be {_SCALARS.get(expected, expected.__name__)}{where}, got {v!r}")
     if expected in (int, float):
         if isinstance(v, float) and not math.isfinite(v):
-            raise ConfigError(f"{name} must be a finite number, got {v!r}")
+            raise ConfigError(f"{name} must be a finite number{where}, got {v!r}")
         lo, hi = meta["min"], meta["max"]
         bad_lo = lo is not None and (v <= lo if meta["min_exclusive"] else v < lo)
         bad_hi = hi is not None and (v >= hi if meta["max_exclusive"] else v > hi)
         if bad_lo or bad_hi:
-            raise ConfigError(f"{name} must be {describe_bounds(meta)}, got {_fmt(v)}")
+            raise ConfigError(f"{name} must be {describe_bounds(meta)}{where}, got {_fmt(v)}")
     if meta["choices"] and v not in meta["choices"]:
         from .registry import closest
 
         hint = closest(str(v), meta["choices"])
         did_you_mean = f"; did you mean {hint!r}?" if hint else ""
-        raise ConfigError(f"{name} must be one of {', '.join(meta['choices'])}, got {v!r}{did_you_mean}")
+        raise ConfigError(f"{name} must be one of {', '.join(meta['choices'])}{where}, got {v!r}{did_you_mean}")
     if meta["pattern"] and isinstance(v, str):
         import re
 
         if not re.fullmatch(meta["pattern"], v):
-            raise ConfigError(f"{name} has an invalid value {v!r}")
+            raise ConfigError(f"{name} has an invalid value{where}: {v!r}")
 
 
 def build(cls, values: dict, source: str = ""):

@@ -23,7 +23,10 @@ class SyntheticOptions:
     difficulty: float = option(0.7, "synthetic: 0 (easy) .. 1 (hard): distractor, background and noise strength.", min=0, max=1)
     synthetic_train: int = option(6000, "synthetic: training samples (before the validation hold-out).", min=10)
     synthetic_test: int = option(1000, "synthetic: test samples.", min=10)
-    synthetic_seed: int = option(0, "synthetic: seed of the task itself (fixed across run seeds).", min=0)
+    # The generator seeds the train and test draws with 2*seed+1 and 2*seed+2, and
+    # torch.Generator.manual_seed takes at most 2**64-1.
+    synthetic_seed: int = option(0, "synthetic: seed of the task itself (fixed across run seeds).", min=0,
+                                 max=(2**64 - 1 - 2) // 2)
 
 
 def _digits(request, options: DigitsOptions):

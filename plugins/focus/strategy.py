@@ -28,6 +28,7 @@ from stratum import Mode, Strategy, SwitchDecision
 from stratum.config import options_for
 from stratum.engine import build_optimizer
 from stratum.errors import PriorError
+from stratum.options import SEED_MAX
 
 from .capture import CaptureConfig, architecture_signature
 from .library import fit_library
@@ -149,7 +150,9 @@ class FocusStrategy(Strategy):
         if config.resume and saved is not None and saved.exists():
             self.prior_label = str(saved)  # built by the interrupted run; prior_s comes back with the checkpoint
             return load_prior(saved)
-        src = source_config(config, seed=config.seed + opts.prior_seed_offset, epochs=opts.prior_epochs)
+        # Wrap around rather than leave the seed range (the same seed for every seed but the last ones).
+        source_seed = (config.seed + opts.prior_seed_offset) % (SEED_MAX + 1)
+        src = source_config(config, seed=source_seed, epochs=opts.prior_epochs)
         if not config.quiet:
             print(f"stratum: focus: building a prior on an SGD source run (seed {src.seed}, {src.epochs} epochs)",
                   flush=True)

@@ -4,6 +4,12 @@ Functional core first (one builder per optimiser), then the registration.
 Every builder reads ``--lr`` and ``--weight-decay`` from the run config; the
 sgd family also reads ``--momentum`` / ``--nesterov``; the adaptive ones read
 their own options below.
+
+Where an optimiser has a default of its own for a core option (adamw's weight
+decay 0.01, momentum's and nesterov's ``--momentum-default``), it is declared as
+the component's ``defaults`` and applies only when the user did not give the
+option: an explicit value always wins, even one equal to the core default
+(``--optimizer adamw --weight-decay 0`` trains without decay).
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ import attrs
 import torch
 
 import stratum
-from stratum import option
+from stratum import ConfigError, option
+
+ADAMW_WEIGHT_DECAY = 0.01  # torch's AdamW default
 
 
 @attrs.frozen
@@ -26,7 +34,7 @@ class AdaptiveOptions:
     rmsprop_momentum: float = option(0.0, "RMSProp momentum (0 = none; --momentum is for the sgd family).", min=0, max=1, max_exclusive=True)
     rmsprop_centered: bool = option(False, "RMSProp: normalise by the gradient's variance instead of its second moment.")
     amsgrad: bool = option(False, "Adam/AdamW: use the AMSGrad variant.")
-    momentum_default: float = option(0.9, "Momentum used by 'momentum'/'nesterov' when --momentum is 0.", min=0, max=1, max_exclusive=True)
+    momentum_default: float = option(0.9, "Momentum used by 'momentum'/'nesterov' when --momentum is not given.", min=0, max=1, max_exclusive=True)
 
 
 def build_sgd(params, config, options):
@@ -37,13 +45,19 @@ def build_sgd(params, config, options):
     )
 
 
+def _momentum(config, options) -> float:
+    """--momentum when given (even 0), else --momentum-default."""
+    return config.momentum if config.is_set("momentum") else options.momentum_default
+
+
 def build_momentum(params, config, options):
-    momentum = config.momentum or options.momentum_default
-    return torch.optim.SGD(params, lr=config.lr, momentum=momentum, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=_momentum(config, options), weight_decay=config.weight_decay)
 
 
 def build_nesterov(params, config, options):
-    momentum = config.momentum or options.momentum_default
+    momentum = _momentum(config, options)
+    if momentum <= 0:
+        raise ConfigError("--optimizer nesterov needs --momentum > 0 (Nesterov momentum without momentum is undefined)")
     return torch.optim.SGD(params, lr=config.lr, momentum=momentum, nesterov=True, weight_decay=config.weight_decay)
 
 
@@ -69,28 +83,33 @@ def build_adam(params, config, options):
 
 
 def build_adamw(params, config, options):
-    # AdamW's decay is decoupled; with --weight-decay 0 use torch's usual 0.01.
-    decay = config.weight_decay if config.weight_decay > 0 else 0.01
+    # AdamW's decay is decoupled; without --weight-decay use torch's usual 0.01.
+    decay = config.weight_decay if config.is_set("weight_decay") else ADAMW_WEIGHT_DECAY
     return torch.optim.AdamW(
         params, lr=config.lr, betas=(options.beta1, options.beta2), eps=options.eps,
         weight_decay=decay, amsgrad=options.amsgrad,
     )
 
 
+def _momentum_defaults(options) -> dict:
+    return {"momentum": options.momentum_default}
+
+
 _BUILDERS = {
-    "sgd": (build_sgd, "torch SGD with --momentum, --nesterov and --weight-decay as given."),
-    "momentum": (build_momentum, "Heavy-ball momentum SGD (--momentum, default 0.9)."),
-    "nesterov": (build_nesterov, "Nesterov momentum SGD."),
-    "adagrad": (build_adagrad, "AdaGrad: per-parameter rates from summed squared gradients."),
-    "rmsprop": (build_rmsprop, "RMSProp: rates from a decaying average of squared gradients."),
-    "adam": (build_adam, "Adam: momentum plus RMSProp-style scaling, bias-corrected."),
-    "adamw": (build_adamw, "AdamW: Adam with decoupled weight decay."),
+    "sgd": (build_sgd, "torch SGD with --momentum, --nesterov and --weight-decay as given.", None),
+    "momentum": (build_momentum, "Heavy-ball momentum SGD (--momentum, default --momentum-default 0.9).", _momentum_defaults),
+    "nesterov": (build_nesterov, "Nesterov momentum SGD.", _momentum_defaults),
+    "adagrad": (build_adagrad, "AdaGrad: per-parameter rates from summed squared gradients.", None),
+    "rmsprop": (build_rmsprop, "RMSProp: rates from a decaying average of squared gradients.", None),
+    "adam": (build_adam, "Adam: momentum plus RMSProp-style scaling, bias-corrected.", None),
+    "adamw": (build_adamw, "AdamW: Adam with decoupled weight decay (default 0.01 unless --weight-decay is given).",
+              {"weight_decay": ADAMW_WEIGHT_DECAY}),
 }
 
 
 @stratum.hookimpl
 def stratum_register_optimizers():
     return [
-        stratum.optimizer(name, builder, description, options=AdaptiveOptions)
-        for name, (builder, description) in _BUILDERS.items()
+        stratum.optimizer(name, builder, description, options=AdaptiveOptions, defaults=defaults)
+        for name, (builder, description, defaults) in _BUILDERS.items()
     ]

@@ -13,13 +13,12 @@ from pathlib import Path
 import attrs
 
 from ..errors import ConfigError, RunInterrupted
+from ..options import PROCESSES_MAX
 from .matrix import plan_runs
 from .progress import BenchProgress, format_seconds
 from .runner import cpu_count, threads_per_worker
-from .spec import BenchSpec
+from .spec import EXECUTORS, BenchSpec
 from .store import Store
-
-EXECUTORS = ("local", "dask", "ray")
 
 
 @attrs.define
@@ -36,8 +35,8 @@ class BenchResult:
 def resolve_workers(workers: int | None, executor: str) -> int:
     if workers is None:
         return cpu_count()
-    if workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= PROCESSES_MAX:
+        raise ConfigError(f"--workers must be an integer >= 1 and <= {PROCESSES_MAX}, got {workers!r}")
     return workers
 
 

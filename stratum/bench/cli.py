@@ -13,7 +13,7 @@ import click
 
 from ..config import CORE_FIELDS, plugin_option_fields
 from ..errors import ConfigError
-from ..options import flag_name
+from ..options import PROCESSES_MAX, flag_name
 from .matrix import RESERVED
 from .spec import NAMED_AXES, BenchSpec, axis_values, parse_assignment, seeds_axis, spec_from_toml
 
@@ -39,7 +39,7 @@ def _bench_params() -> list[click.Parameter]:
         click.Option(["--seeds"], default=None, help="Axis: seeds: a count N (0..N-1), a list 0,3,7 or a range 0-9."),
         click.Option(["--axis"], multiple=True, metavar="KEY=V1,V2", help="Axis over any run option (repeatable)."),
         click.Option(["--set", "fixed"], multiple=True, metavar="KEY=VALUE", help="Fix any run option for every run (repeatable)."),
-        click.Option(["--workers"], type=click.IntRange(min=1), default=None,
+        click.Option(["--workers"], type=click.IntRange(min=1, max=PROCESSES_MAX), default=None,
                      help="Parallel runs. [default: the number of cores; each worker gets cores/workers torch threads]"),
         click.Option(["--executor"], type=click.Choice(["local", "dask", "ray"]), default=None,
                      help="local (a process pool, the default) or dask (Dask distributed; ray is not built in)."),
@@ -114,7 +114,9 @@ def _make_callback(run_names: list[str]):
 
         pm = get_pm(ctx)
         cli = cli_spec(params, explicit_values(ctx, run_names))
-        toml = spec_from_toml(params["config_file"]) if params.get("config_file") else BenchSpec()
+        from .matrix import known_fields
+
+        toml = spec_from_toml(params["config_file"], known_fields(pm.registries)) if params.get("config_file") else BenchSpec()
         recipe = cli.recipe or toml.recipe
         scale = cli.settings.get("scale") or toml.settings.get("scale") or "small"
         spec = recipe_spec(recipe, scale) if recipe else BenchSpec()

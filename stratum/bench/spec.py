@@ -34,6 +34,7 @@ import attrs
 
 from ..config import load_toml
 from ..errors import ConfigError
+from ..options import PROCESSES_MAX, SEED_MAX
 
 # CLI/TOML axis names -> the run option each one varies.
 NAMED_AXES = {
@@ -46,6 +47,7 @@ NAMED_AXES = {
 }
 
 BENCH_SETTINGS = ("name", "workers", "executor", "address", "recipe", "scale")
+EXECUTORS = ("local", "dask", "ray")
 # A bench larger than this is almost certainly a typo (and would not fit in memory as a plan).
 MAX_RUNS = 100_000
 
@@ -99,7 +101,11 @@ def seeds_axis(value: Any, source: str) -> list[int]:
                 raise ConfigError(f"{source}: {value} seeds is more than a bench can hold ({MAX_RUNS})")
             return list(range(value))
         if isinstance(value, (list, tuple)):
+            if any(isinstance(v, (bool, float)) or not isinstance(v, (int, str)) for v in value):
+                raise ValueError  # 1.5 or true is not a seed, even if int() would take it
             seeds = [int(v) for v in value]
+        elif not isinstance(value, str):
+            raise ValueError
         else:
             text = str(value).strip()
             if "," in text:
@@ -117,6 +123,8 @@ def seeds_axis(value: Any, source: str) -> list[int]:
         raise ConfigError(f"{source}: seeds must be a count, a list like 0,3,7 or a range like 0-9; got {value!r}") from None
     if not seeds or any(s < 0 for s in seeds):
         raise ConfigError(f"{source}: seeds must be non-negative, got {value!r}")
+    if any(s > SEED_MAX for s in seeds):
+        raise ConfigError(f"{source}: seeds must be <= {SEED_MAX} (the bench store keeps 64-bit integers), got {value!r}")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"{source}: seeds repeat: {value!r}")
     return seeds
@@ -150,7 +158,65 @@ def parse_assignment(text: str, flag: str) -> tuple[str, str]:
     return key, value.strip()
 
 
-def spec_from_toml(path: Path) -> BenchSpec:
+def _setting(source: str, key: str, value: Any) -> Any:
+    """One [bench] setting, checked against its type and range."""
+    from .recipes import RECIPES, SCALES
+
+    where = f"{source}: [bench] {key}"
+    if isinstance(value, dict):
+        raise ConfigError(f"{where} must be a value, not a table")
+    if key == "workers":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        if not 1 <= value <= PROCESSES_MAX:
+            raise ConfigError(f"{where} must be >= 1 and <= {PROCESSES_MAX}, got {value}")
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where} must be a non-empty string, got {value!r}")
+    choices = {"executor": EXECUTORS, "scale": SCALES, "recipe": tuple(sorted(RECIPES))}.get(key)
+    if choices and value not in choices:
+        raise ConfigError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _names_axis(value: Any, where: str) -> list:
+    """A named axis (strategies, models ...): a comma-separated string or a list of strings."""
+    if isinstance(value, list):
+        for item in value:
+            if not isinstance(item, str) or not item.strip():
+                raise ConfigError(f"{where} must list names (strings), got {item!r}")
+    elif not isinstance(value, str):
+        raise ConfigError(f"{where} must be a name, a comma-separated string or a list of names, got {value!r}")
+    return axis_values(value, where)
+
+
+def _axis_items(value: Any, where: str) -> None:
+    """Axis values are scalars, or lists of scalars for list options; never tables."""
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, dict):
+            raise ConfigError(f"{where} must list values, not tables")
+        if isinstance(item, list) and any(isinstance(v, (dict, list)) for v in item):
+            raise ConfigError(f"{where} must list values or lists of values, got {item!r}")
+
+
+def _check_axis(key: str, values: list, where: str, fields: dict | None) -> None:
+    if fields is not None:
+        from .matrix import canonical
+
+        for item in values:
+            canonical(key, item, fields, where)
+
+
+def spec_from_toml(path: Path, fields: dict | None = None) -> BenchSpec:
+    """Read a bench TOML file into a :class:`BenchSpec`, checking it field by field.
+
+    ``fields`` (run option name -> option field, see ``matrix.known_fields``)
+    makes every run option value in [axes], [run] and [[variant]] be checked
+    against its option too; without it only the shape is checked. Raises
+    :class:`ConfigError` naming the file, the table and the key for a missing or
+    unreadable file, malformed TOML, an unknown table or key, or a value of the
+    wrong type or out of range.
+    """
     data = load_toml(path)
     source = str(path)
     unknown = set(data) - {"bench", "axes", "run", "variant"}
@@ -164,12 +230,15 @@ def spec_from_toml(path: Path) -> BenchSpec:
         key = key.replace("-", "_")
         if key in NAMED_AXES:
             option = NAMED_AXES[key]
-            spec.axes[option] = seeds_axis(value, f"{source} [bench] seeds") if option == "seed" else axis_values(value, f"{source} [bench] {key}")
+            where = f"{source} [bench] {key}"
+            spec.axes[option] = seeds_axis(value, where) if option == "seed" else _names_axis(value, where)
+            _check_axis(option, spec.axes[option], where, fields)
         elif key in BENCH_SETTINGS:
+            value = _setting(source, key, value)
             if key == "name":
-                spec.name = str(value)
+                spec.name = value
             elif key == "recipe":
-                spec.recipe = str(value)
+                spec.recipe = value
             else:
                 spec.settings[key] = value
         else:
@@ -179,21 +248,47 @@ def spec_from_toml(path: Path) -> BenchSpec:
         raise ConfigError(f"{source}: [axes] must be a table")
     for key, value in axes.items():
         key = key.replace("-", "_")
-        spec.axes[key] = seeds_axis(value, f"{source} [axes] seed") if key == "seed" else axis_values(value, f"{source} [axes] {key}")
+        where = f"{source} [axes] {key}"
+        if key == "seed":
+            spec.axes[key] = seeds_axis(value, where)
+            continue
+        _axis_items(value, where)
+        spec.axes[key] = axis_values(value, where)
+        _check_axis(key, spec.axes[key], where, fields)
     run = data.get("run", {})
     if not isinstance(run, dict):
         raise ConfigError(f"{source}: [run] must be a table")
     spec.fixed = {k.replace("-", "_"): v for k, v in run.items()}
+    for key, value in spec.fixed.items():
+        check_fixed(key, value, f"{source} [run] {key}", fields)
     variants = data.get("variant", [])
     if not isinstance(variants, list):
         raise ConfigError(f"{source}: variants are given as [[variant]] tables")
     for i, table in enumerate(variants):
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [[variant]] #{i + 1} must be a table, got {table!r}")
         table = dict(table)
         name = table.pop("name", None)
         if not name or not isinstance(name, str):
             raise ConfigError(f"{source}: [[variant]] #{i + 1} needs a name")
-        spec.variants.append({"name": name, "values": {k.replace("-", "_"): v for k, v in table.items()}})
+        values = {k.replace("-", "_"): v for k, v in table.items()}
+        for key, value in values.items():
+            check_fixed(key, value, f"{source} [[variant]] {name!r} {key}", fields)
+        spec.variants.append({"name": name, "values": values})
     names = [v["name"] for v in spec.variants]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: variant names repeat")
     return spec
+
+
+def check_fixed(key: str, value: Any, where: str, fields: dict | None) -> None:
+    """A value fixed for runs ([run], a variant): one value of the option (a list for list options)."""
+    if isinstance(value, dict):
+        raise ConfigError(f"{where} must be a value, not a table")
+    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        raise ConfigError(f"{where} must be a value or a list of values, not a nested list or table")
+    if fields is not None:
+        from .matrix import canonical
+
+        canonical(key, value, fields, where)
+

@@ -7,7 +7,11 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError
+from ..options import SEED_MAX
 from .tables import FORMATS
+
+# Each bootstrap draws a (resamples x seeds) index array: beyond this it only costs memory.
+MAX_RESAMPLES = 1_000_000
 
 
 def build_report_command(ctx: click.Context) -> click.Command:
@@ -26,11 +30,11 @@ def build_report_command(ctx: click.Context) -> click.Command:
                   help="Target test accuracy (or test loss for regression). [default: 0.99 x the baseline's median peak]")
     @click.option("--target-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.99,
                   help="Default target as a fraction of the baseline's median peak accuracy. [default: 0.99]")
-    @click.option("--bootstrap", "resamples", type=click.IntRange(min=100), default=2000,
+    @click.option("--bootstrap", "resamples", type=click.IntRange(min=100, max=MAX_RESAMPLES), default=2000,
                   help="Bootstrap resamples for the confidence intervals. [default: 2000]")
     @click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
                   help="Confidence level of the intervals. [default: 0.95]")
-    @click.option("--seed", type=click.IntRange(min=0), default=0, help="Seed of the bootstrap. [default: 0]")
+    @click.option("--seed", type=click.IntRange(min=0, max=SEED_MAX), default=0, help="Seed of the bootstrap. [default: 0]")
     @click.option("--plot", "plot_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
                   help="Write PNG plots into this directory.")
     @click.option("--tensorboard", "tensorboard_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
