@@ -32,7 +32,7 @@ import torch
 from . import __version__
 from .checkpoint import FILENAME as CHECKPOINT_FILENAME
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import NON_TRAJECTORY_KEYS, RunConfig, check_names, options_for
+from .config import NON_TRAJECTORY_KEYS, RunConfig, check_names, check_outputs, options_for, plugin_option_fields
 from .data import DataRequest, DataSplits, ModelSpec, eval_batches, make_batches, prepare_splits
 from .device import resolve_device, synchronize
 from .errors import ConfigError, DataError, RunInterrupted, StratumError
@@ -137,6 +137,7 @@ def build_run(config: RunConfig, pm) -> Run:
     if config.resume and config.out is None:
         raise ConfigError("--resume needs --out (the run directory holding the checkpoint)")
     config.run_dir()  # refuses unsafe --name early
+    check_outputs(config, plugin_option_fields(registries.all()))  # every destination, before any work
     if config.threads:
         torch.set_num_threads(config.threads)
     set_deterministic(config.deterministic)
@@ -204,10 +205,11 @@ class Trainer:
         ckpt_path = run_dir / checkpoint_name if run_dir is not None else None
         start_step = 0
         partial = None
-        if resume and ckpt_path is not None and ckpt_path.exists():
-            start_step, partial = self._restore(run, ckpt_path)
+        if resume and ckpt_path is not None and (ckpt_path.exists() or ckpt_path.is_symlink()):
+            start_step, partial = self._restore(run, ckpt_path)  # corrupt or mismatched: refused
         elif resume and ckpt_path is not None:
-            raise StratumError(f"--resume: no checkpoint at {ckpt_path}")
+            # A restart script that always passes --resume must get going the first time.
+            note(f"no checkpoint at {ckpt_path}; starting fresh")
 
         scoped = self._register_run_plugins(run)
         previous_handlers = self._install_signal_handlers(run)
@@ -475,6 +477,14 @@ class Trainer:
     # -- summary -----------------------------------------------------------------
     def _summary(self, run: Run, *, diverged: bool, stopped_reason: str) -> dict:
         return make_summary(run, diverged=diverged, stopped_reason=stopped_reason)
+
+
+def note(message: str) -> None:
+    """Print ``stratum: note: <message>`` on stderr (rank 0 only under torchrun)."""
+    from .distributed import is_main_process
+
+    if is_main_process():
+        print(f"stratum: note: {message}", file=sys.stderr, flush=True)
 
 
 def _score(record: dict) -> float:

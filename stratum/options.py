@@ -36,6 +36,7 @@ def option(
     optional: bool = False,
     cli: str | None = None,
     pattern: str | None = None,
+    output: str | None = None,
 ):
     """An attrs field for a user-facing option.
 
@@ -43,7 +44,14 @@ def option(
     a string value must be found in (checked when registries are available).
     ``multiple`` makes a tuple of ``type``. ``optional`` allows ``None``.
     ``cli`` overrides the flag name (default ``--field-name``).
+    ``output`` (``"file"`` or ``"dir"``, for ``Path`` options) marks a destination the
+    run writes: before any training it is probed with
+    :func:`stratum.paths.probe_output`, so an unwritable one fails in one line.
+    A ``Path`` value has ``~`` expanded (flags and TOML alike).
+    Raises ``TypeError`` for an inconsistent declaration.
     """
+    if output not in (None, "file", "dir"):
+        raise TypeError(f"option(): output must be 'file', 'dir' or None, got {output!r}")
     if type is None:
         if default is None or (multiple and not default):
             raise TypeError("option(): give type= when the default does not show it")
@@ -63,6 +71,7 @@ def option(
         "optional": optional or default is None,
         "cli": cli,
         "pattern": pattern,
+        "output": output,
     }
     if multiple:
         default = attrs.Factory(lambda d=tuple(default): d)
@@ -141,7 +150,9 @@ def _coerce_scalar(kind: type, value: Any, name: str, where: str) -> Any:
             return value
     elif kind is Path:
         if isinstance(value, (str, Path)) and str(value) != "":
-            return Path(value)
+            from .paths import expand
+
+            return expand(value)  # the one place "~" is expanded, for core and plugin options
     else:  # an unusual declared type: trust it
         return value
     raise ConfigError(f"{name} must be {_SCALARS.get(kind, kind.__name__)}{where}, got {value!r}")
