@@ -42,6 +42,7 @@ BAD_DESTINATIONS = [
     (["run", *fast_args(**QUICK), "--json", "f/s.json"], "--json f/s.json"),
     (["run", *fast_args(**QUICK), "--json", "deep/er/" + LONG_NAME], "File name too long"),
     (["run", *fast_args(**QUICK), "--json", "."], "is a directory"),
+    (["run", *fast_args(**QUICK), "--json", "/dev/null"], "not a regular file"),
     (["run", *fast_args(**QUICK), "--out", "f"], "--out f"),
     (["run", *fast_args(**QUICK), "--out", "f/run"], "f is not a directory"),
     (["run", *fast_args(**QUICK), "--out", "new", "--name", LONG_NAME], "File name too long"),
