@@ -21,7 +21,7 @@ from . import __version__
 from .components import KINDS
 from .config import CORE_FIELDS, check_outputs, load_toml, make_config, plugin_option_fields
 from .errors import RunInterrupted, StratumError
-from .paths import DESTINATION_ERRNOS, UserPath, output_error
+from .paths import DESTINATION_ERRNOS, UserPath
 from .options import describe_bounds, flag_name, option_meta
 from .plugin_manager import create_plugin_manager, show_warnings_as_lines
 from .registry import unknown_name_message
@@ -142,8 +142,11 @@ class StratumGroup(click.Group):
             code = 130
         except OSError as exc:
             if exc.errno in DESTINATION_ERRNOS and getattr(exc, "filename", None):
-                # A destination that could not be written (a writer outside stratum.io): one line, exit 2.
-                click.echo(f"stratum: error: {_one_line(str(output_error(exc, exc.filename)))}", err=True)
+                # A path that could not be written or read by code outside stratum.io: one line, exit 2.
+                name = exc.filename
+                name = os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else str(name)
+                message = f"{name}: {exc.strerror or type(exc).__name__}"
+                click.echo(f"stratum: error: {_one_line(message)}", err=True)
                 code = 2
             else:
                 code = _internal_error(exc)
