@@ -20,7 +20,7 @@ from click.core import ParameterSource
 from . import __version__
 from .components import KINDS
 from .config import CORE_FIELDS, check_outputs, load_toml, make_config, plugin_option_fields
-from .errors import RunInterrupted, StratumError
+from .errors import OutputError, RunInterrupted, StratumError
 from .paths import DESTINATION_ERRNOS, UserPath
 from .options import describe_bounds, flag_name, option_meta
 from .plugin_manager import create_plugin_manager, show_warnings_as_lines
@@ -252,7 +252,12 @@ def _run_callback(ctx, config_file, **_kwargs):
         main = distributed.is_main_process()
         display = ConsoleDisplay(quiet=config.quiet or not main)
         trainer = Trainer(pm, extra_plugins=[("display", display)], handle_signals=True)
-        summary = trainer.run(config)
+        try:
+            summary = trainer.run(config)
+        except OutputError as exc:
+            if exc.finished_result is not None and main:
+                print_result(exc.finished_result)  # a failed final write never hides a finished result
+            raise
         if not main:
             return 0  # rank 0 writes and reports
         # The finished result first: a write that fails afterwards never hides it.

@@ -35,7 +35,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import NON_TRAJECTORY_KEYS, RunConfig, check_names, check_outputs, options_for, plugin_option_fields
 from .data import DataRequest, DataSplits, ModelSpec, eval_batches, make_batches, prepare_splits
 from .device import resolve_device, synchronize
-from .errors import ConfigError, DataError, RunInterrupted, StratumError
+from .errors import ConfigError, DataError, OutputError, RunInterrupted, StratumError
 from .seeding import generator, rng_state, seed_everything, set_deterministic, set_rng_state
 from .strategy_base import Strategy, SwitchDecision
 from .tasks import task_for
@@ -234,7 +234,11 @@ class Trainer:
                 if ckpt_path is not None and (run.epoch % config.checkpoint_every == 0 or stopped_reason != "epochs" or run.epoch == config.epochs):
                     self._save(run, ckpt_path, step_in_epoch=0, partial=None)
             summary = self._summary(run, diverged=diverged, stopped_reason=stopped_reason)
-            run.hooks.stratum_fit_end(run=run, summary=summary)
+            try:
+                run.hooks.stratum_fit_end(run=run, summary=summary)
+            except OutputError as exc:  # a plugin's final write failed: the result still counts
+                exc.finished_result = summary
+                raise
             return summary
         finally:
             self._restore_signal_handlers(previous_handlers)

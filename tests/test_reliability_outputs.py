@@ -127,6 +127,10 @@ def _fail_writes_of(monkeypatch, name: str, code: int = errno.ENOSPC):
     (["--json", "s.json"], "s.json", "cannot write --json s.json: No space left on device"),
     (["--out", "r"], "summary.json", "cannot write summary r/summary.json: No space left on device"),
     (["--out", "r", "--name", "n", "--json", "s.json"], "s.json", "cannot write --json s.json"),
+    # writes at fit end, by plugins: a capture prior, the lottery report
+    (["--capture-out", "c.prior"], "c.prior", "cannot write prior c.prior: No space left on device"),
+    (["--strategy", "lottery", "--prune-rounds", "1", "--lottery-controls", "none", "--out", "r"], "lottery.md",
+     "cannot write r/lottery.md: No space left on device"),
 ])
 def test_a_failed_final_write_comes_after_the_result_table(monkeypatch, args, name, fragment):
     _fail_writes_of(monkeypatch, name)

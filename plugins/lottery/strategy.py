@@ -37,7 +37,7 @@ from stratum import ConfigError, Strategy
 from stratum.checkpoint import load_checkpoint, save_checkpoint
 from stratum.config import NON_TRAJECTORY_KEYS
 from stratum.engine import build_optimizer, note
-from stratum.errors import CheckpointError
+from stratum.errors import CheckpointError, OutputError
 from stratum.io import dumps_json
 from stratum.seeding import generator, seed_everything
 
@@ -303,8 +303,12 @@ class LotteryStrategy(Strategy):
         summary["lottery"] = report
         run_dir = run.run_dir()
         if run_dir is not None and self.results:
-            write_report(run_dir, self.results, ["ticket", *self.controls],
-                         title=f"lottery: {run.config.model} on {run.config.dataset}, seed {run.config.seed}")
+            try:
+                write_report(run_dir, self.results, ["ticket", *self.controls],
+                             title=f"lottery: {run.config.model} on {run.config.dataset}, seed {run.config.seed}")
+            except OutputError as exc:  # the search is finished: its result is still printed
+                exc.finished_result = summary
+                raise
         if not run.config.quiet:
             print("lottery: test accuracy at the early-stopping point (min validation loss), per sparsity level", flush=True)
             print(report["table"], end="", flush=True)
