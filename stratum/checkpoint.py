@@ -23,7 +23,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
     payload["format"] = FORMAT
     payload["history"] = json.dumps(state.get("history", []), allow_nan=False)
     payload["config"] = json.dumps(state.get("config", {}), allow_nan=False)
-    atomic_torch_save(path, payload)
+    atomic_torch_save(path, payload, "checkpoint")
 
 
 def load_checkpoint(path: Path, fingerprint: str | None = None, current_config: dict | None = None, ignore=()) -> dict:

@@ -19,8 +19,9 @@ from click.core import ParameterSource
 
 from . import __version__
 from .components import KINDS
-from .config import CORE_FIELDS, load_toml, make_config, plugin_option_fields
-from .errors import RunInterrupted, StratumError
+from .config import CORE_FIELDS, check_outputs, load_toml, make_config, plugin_option_fields
+from .errors import OutputError, RunInterrupted, StratumError
+from .paths import DESTINATION_ERRNOS, UserPath
 from .options import describe_bounds, flag_name, option_meta
 from .plugin_manager import create_plugin_manager, show_warnings_as_lines
 from .registry import unknown_name_message
@@ -139,17 +140,31 @@ class StratumGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("stratum: interrupted", err=True)
             code = 130
+        except OSError as exc:
+            if exc.errno in DESTINATION_ERRNOS and getattr(exc, "filename", None):
+                # A path that could not be written or read by code outside stratum.io: one line, exit 2.
+                name = exc.filename
+                name = os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else str(name)
+                message = f"{name}: {exc.strerror or type(exc).__name__}"
+                click.echo(f"stratum: error: {_one_line(message)}", err=True)
+                code = 2
+            else:
+                code = _internal_error(exc)
         except Exception as exc:  # a bug: say so in one line, show the traceback on request
-            if os.environ.get(DEBUG_ENV):
-                traceback.print_exc()
-            click.echo(
-                f"stratum: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
-                f"(set {DEBUG_ENV}=1 for the traceback)", err=True,
-            )
-            code = 1
+            code = _internal_error(exc)
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def _internal_error(exc: BaseException) -> int:
+    if os.environ.get(DEBUG_ENV):
+        traceback.print_exception(exc)
+    click.echo(
+        f"stratum: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+        f"(set {DEBUG_ENV}=1 for the traceback)", err=True,
+    )
+    return 1
 
 
 def _one_line(text: str) -> str:
@@ -209,7 +224,7 @@ def plugin_commands(ctx: click.Context) -> dict[str, click.Command]:
 def build_run_command(ctx: click.Context) -> click.Command:
     pm = get_pm(ctx)
     params = [
-        click.Option(["--config", "config_file"], type=click.Path(path_type=Path, dir_okay=False), default=None,
+        click.Option(["--config", "config_file"], type=UserPath(dir_okay=False), default=None,
                      help="Read options from a TOML file; flags given here win over it."),
     ]
     params += [click_option(f) for f in CORE_FIELDS.values()]
@@ -225,26 +240,31 @@ def build_run_command(ctx: click.Context) -> click.Command:
 def _run_callback(ctx, config_file, **_kwargs):
     from .display import ConsoleDisplay, print_result
     from .engine import Trainer
-    from .results import check_writable_file, write_summary
+    from .results import write_summary
 
     from . import distributed
 
     pm = get_pm(ctx)
     config = config_from_cli(ctx, pm, config_file)
-    if config.json is not None:
-        check_writable_file(config.json)
+    check_outputs(config, plugin_option_fields(pm.registries.all()))  # before joining a process group
     distributed.init_from_environment(config.device)  # under torchrun: join the process group
     try:
         main = distributed.is_main_process()
         display = ConsoleDisplay(quiet=config.quiet or not main)
         trainer = Trainer(pm, extra_plugins=[("display", display)], handle_signals=True)
-        summary = trainer.run(config)
+        try:
+            summary = trainer.run(config)
+        except OutputError as exc:
+            if exc.finished_result is not None and main:
+                print_result(exc.finished_result)  # a failed final write never hides a finished result
+            raise
         if not main:
             return 0  # rank 0 writes and reports
-        write_summary(summary, json_path=config.json, run_dir=config.run_dir())
+        # The finished result first: a write that fails afterwards never hides it.
         print_result(summary)
         if summary.get("diverged"):
             click.echo(f"stratum: warning: the run diverged (non-finite loss) at epoch {summary['epochs_run']}", err=True)
+        write_summary(summary, json_path=config.json, run_dir=config.run_dir())
         return 0
     finally:
         distributed.shutdown()

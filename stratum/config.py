@@ -57,18 +57,18 @@ class RunConfig:
     patience: int = option(0, "Early stopping: epochs without a validation gain before stopping (0 = off).", min=0)
     steps_per_epoch: int = option(0, "Cap on training steps per epoch (0 = a full pass).", min=0)
     eval_batch_size: int = option(1024, "Batch size for validation and test evaluation.", min=1)
-    data_root: Path = option(Path("data"), "Where file-backed data sets live.")
+    data_root: Path = option(Path("data"), "Where file-backed data sets live (the default is relative to the working directory).")
     download: bool = option(False, "Allow torchvision data sets to download missing files.")
     resident: str = option("auto", "Keep data as device tensors: auto (when small), always, never (DataLoader).", choices=("auto", "always", "never"))
     loader_workers: int = option(0, "DataLoader worker processes when data is not resident.", min=0, max=PROCESSES_MAX)
     profile: tuple = option((), "Profiler to attach (repeatable or comma-separated).", type=str, multiple=True, kind="profiler")
-    out: Path | None = option(None, "Run directory for checkpoints and the summary.", type=Path)
-    json: Path | None = option(None, "Write the run summary JSON here.", type=Path)
+    out: Path | None = option(None, "Run directory for checkpoints and the summary.", type=Path, output="dir")
+    json: Path | None = option(None, "Write the run summary JSON here.", type=Path, output="file")
     name: str | None = option(None, "Run name (a sub-directory of --out).", type=str, pattern=r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
     checkpoint_every: int = option(1, "Write a checkpoint every N epochs (needs --out).", min=1)
-    resume: bool = option(False, "Resume from the checkpoint in the run directory.")
+    resume: bool = option(False, "Resume from the checkpoint in the run directory (none there yet: start fresh, with a note).")
     quiet: bool = option(False, "Print only the final result table.")
-    tensorboard: Path | None = option(None, "Also log scalars to this TensorBoard directory.", type=Path)
+    tensorboard: Path | None = option(None, "Also log scalars to this TensorBoard directory.", type=Path, output="dir")
     # Options declared by plugin components: as set by the user, and after
     # resolve_config() every option of the components in use.
     options: dict = attrs.field(factory=dict, repr=False)
@@ -158,9 +158,49 @@ def plugin_option_fields(components: Iterable) -> dict[str, attrs.Attribute]:
     return fields
 
 
+def output_targets(values: Mapping[str, Any], fields: Mapping[str, attrs.Attribute]) -> list[tuple[Path, str, str]]:
+    """The destinations among option ``values``: ``(path, "file" | "dir", flag)`` per set
+    option declared with ``output=`` (core or plugin; see :func:`stratum.options.option`)."""
+    targets = []
+    for name, value in values.items():
+        field = fields.get(name)
+        meta = option_meta(field) if field is not None else None
+        if not meta or not meta.get("output") or value is None:
+            continue
+        for item in (value if meta["multiple"] else (value,)):
+            targets.append((Path(item), meta["output"], flag_name(field)))
+    return targets
+
+
+def check_outputs(config: RunConfig, plugin_fields: Mapping[str, attrs.Attribute] | None = None) -> None:
+    """Probe every destination a run will write, before any training.
+
+    Covers the run directory (``--out`` and ``--out/--name``) and every option declared
+    with ``output=`` (``--json``, ``--tensorboard``, plugin options such as
+    ``--capture-out`` or ``--torch-trace-dir``). Nothing is left behind. Raises
+    :class:`~stratum.errors.OutputError` (or UnsafePathError for a bad ``--name``).
+    """
+    from .paths import probe_output
+
+    values = {name: getattr(config, name) for name in CORE_FIELDS}
+    values.update(config.options)
+    fields = {**CORE_FIELDS, **dict(plugin_fields or {})}
+    targets = output_targets(values, fields)
+    run_dir = config.run_dir()
+    if run_dir is not None and config.name:
+        targets.append((run_dir, "dir", "--out/--name"))
+    seen = set()
+    for path, kind, flag in targets:
+        if (path, kind) not in seen:
+            seen.add((path, kind))
+            probe_output(path, kind, flag)
+
+
 def load_toml(path: Path) -> dict:
-    """Read a TOML file into a dict, with one-line errors."""
-    path = Path(path)
+    """Read a TOML file (``~`` expanded) into a dict; raises ConfigError in one line."""
+    from .paths import expand
+
+    path = expand(path)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

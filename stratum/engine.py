@@ -33,10 +33,10 @@ import torch
 from . import __version__
 from .checkpoint import FILENAME as CHECKPOINT_FILENAME
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import NON_TRAJECTORY_KEYS, RunConfig, check_names, options_for, resolve_config
+from .config import NON_TRAJECTORY_KEYS, RunConfig, check_names, check_outputs, options_for, plugin_option_fields, resolve_config
 from .data import DataRequest, DataSplits, ModelSpec, eval_batches, make_batches, prepare_splits
 from .device import resolve_device, synchronize
-from .errors import ConfigError, DataError, RunInterrupted, StratumError
+from .errors import ConfigError, DataError, OutputError, RunInterrupted, StratumError
 from .seeding import generator, rng_state, seed_everything, set_deterministic, set_rng_state
 from .strategy_base import Strategy, SwitchDecision
 from .tasks import task_for
@@ -176,6 +176,7 @@ def build_run(config: RunConfig, pm) -> Run:
     if config.resume and config.out is None:
         raise ConfigError("--resume needs --out (the run directory holding the checkpoint)")
     config.run_dir()  # refuses unsafe --name early
+    check_outputs(config, plugin_option_fields(registries.all()))  # every destination, before any work
     if config.threads:
         torch.set_num_threads(config.threads)
     set_deterministic(config.deterministic)
@@ -245,10 +246,11 @@ class Trainer:
         ckpt_path = run_dir / checkpoint_name if run_dir is not None else None
         start_step = 0
         partial = None
-        if resume and ckpt_path is not None and ckpt_path.exists():
-            start_step, partial = self._restore(run, ckpt_path)
+        if resume and ckpt_path is not None and (ckpt_path.exists() or ckpt_path.is_symlink()):
+            start_step, partial = self._restore(run, ckpt_path)  # corrupt or mismatched: refused
         elif resume and ckpt_path is not None:
-            raise StratumError(f"--resume: no checkpoint at {ckpt_path}")
+            # A restart script that always passes --resume must get going the first time.
+            note(f"no checkpoint at {ckpt_path}; starting fresh")
 
         scoped = self._register_run_plugins(run)
         previous_handlers = self._install_signal_handlers(run)
@@ -273,7 +275,11 @@ class Trainer:
                 if ckpt_path is not None and (run.epoch % config.checkpoint_every == 0 or stopped_reason != "epochs" or run.epoch == config.epochs):
                     self._save(run, ckpt_path, step_in_epoch=0, partial=None)
             summary = self._summary(run, diverged=diverged, stopped_reason=stopped_reason)
-            run.hooks.stratum_fit_end(run=run, summary=summary)
+            try:
+                run.hooks.stratum_fit_end(run=run, summary=summary)
+            except OutputError as exc:  # a plugin's final write failed: the result still counts
+                exc.finished_result = summary
+                raise
             return summary
         finally:
             self._restore_signal_handlers(previous_handlers)
@@ -516,6 +522,14 @@ class Trainer:
     # -- summary -----------------------------------------------------------------
     def _summary(self, run: Run, *, diverged: bool, stopped_reason: str) -> dict:
         return make_summary(run, diverged=diverged, stopped_reason=stopped_reason)
+
+
+def note(message: str) -> None:
+    """Print ``stratum: note: <message>`` on stderr (rank 0 only under torchrun)."""
+    from .distributed import is_main_process
+
+    if is_main_process():
+        print(f"stratum: note: {message}", file=sys.stderr, flush=True)
 
 
 def _score(record: dict) -> float:

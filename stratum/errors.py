@@ -62,3 +62,14 @@ class RunInterrupted(StratumError):
         super().__init__(message)
         self.signal_number = signal_number
         self.exit_code = 128 + signal_number
+
+
+class OutputError(StratumError):
+    """A destination (file or directory) that cannot be written: permission, read-only file
+    system, full disk, a path component that is a file, a name too long.
+
+    ``finished_result``: the summary of a fit that had finished when the write failed (set
+    by the engine for writes at fit end), so the CLI can still print it.
+    """
+
+    finished_result: dict | None = None

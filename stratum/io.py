@@ -14,7 +14,9 @@ import json
 import math
 import os
 import pickle
+import re
 import tempfile
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -25,29 +27,79 @@ import torch
 from .errors import StratumError
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda fh: fh.write(data))
+def atomic_write_bytes(path: Path, data: bytes, what: str = "") -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`); raises OutputError."""
+    atomic_write(path, lambda fh: fh.write(data), what)
 
 
-def atomic_write(path: Path, writer: Callable[[Any], Any]) -> None:
-    """Call ``writer(fileobj)`` on a temp file and move it into place atomically."""
+def atomic_write(path: Path, writer: Callable[[Any], Any], what: str = "") -> None:
+    """Call ``writer(fileobj)`` on a temp file and move it into place atomically.
+
+    Missing parent directories are created. After the rename, temp files that an
+    earlier, killed write of the same file left behind are removed (only this file's
+    own ``.NAME.XXXXXXXX.tmp`` leftovers, never other files). An ``OSError`` (full
+    disk, read-only file system, permission, a path component that is a file) raises
+    :class:`~stratum.errors.OutputError` naming ``what`` and ``path``; the old file, if
+    any, is left as it was.
+    """
+    from .paths import writing
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        with os.fdopen(fd, "wb") as fh:
-            writer(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+    with writing(path, what):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        started = time.time()
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+            with os.fdopen(fd, "wb") as fh:
+                writer(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
     _fsync_dir(path.parent)
+    remove_leftovers(path, older_than=started)
+
+
+def _leftover_pattern(name: str) -> "re.Pattern":
+    # tempfile.mkstemp: prefix + 8 characters of [a-z0-9_] + suffix. Anchored, so the
+    # leftovers of "a.b" never match those of "a".
+    return re.compile(re.escape(f".{name}.") + r"[a-z0-9_]{8}" + re.escape(".tmp"))
+
+
+def remove_leftovers(path: Path, older_than: float | None = None) -> list[Path]:
+    """Remove temp files a killed atomic write of ``path`` left beside it.
+
+    Only names ``.{path.name}.XXXXXXXX.tmp`` (the pattern :func:`atomic_write` uses)
+    count; with ``older_than`` (a ``time.time()``), only files last modified before
+    then, so a write in flight in another process is never touched. Returns the
+    removed paths; raises nothing (a leftover that cannot be removed stays).
+    """
+    path = Path(path)
+    pattern = _leftover_pattern(path.name)
+    removed = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not pattern.fullmatch(entry.name):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            if older_than is not None and entry.stat(follow_symlinks=False).st_mtime >= older_than:
+                continue
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
 
 
 def _umask() -> int:
@@ -91,14 +143,16 @@ def dumps_json(data: Any) -> str:
     return json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False) + "\n"
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_bytes(path, dumps_json(data).encode())
+def atomic_write_json(path: Path, data: Any, what: str = "") -> None:
+    """Write ``data`` as JSON (NaN -> null) atomically; raises OutputError."""
+    atomic_write_bytes(path, dumps_json(data).encode(), what)
 
 
-def atomic_torch_save(path: Path, obj: Any) -> None:
+def atomic_torch_save(path: Path, obj: Any, what: str = "") -> None:
+    """``torch.save`` ``obj`` to ``path`` atomically; raises OutputError."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue(), what)
 
 
 def safe_torch_load(path: Path, what: str, error: type[StratumError] = StratumError) -> Any:

@@ -51,6 +51,7 @@ def option(
     optional: bool = False,
     cli: str | None = None,
     pattern: str | None = None,
+    output: str | None = None,
 ):
     """An attrs field for a user-facing option.
 
@@ -63,7 +64,15 @@ def option(
     :data:`INT_MAX` (:data:`INT_MIN`), the signed 64-bit range that torch sizes and
     the SQLite bench store hold. Declare a tighter bound where the value feeds an
     API with a smaller range (thread counts, seeds, ...).
+
+    ``output`` (``"file"`` or ``"dir"``, for ``Path`` options) marks a destination the
+    run writes: before any training it is probed with
+    :func:`stratum.paths.probe_output`, so an unwritable one fails in one line.
+    A ``Path`` value has ``~`` expanded (flags and TOML alike).
+    Raises ``TypeError`` for an inconsistent declaration.
     """
+    if output not in (None, "file", "dir"):
+        raise TypeError(f"option(): output must be 'file', 'dir' or None, got {output!r}")
     if type is None:
         if default is None or (multiple and not default):
             raise TypeError("option(): give type= when the default does not show it")
@@ -86,6 +95,7 @@ def option(
         "optional": optional or default is None,
         "cli": cli,
         "pattern": pattern,
+        "output": output,
     }
     if multiple:
         default = attrs.Factory(lambda d=tuple(default): d)
@@ -184,7 +194,9 @@ def _coerce_scalar(kind: type, value: Any, name: str, where: str) -> Any:
             return value
     elif kind is Path:
         if isinstance(value, (str, Path)) and str(value) != "":
-            return Path(value)
+            from .paths import expand
+
+            return expand(value)  # the one place "~" is expanded, for core and plugin options
     else:  # an unusual declared type: trust it
         return value
     raise ConfigError(f"{name} must be {_SCALARS.get(kind, kind.__name__)}{where}, got {value!r}")

@@ -1,17 +1,65 @@
-"""Keeping user-given names inside the directory the user chose."""
+"""Paths the user gives: ``~`` expansion, staying inside a chosen directory, and
+checking before any work that an output destination can really be written.
+
+* :func:`expand` / :class:`UserPath`: the one place ``~`` is expanded (option
+  coercion in :mod:`stratum.options` and every click ``Path`` argument use it).
+* :func:`safe_join`: user-given names stay inside the directory the user chose.
+* :func:`probe_output`: a create-and-remove probe of a file or directory
+  destination, run before training, that leaves nothing behind.
+* :func:`writing` / :func:`output_error`: an ``OSError`` while writing becomes
+  one :class:`~stratum.errors.OutputError` line naming the path and the cause.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
-from .errors import UnsafePathError
+import click
+
+from .errors import OutputError, UnsafePathError
+
+# errno values that mean "this destination cannot be written" (user-fixable), not a bug.
+DESTINATION_ERRNOS = frozenset(
+    getattr(errno, name) for name in (
+        "EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "ENOTDIR", "EISDIR", "ENAMETOOLONG", "EEXIST",
+        "ENOENT", "ELOOP", "EFBIG", "EMLINK", "ETXTBSY", "EBUSY", "EIO", "EXDEV",
+    ) if hasattr(errno, name)
+)
+
+
+def expand(path: str | os.PathLike) -> Path:
+    """``Path(path)`` with a leading ``~`` / ``~user`` expanded to that home directory.
+
+    Takes a string or path-like; returns a :class:`~pathlib.Path`. Raises nothing
+    (an unknown ``~user`` stays as written, as :func:`os.path.expanduser` leaves it).
+    """
+    return Path(os.path.expanduser(os.fspath(path)))
+
+
+class UserPath(click.Path):
+    """``click.Path`` that expands ``~`` before click's own checks (``path_type=Path``)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("path_type", Path)
+        super().__init__(**kwargs)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (str, os.PathLike)) and os.fspath(value) != "":
+            value = os.path.expanduser(os.fspath(value))
+        return super().convert(value, param, ctx)
 
 
 def safe_join(base: Path, *parts: str) -> Path:
     """``base / parts``, refusing anything that would land outside ``base``.
 
     Absolute parts, ``..`` segments and symlink tricks all fail the same check:
-    the resolved result must stay under the resolved base.
+    the resolved result must stay under the resolved base. Raises
+    :class:`~stratum.errors.UnsafePathError`.
     """
     base = Path(base)
     candidate = base
@@ -25,3 +73,151 @@ def safe_join(base: Path, *parts: str) -> Path:
     if resolved != resolved_base and resolved_base not in resolved.parents:
         raise UnsafePathError(f"refusing path {'/'.join(map(str, parts))!r}: it leaves {base}")
     return candidate
+
+
+def output_error(exc: OSError, path, what: str = "") -> OutputError:
+    """The one-line :class:`~stratum.errors.OutputError` for an ``OSError`` raised writing ``path``.
+
+    ``what`` names the option (``--json``) or the artefact (``checkpoint``). The message
+    names the path and the cause (``strerror``), e.g. ``cannot write --json r/s.json:
+    No space left on device``.
+    """
+    cause = exc.strerror or type(exc).__name__
+    culprit = getattr(exc, "filename", None)
+    label = f"{what} " if what else ""
+    # Name the culprit only when it is a directory on the way (not the path itself, not a temp file).
+    detail = ""
+    if isinstance(culprit, (str, bytes, os.PathLike)):
+        culprit = Path(os.fsdecode(culprit))
+        if culprit in Path(path).parents:
+            detail = f" ({culprit})"
+    return OutputError(f"cannot write {label}{path}: {cause}{detail}")
+
+
+@contextlib.contextmanager
+def writing(path, what: str = "") -> Iterator[None]:
+    """Run a block that writes ``path``; an ``OSError`` in it becomes an :class:`OutputError`."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise output_error(exc, path, what) from None
+
+
+def _missing_chain(directory: Path) -> tuple[Path, list[Path]]:
+    """The nearest existing ancestor of ``directory`` (or itself) and the missing ones below it, top first."""
+    missing = []
+    for candidate in (directory, *directory.parents):
+        if candidate.exists() or candidate.is_symlink():
+            return candidate, missing[::-1]
+        missing.append(candidate)
+    return Path("."), missing[::-1]  # pragma: no cover - a relative path always ends at '.'
+
+
+def probe_output(path, kind: str = "file", what: str = "") -> Path:
+    """Check, before any work, that ``path`` can really be written; leave nothing behind.
+
+    ``kind`` is ``"file"`` (a file written atomically: a temp file beside it, then a
+    rename) or ``"dir"`` (a directory files are written into). Missing parent
+    directories are created for the probe and removed again, as is the probe file, so a
+    run that then fails writes nothing. Returns the path. Raises
+    :class:`~stratum.errors.OutputError` naming ``what`` (an option such as
+    ``--json``), the path and the cause: an existing path of the wrong kind, a path
+    component that is a file, permission, a read-only file system, a full disk, a name
+    longer than the file system allows.
+    """
+    if kind not in ("file", "dir"):
+        raise ValueError(f"probe_output: kind must be 'file' or 'dir', got {kind!r}")
+    path = expand(path)
+    label = f"{what} " if what else ""
+    created: list[Path] = []
+    try:
+        with writing(path, what):  # even a stat() can fail (a name too long)
+            if kind == "file":
+                if path.is_dir():
+                    raise OutputError(f"{label}{path} is a directory; give a file path")
+                if path.exists() and not path.is_file():
+                    raise OutputError(f"{label}{path} exists and is not a regular file")
+                directory, name = path.parent, path.name
+            else:
+                if path.exists() and not path.is_dir():
+                    raise OutputError(f"{label}{path} exists and is not a directory")
+                directory, name = path, "probe"
+            anchor, missing = _missing_chain(directory)
+            if not anchor.is_dir():
+                raise OutputError(f"cannot write {label}{path}: {anchor} is not a directory")
+            for folder in missing:
+                os.mkdir(folder)
+                created.append(folder)
+            # The same temp-file name pattern the atomic writers use: a name that only
+            # fits without it fails here, not after training.
+            fd, probe = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+            os.close(fd)
+            os.unlink(probe)
+    finally:
+        for made in reversed(created):
+            with contextlib.suppress(OSError):
+                os.rmdir(made)
+    return path
+
+
+def _dirs_within(root: Path, depth: int) -> set[Path]:
+    found: set[Path] = set()
+    level = [root]
+    for _ in range(depth):
+        following = []
+        for directory in level:
+            try:
+                entries = list(os.scandir(directory))
+            except OSError:
+                continue
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False):
+                        found.add(Path(entry.path))
+                        following.append(Path(entry.path))
+        level = following
+    return found
+
+
+def _remove_empty_tree(top: Path) -> None:
+    for directory, _, _ in os.walk(top, topdown=False):
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)  # only empty ones go; anything holding a file stays
+
+
+@contextlib.contextmanager
+def removing_new_empty_dirs(root, depth: int = 2) -> Iterator[None]:
+    """Run a block that may create ``root`` and folders in it (a download, say); when the
+    block fails, remove again the directories it created that are still empty.
+
+    Covers ``root``'s missing parents, ``root`` itself and new folders up to ``depth``
+    levels below it. Directories that existed before, and anything holding a file, stay.
+    The block's exception propagates unchanged.
+    """
+    root = expand(root)
+    try:
+        _, missing = _missing_chain(root)
+        existed = root.is_dir()
+    except OSError:
+        yield
+        return
+    before = _dirs_within(root, depth) if existed else set()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            if root.is_dir():
+                _remove_empty_tree(root)
+        else:
+            new = _dirs_within(root, depth) - before
+            for folder in new:
+                if folder.parent not in new:  # the top of a new subtree
+                    _remove_empty_tree(folder)
+        for folder in reversed(missing):
+            if folder == root:
+                continue
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        raise

@@ -282,10 +282,19 @@ def test_resume_continues_from_the_last_finished_round(pm, make_cfg, tmp_path):
         assert torch.equal(a, b), name
 
 
-def test_resume_without_state_is_a_clear_error(tmp_path):
-    result = run_cli("run", *fast_args(**LOTTERY), "--out", tmp_path, "--resume")
+def test_resume_without_state_starts_fresh_with_a_note(tmp_path):
+    result = run_cli("run", *fast_args(**LOTTERY), "--out", tmp_path, "--resume", "--quiet")
+    assert result.exit_code == 0, result
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"stratum: note: no lottery state at {tmp_path / 'lottery-state.pt'}; starting fresh"]
+    assert (tmp_path / "lottery-state.pt").exists()
+
+
+def test_resume_with_a_corrupt_lottery_state_is_refused(tmp_path):
+    (tmp_path / "lottery-state.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
+    result = run_cli("run", *fast_args(**LOTTERY), "--out", tmp_path, "--resume", "--quiet")
     assert result.exit_code == 2
-    assert_one_line_error(result.stderr, "no lottery state")
+    assert_one_line_error(result.stderr, "lottery-state.pt")
 
 
 @pytest.mark.parametrize("args, fragment", [

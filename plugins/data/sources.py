@@ -8,6 +8,7 @@ import torch
 
 from stratum.data import DatasetBundle, TensorSplit
 from stratum.errors import DataError
+from stratum.paths import expand, removing_new_empty_dirs
 
 from .synthetic import synthetic_splits
 
@@ -85,16 +86,25 @@ def load_torchvision(name: str, root: Path, download: bool) -> DatasetBundle:
 
     cls_name, folder, mean, std = TORCHVISION_SETS[name]
     cls = getattr(tvd, cls_name)
-    root = Path(root)
+    root = expand(root)
     expected = root / folder
-    if not download and not expected.exists():
+    try:
+        anchor = next((p for p in (root, *root.parents) if p.exists()), None)
+        present = expected.exists()
+    except OSError as exc:
+        raise DataError(f"--data-root {root}: {exc.strerror}") from None
+    if anchor is not None and not anchor.is_dir():
+        raise DataError(f"--data-root {root}: {anchor} is not a directory")
+    if not download and not present:
         raise DataError(f"{name} files not found at {expected} (pass --download to fetch them, or --data-root DIR)")
     try:
-        train = cls(str(root), train=True, download=download)
-        test = cls(str(root), train=False, download=download)
+        # A failed download (no network, say) leaves no empty folders behind.
+        with removing_new_empty_dirs(root):
+            train = cls(str(root), train=True, download=download)
+            test = cls(str(root), train=False, download=download)
     except RuntimeError as exc:
         hint = "" if download else " (pass --download to fetch them again)"
-        raise DataError(f"{name} files under {expected} are missing or corrupt: {str(exc).splitlines()[0]}{hint}") from None
+        raise DataError(f"{name} files under {expected} are missing or corrupt: {' '.join(str(exc).split())[:240]}{hint}") from None
     except Exception as exc:  # truncated / garbled files surface as many exception types
         raise DataError(f"{name} files under {expected} could not be read ({type(exc).__name__}: {str(exc)[:120]})") from None
     try:

@@ -38,7 +38,7 @@ class CaptureOptions:
 
 @attrs.frozen
 class CaptureOutOptions(CaptureOptions):
-    capture_out: Path | None = option(None, "Capture this run (any strategy) and write a prior file here when it ends.", type=Path)
+    capture_out: Path | None = option(None, "Capture this run (any strategy) and write a prior file here when it ends.", type=Path, output="file")
 
 
 @attrs.frozen

@@ -15,6 +15,7 @@ import attrs
 import click
 
 from stratum.errors import PriorError
+from stratum.paths import UserPath
 
 EXCLUDED_CORE = {"out", "json", "name", "resume", "strategy", "checkpoint_every", "tensorboard", "profile", "patience"}
 SOURCE_KINDS = ("model", "dataset", "initializer", "optimizer")
@@ -56,10 +57,10 @@ def prior_group():
 
 @prior_group.command("build", cls=_BuildCommand,
                      help="Train an SGD source run while capturing, and write the prior to --out.")
-@click.option("--out", "prior_out", required=True, type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--out", "prior_out", required=True, type=UserPath(dir_okay=False),
               help="Prior file to write (e.g. vgg11-digits.prior.safetensors).")
 @click.option("--force", is_flag=True, default=False, help="Overwrite --out if it exists.")
-@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+@click.option("--config", "config_file", type=UserPath(dir_okay=False), default=None,
               help="Read options from a TOML file; flags given here win over it.")
 @click.pass_context
 def build_command(ctx, prior_out, force, config_file, **_kwargs):
@@ -92,6 +93,9 @@ def build_command(ctx, prior_out, force, config_file, **_kwargs):
     from stratum.config import check_names
 
     check_names(config, pm.registries)  # fail on a bad name before announcing anything
+    from stratum.paths import probe_output
+
+    probe_output(prior_out, "file", "--out")  # an unwritable destination fails before the source run
     click.echo(f"building prior: sgd on {config.model} / {config.dataset}, seed {config.seed}, {config.epochs} epochs")
     prior, info = build_prior(config, pm, capture)
     prior.metadata["build_s"] = info["seconds"]
@@ -103,7 +107,7 @@ def build_command(ctx, prior_out, force, config_file, **_kwargs):
 
 
 @prior_group.command("info", help="Print a prior's metadata.")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=UserPath())
 @click.option("--json", "as_json", is_flag=True, default=False, help="Print the raw metadata JSON.")
 def info_command(path, as_json):
     from .prior import load_prior

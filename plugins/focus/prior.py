@@ -42,6 +42,7 @@ class Prior:
 
 
 def save_prior(path: Path, prior: Prior) -> None:
+    """Write ``prior`` to ``path`` atomically; PriorError for non-finite values, OutputError when unwritable."""
     from safetensors.torch import save
 
     flat = {}
@@ -51,7 +52,7 @@ def save_prior(path: Path, prior: Prior) -> None:
                 raise PriorError(f"refusing to write a prior with non-finite values in {key}/{column}")
             flat[f"{key}/{column}"] = tensor.detach().cpu().contiguous()
     header = {METADATA_KEY: json.dumps(prior.metadata, sort_keys=True, allow_nan=False)}
-    atomic_write_bytes(Path(path), save(flat, metadata=header))
+    atomic_write_bytes(Path(path), save(flat, metadata=header), "prior")
 
 
 def load_prior(path: Path) -> Prior:

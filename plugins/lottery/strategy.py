@@ -21,7 +21,7 @@ Every fit writes its own checkpoint (``lottery-LNN-BRANCH.pt``) and a small
 state file (``lottery-state.pt``: initial and rewind weights, masks, the
 latest trained ticket, results) is rewritten after each branch, so
 ``--resume`` continues inside the branch that was running and skips the
-finished ones. When the search ends the model holds the sparsest trained
+finished ones (with no state file yet it starts fresh, with a note). When the search ends the model holds the sparsest trained
 ticket (not the last control).
 """
 
@@ -36,8 +36,8 @@ import stratum
 from stratum import ConfigError, Strategy
 from stratum.checkpoint import load_checkpoint, save_checkpoint
 from stratum.config import NON_TRAJECTORY_KEYS
-from stratum.engine import build_optimizer
-from stratum.errors import CheckpointError, StratumError
+from stratum.engine import build_optimizer, note
+from stratum.errors import CheckpointError, OutputError
 from stratum.io import dumps_json
 from stratum.seeding import generator, seed_everything
 
@@ -107,8 +107,11 @@ class LotteryStrategy(Strategy):
     def execute(self, trainer, run) -> dict:
         run_dir = run.run_dir()
         self.state_path = run_dir / STATE_FILENAME if run_dir is not None else None
-        if run.config.resume:
-            self._load_state(run)
+        if run.config.resume and self.state_path is not None and not (self.state_path.exists() or self.state_path.is_symlink()):
+            # Like a plain run: --resume before anything was saved starts the search fresh.
+            note(f"no lottery state at {self.state_path}; starting fresh")
+        if run.config.resume and self.state_path is not None and (self.state_path.exists() or self.state_path.is_symlink()):
+            self._load_state(run)  # corrupt or from another configuration: refused
         else:
             self.init_state = _clone_state(run.model)
             self._save_state(run)
@@ -256,8 +259,6 @@ class LotteryStrategy(Strategy):
 
     def _load_state(self, run) -> None:
         path = self.state_path
-        if path is None or not path.exists():
-            raise StratumError(f"--resume: no lottery state at {path}")
         state = load_checkpoint(path, run.config.fingerprint(), run.config.to_dict(), NON_TRAJECTORY_KEYS)
         try:
             if state.get("kind") != "lottery-state":
@@ -302,8 +303,12 @@ class LotteryStrategy(Strategy):
         summary["lottery"] = report
         run_dir = run.run_dir()
         if run_dir is not None and self.results:
-            write_report(run_dir, self.results, ["ticket", *self.controls],
-                         title=f"lottery: {run.config.model} on {run.config.dataset}, seed {run.config.seed}")
+            try:
+                write_report(run_dir, self.results, ["ticket", *self.controls],
+                             title=f"lottery: {run.config.model} on {run.config.dataset}, seed {run.config.seed}")
+            except OutputError as exc:  # the search is finished: its result is still printed
+                exc.finished_result = summary
+                raise
         if not run.config.quiet:
             print("lottery: test accuracy at the early-stopping point (min validation loss), per sparsity level", flush=True)
             print(report["table"], end="", flush=True)

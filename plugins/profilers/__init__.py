@@ -25,7 +25,7 @@ from .torch_trace import TorchTraceProfiler
 class TorchTraceOptions:
     torch_trace_wait: int = option(2, "torch profiler: training steps to skip before the traced window.", min=0)
     torch_trace_steps: int = option(5, "torch profiler: steps recorded in the Chrome trace (bounded window).", min=1, max=200)
-    torch_trace_dir: Path | None = option(None, "torch profiler: directory for the trace (default: the run directory, else ./stratum-traces).", type=Path)
+    torch_trace_dir: Path | None = option(None, "torch profiler: directory for the trace (default: the run directory, else stratum-traces/ relative to the working directory).", type=Path, output="dir")
 
 
 @attrs.frozen

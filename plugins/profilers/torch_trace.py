@@ -4,7 +4,8 @@ The window skips ``torch_trace_wait`` steps (warm-up and allocator noise),
 warms the profiler up for one step, then records ``torch_trace_steps`` steps.
 The trace is written once, atomically, when the window closes (or when the fit
 ends inside it), to ``torch_trace_dir`` (default: the run directory, else
-``./stratum-traces``). Open it in chrome://tracing or https://ui.perfetto.dev.
+``./stratum-traces``, relative to the working directory). The directory is probed
+before the fit starts (:func:`stratum.paths.probe_output`). Open it in chrome://tracing or https://ui.perfetto.dev.
 """
 
 from __future__ import annotations
@@ -16,27 +17,40 @@ from pathlib import Path
 import torch
 
 import stratum
+from stratum.io import remove_leftovers
+from stratum.paths import probe_output, writing
+
+DEFAULT_TRACE_DIR = Path("stratum-traces")
 
 
 def trace_directory(run, configured) -> Path:
     if configured is not None:
         return Path(configured)
     run_dir = run.run_dir()
-    return Path(run_dir) if run_dir is not None else Path("stratum-traces")
+    return Path(run_dir) if run_dir is not None else DEFAULT_TRACE_DIR
 
 
 def export_trace_atomically(prof, path: Path) -> None:
-    """Export to a temporary file beside ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        prof.export_chrome_trace(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Export to a temporary file beside ``path`` and rename it into place.
+
+    Leftovers of an earlier killed export of the same file are removed afterwards; an
+    ``OSError`` raises :class:`~stratum.errors.OutputError` naming the path.
+    """
+    import time
+
+    with writing(path, "torch trace"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        started = time.time()
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            prof.export_chrome_trace(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    remove_leftovers(path, older_than=started)
 
 
 class TorchTraceProfiler:
@@ -45,7 +59,10 @@ class TorchTraceProfiler:
         self.steps = options.torch_trace_steps
         # The config hash keeps traces of different runs (a bench) from overwriting each other.
         name = f"trace-{run.config.strategy}-seed{run.config.seed}-{run.config.fingerprint()[:8]}"
-        self.path = trace_directory(run, options.torch_trace_dir) / f"{name}.json"
+        directory = trace_directory(run, options.torch_trace_dir)
+        # --torch-trace-dir and --out are probed before the run; the default here, before the fit.
+        probe_output(directory, "dir", "--torch-trace-dir" if options.torch_trace_dir is not None else "torch trace directory")
+        self.path = directory / f"{name}.json"
         self._prof = None
         self._written = False
         self._first_step = None

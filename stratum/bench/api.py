@@ -14,6 +14,7 @@ import attrs
 
 from ..errors import ConfigError, RunInterrupted
 from ..options import PROCESSES_MAX
+from ..paths import expand
 from .matrix import plan_runs
 from .progress import BenchProgress, format_seconds
 from .runner import cpu_count, threads_per_worker
@@ -63,6 +64,8 @@ def run_bench(spec: BenchSpec, db: Path, pm, *, workers: int | None = None, exec
         threads = 1  # a remote worker's core count is unknown here: never oversubscribe it
 
     name = spec.name or spec.recipe or "bench"
+    db = expand(db)
+    check_bench_outputs(db, log_dir, plans, registries)
     store = Store(db)
     try:
         store.record_bench(name, spec.to_dict(), spec.recipe)
@@ -113,6 +116,26 @@ def run_bench(spec: BenchSpec, db: Path, pm, *, workers: int | None = None, exec
         return result
     finally:
         store.close()
+
+
+def check_bench_outputs(db: Path, log_dir: Path | None, plans, registries) -> None:
+    """Probe, before any run, every destination a bench writes: the store ``db`` (a file),
+    ``log_dir`` and the destinations among the runs' options (``--tensorboard`` and other
+    options declared with ``output=``). Nothing is left behind; raises OutputError."""
+    from ..config import output_targets
+    from ..paths import probe_output
+    from .matrix import known_fields
+
+    probe_output(db, "file", "--db")  # an existing store is untouched; its directory must take the journal
+    if log_dir is not None:
+        probe_output(log_dir, "dir", "--log-dir")
+    fields = known_fields(registries)
+    seen = set()
+    for plan in plans:
+        for path, kind, flag in output_targets(plan.values, fields):
+            if (path, kind) not in seen:
+                seen.add((path, kind))
+                probe_output(path, kind, flag)
 
 
 class _Stop(BaseException):

@@ -14,6 +14,7 @@ import click
 from ..config import CORE_FIELDS, plugin_option_fields
 from ..errors import ConfigError
 from ..options import PROCESSES_MAX, flag_name
+from ..paths import UserPath, expand, probe_output
 from .matrix import RESERVED
 from .spec import NAMED_AXES, BenchSpec, axis_values, parse_assignment, seeds_axis, spec_from_toml
 
@@ -24,12 +25,13 @@ def _bench_params() -> list[click.Parameter]:
     from .recipes import RECIPES, SCALES
 
     opts = [
-        click.Option(["--config", "config_file"], type=click.Path(path_type=Path, dir_okay=False), default=None,
+        click.Option(["--config", "config_file"], type=UserPath(dir_okay=False), default=None,
                      help="Bench TOML ([bench], [axes], [run], [[variant]]); flags given here win over it."),
         click.Option(["--recipe"], type=click.Choice(sorted(RECIPES)), default=None,
                      help="A built-in study: " + "; ".join(f"{k}: {v.summary}" for k, v in sorted(RECIPES.items())) + "."),
         click.Option(["--scale"], type=click.Choice(SCALES), default=None, help="Recipe scale. [default: small]"),
-        click.Option(["--db"], type=click.Path(path_type=Path), default=None, help=f"SQLite results store. [default: {DEFAULT_DB}]"),
+        click.Option(["--db"], type=UserPath(), default=None,
+                     help=f"SQLite results store. [default: {DEFAULT_DB}, relative to the working directory]"),
         click.Option(["--name", "bench_name"], default=None, help="Bench name inside the store. [default: the recipe or 'bench']"),
         click.Option(["--strategies"], default=None, help="Axis: strategies, comma-separated (e.g. sgd,focus)."),
         click.Option(["--regressors"], default=None, help="Axis: focus-library regressors (multiplies only strategies that use one)."),
@@ -47,9 +49,10 @@ def _bench_params() -> list[click.Parameter]:
         click.Option(["--dry-run"], is_flag=True, default=False, help="Print the runs of the matrix and exit."),
         click.Option(["--report/--no-report"], default=True, help="Print the comparison table at the end. [default: on]"),
         click.Option(["--baseline"], default=None, help="Report: baseline for speed-ups (KEY=VALUE or a label). [default: strategy=sgd]"),
-        click.Option(["--plot", "plot_dir"], type=click.Path(path_type=Path, file_okay=False), default=None,
-                     help="Also write the report's PNG plots here."),
-        click.Option(["--log-dir"], type=click.Path(path_type=Path, file_okay=False), default=None,
+        click.Option(["--plot", "plot_dir"], type=UserPath(file_okay=False), default=None,
+                     help="Also write the report's PNG plots here. [default: none; a --recipe writes DB-STEM-plots/ "
+                          "beside the store]"),
+        click.Option(["--log-dir"], type=UserPath(file_okay=False), default=None,
                      help="Keep each local worker's output in this directory (default: discarded)."),
         click.Option(["--quiet", "-q"], is_flag=True, default=False, help="Only the final lines."),
     ]
@@ -124,7 +127,7 @@ def _make_callback(run_names: list[str]):
         if not spec.axes and not spec.variants and not spec.fixed and not recipe:
             raise ConfigError("nothing to bench: give axes (e.g. --strategies sgd --seeds 5), --config FILE or --recipe NAME")
         settings = spec.settings
-        db = params.get("db") or Path(settings.get("db", DEFAULT_DB))
+        db = expand(params.get("db") or settings.get("db", DEFAULT_DB))
         if params["dry_run"]:
             plans = plan_runs(spec, pm.registries, warn=lambda m: click.echo(f"stratum: warning: {m}", err=True))
             for plan in plans:
@@ -132,13 +135,15 @@ def _make_callback(run_names: list[str]):
             click.echo(f"{len(plans)} runs")
             return 0
         block = tuple(ctx.find_root().params.get("block_plugin", ()) or ())
+        plot_dir = params.get("plot_dir")
+        if plot_dir is None and recipe:  # a recipe's plots are its result
+            plot_dir = Path(db).parent / f"{Path(db).stem}-plots"
+        if plot_dir is not None:
+            probe_output(plot_dir, "dir", "--plot")  # before any run (--db, --log-dir: in run_bench)
         result = run_bench(
             spec, db, pm, workers=settings.get("workers"), executor=settings.get("executor", "local"),
             address=settings.get("address"), quiet=params["quiet"], log_dir=params.get("log_dir"), block=block,
         )
-        plot_dir = params.get("plot_dir")
-        if plot_dir is None and recipe:  # a recipe's plots are its result
-            plot_dir = Path(db).parent / f"{Path(db).stem}-plots"
         if params["report"] or plot_dir:
             from ..report.api import bench_report
 

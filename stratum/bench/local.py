@@ -106,7 +106,10 @@ def run_local(store: Store, session: str, *, workers: int, threads: int, block: 
         nonlocal spawned
         log_path = None
         if log_dir is not None:
-            os.makedirs(log_dir, exist_ok=True)
+            from ..paths import writing
+
+            with writing(log_dir, "--log-dir"):
+                os.makedirs(log_dir, exist_ok=True)
             log_path = os.path.join(str(log_dir), f"worker-{spawned}.log")
         with _thread_env(threads), _main_module_hidden():
             p = ctx.Process(

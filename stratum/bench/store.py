@@ -161,7 +161,10 @@ class Store:
         if self.path.exists() and self.path.is_dir():
             raise ResultsStoreError(f"results database path is a directory: {self.path}")
         if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            from ..paths import writing
+
+            with writing(self.path, "results database"):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
             self.conn.row_factory = sqlite3.Row

@@ -8,6 +8,7 @@ import click
 
 from ..errors import ConfigError
 from ..options import SEED_MAX
+from ..paths import UserPath, probe_output
 from .tables import FORMATS
 
 # Each bootstrap draws a (resamples x seeds) index array: beyond this it only costs memory.
@@ -18,10 +19,10 @@ def build_report_command(ctx: click.Context) -> click.Command:
     @click.command("report", help="Compare the strategy configurations of a bench stored in DB (an SQLite file from "
                                   "`stratum bench`): time to target accuracy with bootstrap CIs, peak and final "
                                   "accuracy, spread across seeds, speed-ups against a baseline; optional PNG plots.")
-    @click.argument("db", type=click.Path(path_type=Path))
+    @click.argument("db", type=UserPath())
     @click.option("--bench", "bench_name", default=None, help="Bench inside the store. [default: the latest]")
     @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", help="Output format. [default: table]")
-    @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), default=None,
+    @click.option("--output", "-o", type=UserPath(dir_okay=False), default=None,
                   help="Write the report to this file instead of stdout (atomically).")
     @click.option("--baseline", default=None,
                   help="Baseline for speed-ups and the default target: KEY=VALUE (per context) or one configuration label. "
@@ -35,9 +36,9 @@ def build_report_command(ctx: click.Context) -> click.Command:
     @click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
                   help="Confidence level of the intervals. [default: 0.95]")
     @click.option("--seed", type=click.IntRange(min=0, max=SEED_MAX), default=0, help="Seed of the bootstrap. [default: 0]")
-    @click.option("--plot", "plot_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+    @click.option("--plot", "plot_dir", type=UserPath(file_okay=False), default=None,
                   help="Write PNG plots into this directory.")
-    @click.option("--tensorboard", "tensorboard_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+    @click.option("--tensorboard", "tensorboard_dir", type=UserPath(file_okay=False), default=None,
                   help="Also export every stored run's history as TensorBoard scalars into this directory.")
     @click.option("--failures", is_flag=True, default=False, help="List the runs that failed or were lost, with their errors.")
     @click.pass_context
@@ -47,6 +48,11 @@ def build_report_command(ctx: click.Context) -> click.Command:
         from ..io import atomic_write_bytes
         from .api import build_report, failures as list_failures, render, render_study
 
+        # Destinations first: an unwritable one fails before the (bootstrap) work. The DB is only read.
+        for path, kind, flag in ((output, "file", "--output"), (plot_dir, "dir", "--plot"),
+                                 (tensorboard_dir, "dir", "--tensorboard")):
+            if path is not None:
+                probe_output(path, kind, flag)
         report = build_report(db, bench=bench_name, baseline=baseline, target=target, target_fraction=target_fraction,
                               resamples=resamples, confidence=confidence, seed=seed)
         if not report.records:
@@ -73,7 +79,7 @@ def build_report_command(ctx: click.Context) -> click.Command:
             lines = [f"{r['status']:<8} {r['label']} seed={r['seed']} run={r['run_id']}: {r.get('error') or ''}" for r in bad]
             text += ("\n".join(lines) if lines else "no failed or lost runs") + "\n"
         if output is not None:
-            atomic_write_bytes(output, text.encode())
+            atomic_write_bytes(output, text.encode(), "--output")
         else:
             click.echo(text, nl=False)
         if plot_dir is not None:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..paths import writing
 from ..plugin_manager import hookimpl
 
 LOSS_EVERY = 10
@@ -25,11 +26,13 @@ _SCALARS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc", "epoch
 
 
 def summary_writer(log_dir: Path):
+    """A ``SummaryWriter`` on ``log_dir``; ConfigError without tensorboard, OutputError when unwritable."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise ConfigError("--tensorboard needs the tensorboard package: pip install 'stratum[tensorboard]'") from None
-    return SummaryWriter(log_dir=str(log_dir))
+    with writing(log_dir, "--tensorboard"):
+        return SummaryWriter(log_dir=str(log_dir))
 
 
 def _slug(text: str) -> str:
@@ -60,20 +63,23 @@ class TensorBoardLogger:
     @hookimpl
     def stratum_after_train_step(self, run, step, loss):
         if self.writer is not None and loss is not None and run.global_step % LOSS_EVERY == 0:
-            self.writer.add_scalar("step/train_loss", float(loss), run.global_step)
+            with writing(self.log_dir, "--tensorboard"):
+                self.writer.add_scalar("step/train_loss", float(loss), run.global_step)
 
     @hookimpl
     def stratum_epoch_end(self, run, epoch, record):
         if self.writer is not None:
-            log_record(self.writer, record, epoch)
-            self.writer.add_text("mode", str(record.get("mode")), epoch)
+            with writing(self.log_dir, "--tensorboard"):
+                log_record(self.writer, record, epoch)
+                self.writer.add_text("mode", str(record.get("mode")), epoch)
 
     @hookimpl
     def stratum_fit_end(self, run, summary):
         if self.writer is not None:
-            self.writer.flush()
-            self.writer.close()
-            self.writer = None
+            writer, self.writer = self.writer, None
+            with writing(self.log_dir, "--tensorboard"):
+                writer.flush()
+                writer.close()
             summary["tensorboard_dir"] = str(self.log_dir)
 
 
@@ -85,10 +91,11 @@ def export_histories(records: list[dict], directory: Path) -> int:
         if row.get("status") != "done" or not summary:
             continue
         writer = summary_writer(Path(directory) / _slug(row["label"]) / f"seed{row['seed']}")
-        try:
-            for record in summary.get("history", []):
-                log_record(writer, record, record["epoch"])
-        finally:
-            writer.close()
+        with writing(directory, "--tensorboard"):
+            try:
+                for record in summary.get("history", []):
+                    log_record(writer, record, record["epoch"])
+            finally:
+                writer.close()
         count += 1
     return count
