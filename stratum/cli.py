@@ -139,7 +139,9 @@ class StratumGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("stratum: interrupted", err=True)
             code = 130
-        except Exception as exc:  # a bug: say so in one line, show the traceback on request
+        except (SystemExit, GeneratorExit):
+            raise
+        except BaseException as exc:  # a bug: say so in one line, show the traceback on request
             if os.environ.get(DEBUG_ENV):
                 traceback.print_exc()
             click.echo(

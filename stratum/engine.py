@@ -210,7 +210,7 @@ class Trainer:
         naming the plugin when plugin code fails (a factory, a strategy method, a hook),
         including a plugin calling ``sys.exit()``: no plugin ends a run as if it finished.
         """
-        with self.pm.guard("during the run"):
+        with self.pm.guard():
             run = build_run(config, self.pm)
             return run.strategy.execute(self, run)
 

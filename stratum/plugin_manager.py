@@ -405,9 +405,7 @@ class StratumPluginManager(pluggy.PluginManager):
         name, where, label = found
         if is_exception and self.is_builtin(name):
             return None
-        if isinstance(exc, StratumError):
-            return PluginError(name, "", exc, label)
-        return PluginError(name, f"in {where}" if where else doing, exc, label)
+        return PluginError(name, " ".join(p for p in (doing, f"at {where}" if where else "") if p), exc, label)
 
     @contextlib.contextmanager
     def guard(self, doing: str = ""):
@@ -545,7 +543,7 @@ def _guarded_command(pm: "StratumPluginManager", command, plugin_name: str):
         except (KeyboardInterrupt, SystemExit, click.exceptions.ClickException, click.exceptions.Exit,
                 click.exceptions.Abort, PluginError, RunInterrupted):
             raise
-        except Exception as exc:
+        except BaseException as exc:
             error = pm.attributed(exc, f"in command {command.name!r}",
                                   fallback=None if pm.is_builtin(plugin_name) else plugin_name)
             if error is None:
@@ -596,3 +594,5 @@ def show_warnings_as_lines(stream=None) -> None:
         print(f"stratum: {prefix}: {message}", file=stream)
 
     warnings.showwarning = _show
+    # Each invocation states its plugin problems (in-process callers invoke more than once).
+    warnings.filterwarnings("always", category=PluginWarning)
