@@ -355,15 +355,32 @@ class StratumPluginManager(pluggy.PluginManager):
         stratum's core decides. ``None`` when it is stratum's core (or nobody's).
         """
         owners = self._module_owners()
-        frames = list(traceback.walk_tb(exc.__traceback__))
-        for frame, lineno in reversed(frames):
+
+        def owner(frame):
             module = frame.f_globals.get("__name__", "") or ""
             if _is_core_module(module):
+                return "stratum"
+            return next((name for prefix, name in owners if module == prefix or module.startswith(prefix + ".")), None)
+
+        frames = list(traceback.walk_tb(exc.__traceback__))
+        for index in range(len(frames) - 1, -1, -1):
+            frame, lineno = frames[index]
+            name = owner(frame)
+            if name is None:
+                continue
+            if name == "stratum":
                 return None
-            for prefix, name in owners:
-                if module == prefix or module.startswith(prefix + "."):
-                    where = f"{frame.f_code.co_qualname} ({os.path.basename(frame.f_code.co_filename)}:{lineno})"
-                    return name, where, self._component_label(name, frames, owners)
+            where = f"{frame.f_code.co_qualname} ({os.path.basename(frame.f_code.co_filename)}:{lineno})"
+            entry = frame
+            for outer, _ in reversed(frames[:index]):  # where stratum called into this plugin
+                who = owner(outer)
+                if who == name:
+                    entry = outer
+                elif who is not None:
+                    break
+            if entry is not frame:
+                where = f"{entry.f_code.co_qualname}, raised at {where}"
+            return name, where, self._component_label(name, frames, owners)
         return None
 
     def _component_label(self, plugin_name: str, frames, owners) -> str:
@@ -405,7 +422,7 @@ class StratumPluginManager(pluggy.PluginManager):
         name, where, label = found
         if is_exception and self.is_builtin(name):
             return None
-        return PluginError(name, " ".join(p for p in (doing, f"at {where}" if where else "") if p), exc, label)
+        return PluginError(name, " ".join(p for p in (doing, f"in {where}" if where else "") if p), exc, label)
 
     @contextlib.contextmanager
     def guard(self, doing: str = ""):
