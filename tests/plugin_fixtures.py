@@ -173,6 +173,37 @@ TRAPDOOR = textwrap.dedent('''
         return stratum.extension("trap-ext", make_extension, "Takes no part, failing on demand.")
 
 
+    def make_regressor(options):
+        trap("regressor")
+        from stratum_plugins.focus.regressors import RidgeRegressor
+        return RidgeRegressor(alpha=1.0)
+
+
+    def make_policy(options):
+        trap("policy")
+        return None
+
+
+    def make_features(options):
+        trap("feature_set")
+        return None
+
+
+    @stratum.hookimpl
+    def stratum_register_regressors():
+        return stratum.regressor("trap-reg", make_regressor, "Ridge, failing on demand.")
+
+
+    @stratum.hookimpl
+    def stratum_register_switching_policies():
+        return stratum.policy("trap-policy", make_policy, "Fails on demand.")
+
+
+    @stratum.hookimpl
+    def stratum_register_feature_sets():
+        return stratum.feature_set("trap-feat", make_features, "Fails on demand.")
+
+
     @stratum.hookimpl
     def stratum_register_commands():
         trap("register-commands")

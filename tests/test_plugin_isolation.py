@@ -241,6 +241,11 @@ SITES = {
     "profiler": ["--profile", "trap-prof"],
     "profiler.hook": ["--profile", "trap-prof"],
     "extension": [],
+    "feature_set": ["--strategy", "focus", "--features", "trap-feat"],
+    "policy": ["--strategy", "focus", "--policy", "trap-policy"],
+    # the regressor is made after the prior is built on a (tiny) source run
+    "regressor": ["--strategy", "focus", "--regressor", "trap-reg", "--prior-epochs", "1",
+                  "--capture-max-samples", "200", "--focus-fit-samples", "200"],
 }
 HOWS = {
     "exception": "RuntimeError: trap sprung in",
