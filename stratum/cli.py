@@ -296,7 +296,7 @@ def build_plugins_command(ctx) -> click.Command:
         owidth = max(len(r.origin) for r in rows)
         for r in rows:
             detail = f"  ({r.detail})" if r.detail else ""
-            click.echo(f"{r.name:<{width}}  {r.origin:<{owidth}}  {r.version:<8}  {r.status:<7}  {r.module}{detail}")
+            click.echo(f"{r.name:<{width}}  {r.origin:<{owidth}}  {r.version:<8}  {r.status:<8}  {r.module}{detail}")
         return 0
 
     return plugins_cmd
