@@ -150,7 +150,9 @@ class StratumGroup(click.Group):
                 code = 2
             else:
                 code = _internal_error(exc)
-        except Exception as exc:  # a bug: say so in one line, show the traceback on request
+        except (SystemExit, GeneratorExit):
+            raise
+        except BaseException as exc:  # a bug: say so in one line, show the traceback on request
             code = _internal_error(exc)
         if standalone_mode:
             sys.exit(code)
@@ -196,24 +198,17 @@ def get_pm(ctx: click.Context):
 
 
 def plugin_commands(ctx: click.Context) -> dict[str, click.Command]:
-    """Sub-commands contributed through ``stratum_register_commands``."""
+    """Sub-commands contributed through ``stratum_register_commands``.
+
+    A plugin whose commands cannot be added (its hook raises, or a name exists) is
+    disabled with one warning instead of taking the whole CLI down.
+    """
     root = ctx.find_root()
     root.ensure_object(dict)
-    if "plugin_commands" in root.obj:
-        return root.obj["plugin_commands"]
-    pm = get_pm(ctx)
-    commands: dict[str, click.Command] = {}
-    for impl in pm.hook.stratum_register_commands.get_hookimpls():
-        returned = impl.function()
-        items = returned if isinstance(returned, (list, tuple)) else [returned] if returned is not None else []
-        for command in items:
-            if not isinstance(command, click.Command):
-                raise StratumError(f"plugin {impl.plugin_name!r} returned {type(command).__name__} from stratum_register_commands")
-            if command.name in commands or command.name in _COMMAND_BUILDERS:
-                raise StratumError(f"plugin {impl.plugin_name!r} adds command {command.name!r}, which already exists")
-            commands[command.name] = command
-    root.obj["plugin_commands"] = commands
-    return commands
+    if "plugin_commands" not in root.obj:
+        reserved = set(_COMMAND_BUILDERS) | set(click.Group.list_commands(cli, ctx))
+        root.obj["plugin_commands"] = get_pm(ctx).commands(reserved)
+    return root.obj["plugin_commands"]
 
 
 # ---------------------------------------------------------------------------
@@ -321,7 +316,7 @@ def build_plugins_command(ctx) -> click.Command:
         owidth = max(len(r.origin) for r in rows)
         for r in rows:
             detail = f"  ({r.detail})" if r.detail else ""
-            click.echo(f"{r.name:<{width}}  {r.origin:<{owidth}}  {r.version:<8}  {r.status:<7}  {r.module}{detail}")
+            click.echo(f"{r.name:<{width}}  {r.origin:<{owidth}}  {r.version:<8}  {r.status:<8}  {r.module}{detail}")
         return 0
 
     return plugins_cmd

@@ -66,6 +66,12 @@ def _check_options(instance, attribute, value):
         raise TypeError(
             f"options of {instance.kind} {instance.name!r} need defaults for: {', '.join(missing)}"
         )
+    plain = [f.name for f in attrs.fields(value) if "stratum" not in f.metadata]
+    if plain:  # without stratum.option() there is no type, help or check to build a flag from
+        raise TypeError(
+            f"options of {instance.kind} {instance.name!r} must be declared with stratum.option(): "
+            f"{', '.join(plain)}"
+        )
 
 
 @attrs.frozen

@@ -146,7 +146,12 @@ def _field_default(field: attrs.Attribute) -> Any:
 
 
 def plugin_option_fields(components: Iterable) -> dict[str, attrs.Attribute]:
-    """Plugin-declared option fields by name; the first declaration of a name wins."""
+    """Plugin-declared option fields by name.
+
+    Takes components (e.g. ``pm.registries.all()``). The plugin manager refuses a plugin
+    whose option declarations collide with earlier ones (:func:`option_collision`), so
+    every declaration of a name left here is the same; the first one is returned.
+    """
     fields: dict[str, attrs.Attribute] = {}
     for component in components:
         if component.options is None:
@@ -194,6 +199,100 @@ def check_outputs(config: RunConfig, plugin_fields: Mapping[str, attrs.Attribute
         if (path, kind) not in seen:
             seen.add((path, kind))
             probe_output(path, kind, flag)
+
+
+# Names a plugin option may not take: `stratum run`'s own parameters and RunConfig internals.
+RESERVED_OPTION_NAMES = {"config": "--config", "config_file": "--config", "options": "RunConfig.options",
+                         "help": "--help", "h": "-h"}
+
+
+def _option_flags(field: attrs.Attribute) -> list[str]:
+    flag = flag_name(field)
+    meta = option_meta(field) or {}
+    return [flag, "--no-" + flag[2:]] if meta.get("type") is bool else [flag]
+
+
+def option_declaration(field: attrs.Attribute) -> dict[str, str]:
+    """What makes two option fields the same option: type, default, bounds, choices, help...
+
+    Two declarations of one name are the same option when these are equal (the zoo's
+    models share ``width`` this way); anything else is a collision.
+    """
+    meta = dict(option_meta(field) or {})
+    default = field.default
+    if isinstance(default, attrs.Factory) and not default.takes_self:
+        default = default.factory()
+    kind = meta.pop("type", None)
+    out = {"type": getattr(kind, "__name__", repr(kind)), "default": repr(default)}
+    out.update({k: repr(v) for k, v in sorted(meta.items())})
+    return out
+
+
+def _difference(a: dict, b: dict) -> str:
+    keys = [k for k in a if a.get(k) != b.get(k)] or ["declaration"]
+    return ", ".join(f"{k} {a.get(k)} vs {b.get(k)}" for k in keys[:3])
+
+
+def option_collision(components, registries, describe=repr) -> str | None:
+    """Why the options of ``components`` (all from one plugin) collide, or ``None``.
+
+    ``registries`` holds what earlier plugins registered. A collision is an option name
+    (or its ``--flag``, or ``--no-flag`` of a switch) that stratum's core or another
+    component already uses with a different declaration (:func:`option_declaration`).
+    The same declaration shared by several components is one option, not a collision.
+    Options of a component that one of ``components`` replaces (``override=True``) do not
+    count. The message names both plugins through ``describe(plugin_name)``.
+    """
+    replaced = {(c.kind, c.name) for c in components if c.override and c.name in registries[c.kind]}
+    names: dict[str, tuple[attrs.Attribute, Any]] = {}
+    flags: dict[str, str] = {}
+    for name, flag in RESERVED_OPTION_NAMES.items():
+        names[name] = (None, None)
+        flags[flag] = name
+    for name, field in CORE_FIELDS.items():
+        names[name] = (field, None)
+        for flag in _option_flags(field):
+            flags[flag] = name
+
+    def owner_text(component):
+        return "stratum's core options" if component is None else (
+            f"{component.kind} {component.name!r} of {describe(component.plugin)}")
+
+    def check(component, enter: bool) -> str | None:
+        if component.options is None:
+            return None
+        for field in attrs.fields(component.options):
+            problem = None
+            known = names.get(field.name)
+            if known is not None:
+                other_field, other = known
+                if other_field is None:
+                    problem = f"a name reserved by stratum ({RESERVED_OPTION_NAMES[field.name]})"
+                elif other_field is not field:
+                    mine, theirs = option_declaration(field), option_declaration(other_field)
+                    if mine != theirs:
+                        problem = f"already declared by {owner_text(other)} ({_difference(mine, theirs)})"
+            for flag in _option_flags(field):
+                if problem is None and flags.get(flag, field.name) != field.name:
+                    other_name = flags[flag]
+                    problem = f"its flag {flag} is already option {other_name!r} of {owner_text(names[other_name][1])}"
+            if problem is not None:
+                return (f"{describe(component.plugin)} declares option {field.name!r} ({flag_name(field)}) for "
+                        f"{component.kind} {component.name!r}, {problem}")
+            if enter and field.name not in names:
+                names[field.name] = (field, component)
+                for flag in _option_flags(field):
+                    flags[flag] = field.name
+        return None
+
+    for component in registries.all():
+        if (component.kind, component.name) not in replaced:
+            check(component, enter=True)  # earlier plugins were checked when they loaded
+    for component in components:
+        problem = check(component, enter=True)
+        if problem:
+            return problem
+    return None
 
 
 def load_toml(path: Path) -> dict:

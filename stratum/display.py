@@ -16,6 +16,24 @@ from rich.table import Table
 from .plugin_manager import hookimpl
 
 
+def epoch_label(strategy: str, mode: str, modes) -> str:
+    """What an epoch line shows in brackets: the strategy, plus the mode where that tells
+    something (a strategy with several modes, in a mode not named after itself):
+    ``sgd``, ``sign-sgd``, ``focus``, ``focus/sgd``."""
+    if mode == strategy or len(modes) <= 1:
+        return strategy
+    return f"{strategy}/{mode}"
+
+
+def components_line(components: dict) -> str:
+    """``components: strategy=sgd[sgd 0.1.0] model=mlp[zoo 0.1.0] ...`` for the run header."""
+    parts = []
+    for kind, entries in components.items():
+        for entry in entries if isinstance(entries, list) else [entries]:
+            parts.append(f"{kind}={entry['name']}[{entry['plugin']} {entry['version']}]")
+    return "components: " + " ".join(parts)
+
+
 def _fmt(value, spec=".2f", missing="-"):
     if value is None:
         return missing
@@ -46,9 +64,12 @@ class ConsoleDisplay:
             f"device={run.device} params={sum(p.numel() for p in run.model.parameters()):,} "
             f"train/val/test={len(run.data.train)}/{len(run.data.val)}/{len(run.data.test)}"
         )
+        from .engine import components_in_use
+
+        self.console.print(components_line(components_in_use(run)))
         if self.live:
             self._progress = Progress(
-                TextColumn("epoch {task.fields[epoch]} [{task.fields[mode]}]"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("epoch {task.fields[epoch]} [{task.fields[label]}]"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=self.console, transient=True,
             )
             self._progress.start()
@@ -61,7 +82,8 @@ class ConsoleDisplay:
             steps = run.strategy.steps_in_epoch(run, mode)
             if self._task is not None:
                 self._progress.remove_task(self._task)
-            self._task = self._progress.add_task("", total=steps, epoch=epoch, mode=mode, rate="")
+            label = epoch_label(run.config.strategy, mode, run.strategy.modes)
+            self._task = self._progress.add_task("", total=steps, epoch=epoch, label=label, rate="")
 
     @hookimpl
     def stratum_after_train_step(self, run, step, loss):
@@ -86,7 +108,7 @@ class ConsoleDisplay:
             if acc else f"val_loss={_fmt(record.get('val_loss'), '.4g')} test_loss={_fmt(record.get('test_loss'), '.4g')}"
         )
         self.console.print(
-            f"epoch {epoch:3d} [{record['mode']}] train_loss={_fmt(record.get('train_loss'), '.4f')} {metric} "
+            f"epoch {epoch:3d} [{epoch_label(run.config.strategy, record['mode'], run.strategy.modes)}] train_loss={_fmt(record.get('train_loss'), '.4f')} {metric} "
             f"epoch_s={record['epoch_s']:.2f} cum_s={record['cum_s']:.2f}"
             + (" DIVERGED" if record.get("diverged") else "")
         )

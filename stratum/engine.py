@@ -34,7 +34,7 @@ from . import __version__
 from .checkpoint import FILENAME as CHECKPOINT_FILENAME
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import NON_TRAJECTORY_KEYS, RunConfig, check_names, check_outputs, options_for, plugin_option_fields, resolve_config
-from .data import DataRequest, DataSplits, ModelSpec, eval_batches, make_batches, prepare_splits
+from .data import DataRequest, DatasetBundle, DataSplits, ModelSpec, eval_batches, make_batches, prepare_splits
 from .device import resolve_device, synchronize
 from .errors import ConfigError, DataError, OutputError, RunInterrupted, StratumError
 from .seeding import generator, rng_state, seed_everything, set_deterministic, set_rng_state
@@ -119,14 +119,25 @@ class _HookProxy:
 def build_optimizer(run: Run, params=None) -> torch.optim.Optimizer:
     component = run.registries.get("optimizer", run.config.optimizer)
     params = list(run.model.parameters()) if params is None else params
-    return component.factory(params, run.config, options_for(component, run.config))
+    optimizer = component.factory(params, run.config, options_for(component, run.config))
+    return _checked(run.pm, component, optimizer, torch.optim.Optimizer)
 
 
-def load_dataset(config: RunConfig, registries):
+def _checked(pm, component, value, expected: type):
+    """``value`` if a factory returned the right kind of object, else a one-line error naming its plugin."""
+    if not isinstance(value, expected):
+        raise StratumError(
+            f"{component.kind} {component.name!r} from {pm.describe(component.plugin)} returned "
+            f"{type(value).__name__}, not a {expected.__module__.split('.')[0]}.{expected.__qualname__}"
+        )
+    return value
+
+
+def load_dataset(config: RunConfig, registries, pm=None):
     component = registries.get("dataset", config.dataset)
     request = DataRequest(root=Path(config.data_root), download=config.download, seed=config.split_seed)
     bundle = component.factory(request, options_for(component, config))
-    return bundle
+    return bundle if pm is None else _checked(pm, component, bundle, DatasetBundle)
 
 
 _TOO_LARGE = ("can't allocate memory", "storage size calculation overflowed", "out of memory",
@@ -184,7 +195,7 @@ def build_run(config: RunConfig, pm) -> Run:
     seed_everything(config.seed)
 
     with too_large_as_config_error(registries.get("dataset", config.dataset), config):
-        bundle = load_dataset(config, registries)
+        bundle = load_dataset(config, registries, pm)
     try:
         data = prepare_splits(
             bundle, val_fraction=config.val_fraction, split_seed=config.split_seed,
@@ -198,7 +209,7 @@ def build_run(config: RunConfig, pm) -> Run:
     spec = ModelSpec(tuple(bundle.input_shape), bundle.num_outputs, bundle.task)
     torch.manual_seed(generator(config.seed, "model").initial_seed())
     with too_large_as_config_error(model_component, config):
-        model = model_component.factory(spec, options_for(model_component, config))
+        model = _checked(pm, model_component, model_component.factory(spec, options_for(model_component, config)), torch.nn.Module)
         init_component = registries.get("initializer", config.init)
         init_component.factory(model, options_for(init_component, config), generator(config.seed, "init"))
         model.to(device)
@@ -211,7 +222,8 @@ def build_run(config: RunConfig, pm) -> Run:
     strategy_component = registries.get("strategy", config.strategy)
     strategy = strategy_component.factory(run)
     if not isinstance(strategy, Strategy):
-        raise StratumError(f"strategy {config.strategy!r} factory returned {type(strategy).__name__}, not a stratum.Strategy")
+        raise StratumError(f"strategy {config.strategy!r} from {pm.describe(strategy_component.plugin)} returned "
+                           f"{type(strategy).__name__}, not a stratum.Strategy")
     run.strategy = strategy
     run.mode = strategy.initial_mode
     strategy.setup(run)
@@ -234,9 +246,15 @@ class Trainer:
         self.handle_signals = handle_signals
 
     def run(self, config: RunConfig) -> dict:
-        """Build and execute a run; returns its summary."""
-        run = build_run(config, self.pm)
-        return run.strategy.execute(self, run)
+        """Build and execute a run; returns its summary.
+
+        Raises :class:`StratumError` for bad input, :class:`~stratum.errors.PluginError`
+        naming the plugin when plugin code fails (a factory, a strategy method, a hook),
+        including a plugin calling ``sys.exit()``: no plugin ends a run as if it finished.
+        """
+        with self.pm.guard():
+            run = build_run(config, self.pm)
+            return run.strategy.execute(self, run)
 
     # -- one fit -----------------------------------------------------------------
     def fit(self, run: Run, *, checkpoint_name: str = CHECKPOINT_FILENAME, resume: bool | None = None) -> dict:
@@ -290,19 +308,25 @@ class Trainer:
     def _register_run_plugins(self, run: Run) -> list[str]:
         tag = f"run{id(run):x}"
         names = []
-        plugins = [(f"{tag}:strategy:{run.config.strategy}", run.strategy)]
+        # (run-scoped name, plugin object, kind, component name, providing plugin)
+        strategy = run.registries.get("strategy", run.config.strategy)
+        plugins = [(f"{tag}:strategy:{strategy.name}", run.strategy, "strategy", strategy.name, strategy.plugin)]
         for profiler_name in run.config.profile:
             component = run.registries.get("profiler", profiler_name)
-            plugins.append((f"{tag}:profiler:{profiler_name}", component.factory(run, options_for(component, run.config))))
+            plugins.append((f"{tag}:profiler:{profiler_name}", component.factory(run, options_for(component, run.config)),
+                            "profiler", component.name, component.plugin))
+        extensions = []
         for component in run.registries["extension"]:  # each decides from its options whether to take part
             extension = component.factory(run, options_for(component, run.config))
             if extension is not None:
-                plugins.append((f"{tag}:extension:{component.name}", extension))
-        plugins += [(f"{tag}:{name}", plugin) for name, plugin in self.extra_plugins]
-        for name, plugin in plugins:
+                plugins.append((f"{tag}:extension:{component.name}", extension, "extension", component.name, component.plugin))
+                extensions.append(component.name)
+        run.state["_extensions_in_use"] = extensions
+        plugins += [(f"{tag}:{name}", plugin, None, name, None) for name, plugin in self.extra_plugins]
+        for name, plugin, kind, component_name, provider in plugins:
             if self.pm.has_plugin(name) or plugin in self.pm.get_plugins():
                 continue
-            self.pm.register(plugin, name=name)
+            self.pm.register_scoped(plugin, name, kind, component_name, provider)
             names.append(name)
         return names
 
@@ -576,6 +600,23 @@ def versions() -> dict:
     }
 
 
+def components_in_use(run: Run) -> dict:
+    """Which plugin (and version) provides each component of ``run``.
+
+    ``{"strategy": {"name", "plugin", "version", "dist"}, "model": ..., "dataset": ...,
+    "initializer": ..., "optimizer": ..., "profiler": [...], "extension": [...]}``.
+    """
+    pm, config = run.pm, run.config
+    out = {}
+    for kind, name in (("strategy", config.strategy), ("model", config.model), ("dataset", config.dataset),
+                       ("initializer", config.init), ("optimizer", config.optimizer)):
+        out[kind] = pm.provenance(pm.registries.get(kind, name))
+    out["profiler"] = [pm.provenance(pm.registries.get("profiler", name)) for name in config.profile]
+    out["extension"] = [pm.provenance(pm.registries.get("extension", name))
+                        for name in run.state.get("_extensions_in_use", [])]
+    return out
+
+
 def make_summary(run: Run, *, diverged: bool, stopped_reason: str) -> dict:
     history = run.history
     good = [r for r in history if not r.get("diverged")]
@@ -615,6 +656,7 @@ def make_summary(run: Run, *, diverged: bool, stopped_reason: str) -> dict:
         "device": str(run.device),
         "threads": torch.get_num_threads(),
         "versions": versions(),
+        "components": components_in_use(run),
     }
     summary.update(run.strategy.summary(run))
     summary.update(run.summary)

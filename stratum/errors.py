@@ -45,14 +45,44 @@ class UnsafePathError(StratumError):
     """A user-given path that would write outside the chosen output directory."""
 
 
-class PluginHookError(StratumError):
+def describe_cause(cause: BaseException) -> str:
+    """How a plugin's exception reads in one line: the message of a :class:`StratumError`
+    (the user can act on it), ``Type: message`` for anything else, and an explanation
+    for a ``sys.exit()`` from plugin code (which may not end a run)."""
+    if isinstance(cause, SystemExit):
+        return f"it called sys.exit({cause.code!r}), which plugin code may not do (the run did not finish)"
+    if isinstance(cause, StratumError):
+        return str(cause)
+    text = str(cause)
+    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
+
+
+class PluginError(StratumError):
+    """Plugin code failed. Names the plugin (and component), and what it was doing.
+
+    ``plugin`` is the providing plugin's name (its entry-point name), ``label`` the full
+    description used in the message (e.g. ``profiler 'boom' from plugin 'myplug'
+    (dist myplug-dist 1.0)``), ``cause`` the original exception. The exit code is the
+    cause's when the cause is a :class:`StratumError`, else 2.
+    """
+
+    def __init__(self, plugin: str, doing: str, cause: BaseException, label: str | None = None):
+        self.plugin = plugin
+        self.label = label or f"plugin {plugin!r}"
+        self.doing = doing
+        self.cause = cause
+        if isinstance(cause, StratumError):
+            self.exit_code = cause.exit_code
+        what = f" failed {doing}" if doing else ""
+        super().__init__(f"{self.label}{what}: {describe_cause(cause)}")
+
+
+class PluginHookError(PluginError):
     """A plugin raised inside a hook. Names the plugin and the hook."""
 
-    def __init__(self, plugin: str, hook: str, cause: BaseException):
-        self.plugin = plugin
+    def __init__(self, plugin: str, hook: str, cause: BaseException, label: str | None = None):
         self.hook = hook
-        self.cause = cause
-        super().__init__(f"plugin {plugin!r} failed in hook {hook}: {type(cause).__name__}: {cause}")
+        super().__init__(plugin, f"in hook {hook}", cause, label)
 
 
 class RunInterrupted(StratumError):

@@ -9,13 +9,21 @@ in group ``stratum``. Built-ins are those whose distribution is ``stratum``.
   plugins, built-in or not.
 * A third-party plugin that fails to import or to register gives one
   :class:`PluginWarning` naming it; the others still load.
+* A plugin whose component name or option declaration collides with an earlier
+  plugin's is disabled as a whole (all of its registrations, hooks and commands),
+  with one warning naming both plugins. Built-ins load first, so they stay intact.
+* Plugin code that fails later (a hook, a factory, a strategy method, a command)
+  is reported as :class:`~stratum.errors.PluginError` naming the plugin.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata as md
 import os
 import sys
+import traceback
+import types
 import warnings
 from typing import Iterable
 
@@ -24,8 +32,8 @@ import pluggy
 
 from . import hookspecs
 from .components import Component
-from .errors import PluginHookError, StratumError
-from .registry import Registries
+from .errors import ConfigError, DuplicateNameError, PluginError, PluginHookError, RunInterrupted, StratumError
+from .registry import Registries, unknown_name_message
 
 ENTRY_POINT_GROUP = "stratum"
 DISABLE_AUTOLOAD_ENV = "STRATUM_DISABLE_PLUGIN_AUTOLOAD"
@@ -61,7 +69,7 @@ class PluginRecord:
     origin: str  # "builtin", a distribution name, or "run-scoped"
     version: str
     module: str
-    status: str  # loaded | blocked | failed | skipped
+    status: str  # loaded | blocked | failed | disabled | skipped
     detail: str = ""
 
 
@@ -70,7 +78,22 @@ def _env_flag(name: str) -> bool:
 
 
 def blocked_from_env() -> list[str]:
+    """The plugin names listed in ``STRATUM_BLOCK_PLUGINS`` (comma-separated)."""
     return [n.strip() for n in os.environ.get(BLOCK_ENV, "").split(",") if n.strip()]
+
+
+def _check_block_names(names: Iterable[str], available: set[str], source: str) -> None:
+    """Refuse a name that no plugin has: a typo would otherwise block nothing, silently.
+
+    Raises :class:`ConfigError` naming ``source`` and the closest existing name.
+    """
+    for name in names:
+        if name not in available:
+            raise ConfigError(f"{source}: " + unknown_name_message("plugin", name, available))
+
+
+def _is_core_module(module: str) -> bool:
+    return module == "stratum" or module.startswith("stratum.")
 
 
 class StratumPluginManager(pluggy.PluginManager):
@@ -81,11 +104,38 @@ class StratumPluginManager(pluggy.PluginManager):
         self.add_hookspecs(hookspecs)
         self.records: dict[str, PluginRecord] = {}
         self._registries: Registries | None = None
+        self._order: list[str] = []  # plugin names in registration order
+        # run-scoped plugin name -> (kind or None, component or plugin name, providing plugin or None)
+        self.scoped: dict[str, tuple[str | None, str, str | None]] = {}
+
+    def register(self, plugin, name=None):
+        """pluggy's ``register``, remembering the order plugins were registered in."""
+        registered = super().register(plugin, name=name)
+        if registered is not None:
+            self._order.append(registered)
+        return registered
+
+    def unregister(self, plugin=None, name=None):
+        """pluggy's ``unregister``, forgetting the plugin's place and run-scoped label."""
+        if name is None and plugin is not None:
+            name = self.get_name(plugin)
+        removed = super().unregister(plugin=plugin, name=name)
+        if name in self._order:
+            self._order.remove(name)
+        self.scoped.pop(name, None)
+        return removed
 
     # -- loading -------------------------------------------------------------
     def load_entry_points(self, block: Iterable[str] = (), autoload: bool | None = None) -> None:
+        """Load the ``stratum`` entry points, built-ins first, skipping ``block`` and
+        ``STRATUM_BLOCK_PLUGINS``. Raises :class:`ConfigError` for a blocked name that
+        no entry point has; a plugin that fails to import only gives a warning."""
         if autoload is None:
             autoload = not _env_flag(DISABLE_AUTOLOAD_ENV)
+        entry_points = list(md.entry_points(group=ENTRY_POINT_GROUP))
+        available = {ep.name for ep in entry_points}
+        _check_block_names(block, available, "--block-plugin")
+        _check_block_names(blocked_from_env(), available, BLOCK_ENV)
         blocked = set(block) | set(blocked_from_env())
         for name in blocked:
             self.set_blocked(name)
@@ -95,7 +145,7 @@ class StratumPluginManager(pluggy.PluginManager):
             return (dist != BUILTIN_DISTRIBUTION, ep.name)
 
         # Built-ins load first, so a third-party override always comes after what it replaces.
-        for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=builtin_first):
+        for ep in sorted(entry_points, key=builtin_first):
             if ep.name in seen:  # the same distribution visible twice on sys.path
                 continue
             seen.add(ep.name)
@@ -115,7 +165,9 @@ class StratumPluginManager(pluggy.PluginManager):
             try:
                 plugin = ep.load()
                 self.register(plugin, name=ep.name)
-            except Exception as exc:  # one bad plugin never takes the others down
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # one bad plugin (even one calling sys.exit) never takes the others down
                 record.status = "failed"
                 record.detail = f"{type(exc).__name__}: {exc}"
                 warnings.warn(
@@ -126,7 +178,12 @@ class StratumPluginManager(pluggy.PluginManager):
                 )
 
     def register_object(self, plugin: object, name: str, origin: str = "api") -> None:
-        """Register a plugin object directly (tests, notebooks, run-scoped plugins)."""
+        """Register a plugin object directly (tests, notebooks).
+
+        Unlike a discovered plugin, an object registered this way whose component or
+        option names collide makes :attr:`registries` raise :class:`DuplicateNameError`:
+        the caller registered it and can act on the error.
+        """
         self.register(plugin, name=name)
         self.records[name] = PluginRecord(
             name, origin, getattr(plugin, "__version__", "-"), getattr(plugin, "__name__", type(plugin).__name__), "loaded"
@@ -136,52 +193,289 @@ class StratumPluginManager(pluggy.PluginManager):
     # -- registries ----------------------------------------------------------
     @property
     def registries(self) -> Registries:
+        """The components of every loaded plugin, built on first use.
+
+        A discovered plugin whose registration hook raises, or whose names or options
+        collide with an earlier plugin's, is disabled (one :class:`PluginWarning`).
+        Raises :class:`DuplicateNameError` for a collision of an object registered
+        with :meth:`register_object`.
+        """
         if self._registries is None:
             self._registries = self._build_registries()
         return self._registries
 
     def _build_registries(self) -> Registries:
+        from .config import option_collision
+
         registries = Registries()
-        for hook_name, kind in REGISTRATION_HOOKS.items():
-            caller = getattr(self.hook, hook_name)
-            # get_hookimpls() is in registration (load) order, so a plugin loaded
-            # later is the one that overrides, or collides with, an earlier one.
-            for impl in caller.get_hookimpls():
-                plugin_name = impl.plugin_name
-                try:
-                    returned = impl.function()
-                    components = _as_components(returned, kind, plugin_name)
-                except StratumError:
-                    raise
-                except Exception as exc:
-                    self._registration_failed(plugin_name, hook_name, exc)
-                    continue
-                for component in components:
-                    registries[kind].add(attrs.evolve(component, plugin=plugin_name))
+        # Plugin by plugin in load order, so a plugin loaded later is the one that
+        # overrides, or collides with, an earlier one; and a plugin is all or nothing.
+        for plugin_name in list(self._order):
+            if plugin_name in self.scoped or not self.has_plugin(plugin_name):
+                continue
+            try:
+                components = self._components_of(plugin_name)
+            except KeyboardInterrupt:
+                raise
+            except _RegistrationFailed as failed:
+                self._registration_failed(plugin_name, failed.hook_name, failed.cause)
+                continue
+            problem = (registries.collision(components, self.describe)
+                       or option_collision(components, registries, self.describe))
+            if problem:
+                record = self.records.get(plugin_name)
+                if record is not None and record.origin == "api":
+                    raise DuplicateNameError(problem)
+                self._disable(plugin_name, f"{problem}; {plugin_name!r} was disabled "
+                                           f"(use -p {plugin_name} to silence this)")
+                continue
+            for component in components:
+                if component.override and component.name in registries[component.kind]:
+                    previous = registries[component.kind].get(component.name)
+                    warnings.warn(
+                        f"{self.describe(plugin_name)} overrides {component.kind} {component.name!r} of "
+                        f"{self.describe(previous.plugin)} (override=True)",
+                        PluginWarning, stacklevel=2,
+                    )
+                registries[component.kind].add(component)
         return registries
 
-    def _registration_failed(self, plugin_name: str, hook_name: str, exc: Exception) -> None:
+    def _components_of(self, plugin_name: str) -> list[Component]:
+        """Every component ``plugin_name`` registers, across all registration hooks."""
+        components: list[Component] = []
+        for hook_name, kind in REGISTRATION_HOOKS.items():
+            caller = getattr(self.hook, hook_name)
+            for impl in caller.get_hookimpls():
+                if impl.plugin_name != plugin_name:
+                    continue
+                try:
+                    returned = impl.function()
+                    items = _as_components(returned, kind, plugin_name)
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as exc:
+                    raise _RegistrationFailed(hook_name, exc) from exc
+                components += [attrs.evolve(c, plugin=plugin_name) for c in items]
+        return components
+
+    def _registration_failed(self, plugin_name: str, hook_name: str, exc: BaseException) -> None:
+        from .errors import describe_cause
+
+        self._disable(plugin_name, f"{self.describe(plugin_name)} failed in {hook_name} and was disabled: "
+                                   f"{describe_cause(exc)}", status="failed",
+                      detail=f"{hook_name}: {describe_cause(exc)}")
+
+    def _disable(self, plugin_name: str, message: str, *, status: str = "disabled", detail: str | None = None) -> None:
+        """Take a plugin out entirely (components, hooks, commands), with one warning."""
         record = self.records.get(plugin_name)
         if record is not None:
-            record.status = "failed"
-            record.detail = f"{hook_name}: {type(exc).__name__}: {exc}"
-        warnings.warn(
-            f"plugin {plugin_name!r} failed in {hook_name} and its registrations were skipped: "
-            f"{type(exc).__name__}: {exc}",
-            PluginWarning,
-            stacklevel=2,
-        )
+            record.status = status
+            record.detail = detail or message
+        if self.has_plugin(plugin_name):
+            self.unregister(name=plugin_name)
+        warnings.warn(message, PluginWarning, stacklevel=3)
+
+    # -- naming plugins ------------------------------------------------------
+    def describe(self, name: str) -> str:
+        """How errors and warnings name a plugin: ``plugin 'x'``, with the distribution and
+        version for an installed third-party plugin, and the component for a run-scoped
+        plugin (``profiler 'boom' from plugin 'myplug' (dist myplug-dist 1.0)``)."""
+        if name in self.scoped:
+            kind, component, provider = self.scoped[name]
+            if kind is None:
+                return f"run plugin {component!r}"
+            return f"{kind} {component!r} from {self.describe(provider)}" if provider else f"{kind} {component!r}"
+        record = self.records.get(name)
+        if record is None or record.origin in ("api", "run-scoped"):
+            return f"plugin {name!r}"
+        if record.origin == "builtin":
+            return f"plugin {name!r} (built-in)"
+        return f"plugin {name!r} (dist {record.origin} {record.version})"
+
+    def provider(self, name: str) -> str:
+        """The loaded plugin behind ``name`` (a run-scoped plugin maps to its component's plugin)."""
+        if name in self.scoped:
+            return self.scoped[name][2] or name
+        return name
+
+    def is_builtin(self, name: str) -> bool:
+        """True for stratum's own plugins (and its own run-scoped helpers such as the display)."""
+        if name in self.scoped and self.scoped[name][2] is None:
+            return True
+        record = self.records.get(self.provider(name))
+        return record is not None and record.origin == "builtin"
+
+    def provenance(self, component: Component) -> dict:
+        """``{"name", "plugin", "version", "dist"}`` of a registered component, for summaries."""
+        record = self.records.get(component.plugin)
+        return {
+            "name": component.name,
+            "plugin": component.plugin,
+            "version": record.version if record else "-",
+            "dist": (BUILTIN_DISTRIBUTION if record.origin == "builtin" else record.origin) if record else "-",
+        }
+
+    def register_scoped(self, plugin: object, name: str, kind: str | None = None,
+                        component: str | None = None, provider: str | None = None) -> None:
+        """Register a run-scoped plugin (a strategy, profiler, extension, the display).
+
+        ``kind``/``component``/``provider`` say which registered component it is, so that
+        errors name the plugin that provides it. Raises :class:`PluginError` when the
+        object's hook implementations do not match the hook specifications.
+        """
+        self.scoped[name] = (kind, component or name.rsplit(":", 1)[-1], provider)
+        try:
+            self.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            label = self.describe(name)
+            self.scoped.pop(name, None)
+            raise PluginError(self.provider(name), "to register its hooks", exc, label) from None
+
+    # -- attributing failures ------------------------------------------------
+    def _module_owners(self) -> list[tuple[str, str]]:
+        """(module prefix, plugin name), longest prefix first, for reading tracebacks."""
+        owners = []
+        for name in self._order:
+            plugin = self.get_plugin(name)
+            if plugin is None:
+                continue
+            module = plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
+            record = self.records.get(name)
+            if record is not None and record.origin not in ("builtin", "api", "run-scoped"):
+                # an installed distribution: its whole top-level package is its code
+                module = record.module.split(":")[0].split(".")[0]
+            if module and not _is_core_module(module):
+                owners.append((module, self.provider(name)))
+        return sorted(owners, key=lambda o: -len(o[0]))
+
+    def culprit_of(self, exc: BaseException):
+        """The plugin whose code raised ``exc``: ``(name, frame summary)`` or ``None``.
+
+        Read off the traceback: the innermost frame that is either a plugin's code or
+        stratum's core decides. ``None`` when it is stratum's core (or nobody's).
+        """
+        owners = self._module_owners()
+
+        def owner(frame):
+            module = frame.f_globals.get("__name__", "") or ""
+            if _is_core_module(module):
+                return "stratum"
+            return next((name for prefix, name in owners if module == prefix or module.startswith(prefix + ".")), None)
+
+        frames = list(traceback.walk_tb(exc.__traceback__))
+        for index in range(len(frames) - 1, -1, -1):
+            frame, lineno = frames[index]
+            name = owner(frame)
+            if name is None:
+                continue
+            if name == "stratum":
+                return None
+            where = f"{frame.f_code.co_qualname} ({os.path.basename(frame.f_code.co_filename)}:{lineno})"
+            entry = frame
+            for outer, _ in reversed(frames[:index]):  # where stratum called into this plugin
+                who = owner(outer)
+                if who == name:
+                    entry = outer
+                elif who is not None:
+                    break
+            if entry is not frame:
+                where = f"{entry.f_code.co_qualname}, raised at {where}"
+            return name, where, self._component_label(name, frames, owners)
+        return None
+
+    def _component_label(self, plugin_name: str, frames, owners) -> str:
+        """``model 'tiny-cnn' from plugin ...`` when a frame is one of the plugin's factories."""
+        registries = self._registries
+        if registries is not None:
+            codes = {}
+            for component in registries.all():
+                if component.plugin != plugin_name:
+                    continue
+                factory = component.factory
+                code = getattr(factory, "__code__", None)
+                if code is None and isinstance(factory, type):
+                    code = getattr(factory.__dict__.get("__init__"), "__code__", None)
+                if code is not None:
+                    codes[code] = component
+            for frame, _ in frames:
+                component = codes.get(frame.f_code)
+                if component is not None:
+                    return f"{component.kind} {component.name!r} from {self.describe(plugin_name)}"
+        return self.describe(plugin_name)
+
+    def attributed(self, exc: BaseException, doing: str = "", fallback: str | None = None) -> PluginError | None:
+        """``exc`` as a :class:`PluginError` naming the plugin whose code raised it, or
+        ``None`` when it is stratum's own (a bug, or a core :class:`StratumError`).
+
+        ``fallback`` is the plugin to blame when the traceback names none (a plugin
+        command driving core code). ``SystemExit`` and other ``BaseException``s are
+        always attributed, to ``plugin code`` when nobody can be named.
+        """
+        found = self.culprit_of(exc)
+        if found is None and fallback is not None:
+            found = (fallback, "", self.describe(fallback))
+        is_exception = isinstance(exc, Exception)
+        if found is None:
+            if is_exception:
+                return None
+            found = ("unknown", "", "plugin code")
+        name, where, label = found
+        if is_exception and self.is_builtin(name):
+            return None
+        return PluginError(name, " ".join(p for p in (doing, f"in {where}" if where else "") if p), exc, label)
+
+    @contextlib.contextmanager
+    def guard(self, doing: str = ""):
+        """Run code that calls into plugins; name the plugin when it fails.
+
+        Inside the block, an exception raised by a third-party plugin's code (read off
+        the traceback) becomes :class:`PluginError`; a :class:`StratumError` keeps its
+        message and exit code and gains the plugin's name; ``SystemExit`` (and any other
+        ``BaseException``) from any code becomes a :class:`PluginError`, so no plugin can
+        end a run as if it had finished. ``KeyboardInterrupt`` passes through, as do
+        errors already attributed and exceptions of stratum's own code (bugs).
+        """
+        try:
+            yield
+        except (KeyboardInterrupt, PluginError, RunInterrupted):
+            raise
+        except BaseException as exc:
+            error = self.attributed(exc, doing)
+            if error is None:
+                raise
+            raise error from exc
 
     # -- calling lifecycle hooks ---------------------------------------------
     def call(self, hook_name: str, **kwargs):
-        """Call a lifecycle hook; a plugin's exception becomes :class:`PluginHookError`."""
+        """Call a lifecycle hook; a plugin's failure becomes :class:`PluginHookError`.
+
+        A third-party plugin's :class:`StratumError` keeps its exit code and gains the
+        plugin's name; ``SystemExit`` and other ``BaseException``s become errors too. A
+        ``KeyboardInterrupt`` raised by a hook asks the run to stop at the next step
+        boundary, exactly like Ctrl-C: a checkpoint is flushed and the run exits 130.
+        """
         caller = getattr(self.hook, hook_name)
         try:
             return caller(**kwargs)
-        except (StratumError, KeyboardInterrupt, SystemExit):
+        except (PluginError, RunInterrupted):
             raise
-        except Exception as exc:
-            raise PluginHookError(self._culprit(caller, exc), hook_name, exc) from exc
+        except KeyboardInterrupt as exc:
+            run = kwargs.get("run")
+            if run is None or not hasattr(run, "stop_requested"):
+                raise
+            culprit = self._culprit(caller, exc)
+            warnings.warn(f"{self.describe(culprit)} raised KeyboardInterrupt in hook {hook_name}; "
+                          "stopping at the next step boundary", PluginWarning, stacklevel=2)
+            run.stop_requested = run.stop_requested or "SIGINT"
+            return None
+        except StratumError as exc:
+            culprit = self._culprit(caller, exc)
+            if culprit == "unknown" or self.is_builtin(culprit):
+                raise
+            raise PluginHookError(self.provider(culprit), hook_name, exc, self.describe(culprit)) from exc
+        except BaseException as exc:
+            culprit = self._culprit(caller, exc)
+            raise PluginHookError(self.provider(culprit), hook_name, exc, self.describe(culprit)) from exc
 
     def _culprit(self, caller, exc: BaseException) -> str:
         """The plugin whose hook implementation raised, read off the traceback."""
@@ -198,6 +492,83 @@ class StratumPluginManager(pluggy.PluginManager):
                 culprit = name  # the innermost implementation frame wins
             tb = tb.tb_next
         return culprit or "unknown"
+
+    # -- commands --------------------------------------------------------------
+    def commands(self, reserved: Iterable[str] = ()) -> dict:
+        """Click commands from ``stratum_register_commands``, by name.
+
+        A plugin whose hook raises, returns something that is not a click command, or
+        adds a name that exists (a core command in ``reserved`` or an earlier plugin's
+        command) is disabled with one warning. Each command is wrapped so that its
+        failures name the plugin.
+        """
+        import click
+
+        self.registries  # a plugin disabled for its components contributes no commands either
+        commands: dict = {}
+        owner: dict[str, str] = {}
+        reserved = set(reserved)
+        for impl in list(self.hook.stratum_register_commands.get_hookimpls()):
+            name = impl.plugin_name
+            try:
+                returned = impl.function()
+                items = returned if isinstance(returned, (list, tuple)) else [returned] if returned is not None else []
+                for command in items:
+                    if not isinstance(command, click.Command):
+                        raise TypeError(f"expected a click command, got {type(command).__name__}")
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
+                self._registration_failed(name, "stratum_register_commands", exc)
+                continue
+            clash = next((c.name for c in items if c.name in reserved or c.name in commands), None)
+            if clash is not None:
+                first = "stratum itself" if clash in reserved else self.describe(owner[clash])
+                message = (f"{self.describe(name)} adds command {clash!r}, which {first} already has; "
+                           f"{name!r} was disabled (use -p {name} to silence this)")
+                record = self.records.get(name)
+                if record is not None and record.origin == "api":
+                    raise DuplicateNameError(message)
+                self._disable(name, message)
+                continue
+            for command in items:
+                commands[command.name] = _guarded_command(self, command, name)
+                owner[command.name] = name
+        return commands
+
+
+class _RegistrationFailed(Exception):
+    def __init__(self, hook_name: str, cause: BaseException):
+        super().__init__(hook_name)
+        self.hook_name = hook_name
+        self.cause = cause
+
+
+def _guarded_command(pm: "StratumPluginManager", command, plugin_name: str):
+    """Make ``command`` report its failures as :class:`PluginError` naming ``plugin_name``.
+
+    click's own exceptions (usage errors, ``ctx.exit()``) and a ``sys.exit()`` the
+    command chose pass through; a command is allowed to pick its exit code.
+    """
+    import click
+
+    invoke = command.invoke
+
+    def guarded_invoke(ctx):
+        try:
+            return invoke(ctx)
+        except (KeyboardInterrupt, SystemExit, click.exceptions.ClickException, click.exceptions.Exit,
+                click.exceptions.Abort, PluginError, RunInterrupted):
+            raise
+        except BaseException as exc:
+            error = pm.attributed(exc, f"in command {command.name!r}",
+                                  fallback=None if pm.is_builtin(plugin_name) else plugin_name)
+            if error is None:
+                raise  # stratum's own code: a core error, or a bug reported as an internal error
+            raise error from exc
+
+    command.invoke = guarded_invoke
+    return command
 
 
 def _as_components(returned, kind: str, plugin_name: str) -> list[Component]:
@@ -240,3 +611,5 @@ def show_warnings_as_lines(stream=None) -> None:
         print(f"stratum: {prefix}: {message}", file=stream)
 
     warnings.showwarning = _show
+    # Each invocation states its plugin problems (in-process callers invoke more than once).
+    warnings.filterwarnings("always", category=PluginWarning)

@@ -95,3 +95,27 @@ class Registries:
 
     def get(self, kind: str, name: str) -> Component:
         return self[kind].get(name)
+
+    def collision(self, components, describe=repr) -> str | None:
+        """Why ``components`` (all from one plugin) cannot join these registries, or ``None``.
+
+        A collision is a name already registered in the same kind, by another plugin or by
+        the same one, without ``override=True``. The message names both plugins (through
+        ``describe(plugin_name)``) and the ``-p NAME`` ways out.
+        """
+        seen: dict[tuple[str, str], Component] = {}
+        for component in components:
+            key = (component.kind, component.name)
+            existing = seen.get(key)
+            if existing is None and component.name in self[component.kind] and not component.override:
+                existing = self[component.kind].get(component.name)
+            if existing is not None:
+                new = component.plugin
+                ways_out = "" if existing.plugin == new else f"; -p {existing.plugin} would let {new!r} provide it"
+                return (
+                    f"{describe(new)} registers {component.kind} {component.name!r}, which "
+                    f"{describe(existing.plugin)} already registered (set override=True on the component "
+                    f"to replace it{ways_out})"
+                )
+            seen[key] = component
+        return None
