@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 import stratum
+from stratum.paths import safe_join, slug
 
 
 def trace_directory(run, configured) -> Path:
@@ -44,8 +45,10 @@ class TorchTraceProfiler:
         self.wait = options.torch_trace_wait
         self.steps = options.torch_trace_steps
         # The config hash keeps traces of different runs (a bench) from overwriting each other.
-        name = f"trace-{run.config.strategy}-seed{run.config.seed}-{run.config.fingerprint()[:8]}"
-        self.path = trace_directory(run, options.torch_trace_dir) / f"{name}.json"
+        name = slug(f"trace-{run.config.strategy}-seed{run.config.seed}-{run.config.fingerprint()[:8]}")
+        if getattr(run, "fit_tag", None):  # a lottery search: one trace per fit, not one overwriting the others
+            name += "-" + slug(run.fit_tag, fallback="fit")
+        self.path = safe_join(trace_directory(run, options.torch_trace_dir), f"{name}.json")
         self._prof = None
         self._written = False
         self._first_step = None

@@ -14,7 +14,7 @@ def build_report_command(ctx: click.Context) -> click.Command:
     @click.command("report", help="Compare the strategy configurations of a bench stored in DB (an SQLite file from "
                                   "`stratum bench`): time to target accuracy with bootstrap CIs, peak and final "
                                   "accuracy, spread across seeds, speed-ups against a baseline; optional PNG plots.")
-    @click.argument("db", type=click.Path(path_type=Path))
+    @click.argument("db", type=click.STRING)  # checked by results_db_path() as typed ('', ':memory:', 'dir/')
     @click.option("--bench", "bench_name", default=None, help="Bench inside the store. [default: the latest]")
     @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", help="Output format. [default: table]")
     @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), default=None,
@@ -41,7 +41,10 @@ def build_report_command(ctx: click.Context) -> click.Command:
                    plot_dir, tensorboard_dir, failures):
         from ..cli import get_pm
         from ..io import atomic_write_bytes
+        from ..bench.store import results_db_path
         from .api import build_report, failures as list_failures, render, render_study
+
+        db = results_db_path(db)
 
         report = build_report(db, bench=bench_name, baseline=baseline, target=target, target_fraction=target_fraction,
                               resamples=resamples, confidence=confidence, seed=seed)
