@@ -346,6 +346,9 @@ class Store:
             raise ResultsStoreError(f"results database not found: {self.path}")
         if not create and not os.access(self.path, os.R_OK):
             raise ResultsStoreError(f"cannot read results database {self.path}: permission denied")
+        if create and self.path.exists() and not os.access(self.path, os.W_OK):
+            raise ResultsStoreError(f"cannot open results database {self.path} for writing: permission denied "
+                                    "(the file is read-only to this user)")
         if create and not must_exist:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -360,6 +363,9 @@ class Store:
                 self.conn.execute("PRAGMA journal_mode = WAL")
                 self.conn.execute("PRAGMA synchronous = NORMAL")
                 tables = self._tables()
+                if tables:  # a writer must be able to write: find out now, not after the first run
+                    with self.transaction():  # takes the write lock, changes nothing
+                        pass
             else:
                 tables = self._open_for_reading(timeout)
             if create and not must_exist and not tables:
@@ -392,10 +398,26 @@ class Store:
         return {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
     def _open_for_reading(self, timeout: float) -> set:
-        """Open without ever writing: read-write where allowed (SQLite then tidies its WAL
-        companions on close), else read-only, else immutable. Returns the table names."""
+        """Open without ever writing, and without leaving files behind. Returns the table names.
+
+        Where this process may write the file and its directory, ``mode=rw`` with
+        ``query_only``: SQLite then removes the WAL companions it creates when the
+        connection closes. Elsewhere a plain read-only connection would create
+        ``-wal``/``-shm`` files it can never remove (or fail to create them): it is
+        used only when they already exist (a writer is at work: share its log);
+        otherwise the file holds everything and is read ``immutable``. Each mode
+        falls back to the next when SQLite lacks write access for it.
+        """
+        directory = self.path.parent if str(self.path.parent) else Path(".")
+        companions = any(Path(f"{self.path}{suffix}").exists() for suffix in ("-wal", "-shm"))
+        if os.access(self.path, os.W_OK) and os.access(directory, os.W_OK | os.X_OK):
+            modes = ("mode=rw", "mode=ro", "mode=ro&immutable=1")
+        elif companions:
+            modes = ("mode=ro", "mode=ro&immutable=1")
+        else:
+            modes = ("mode=ro&immutable=1",)
         last: sqlite3.DatabaseError | None = None
-        for mode in ("mode=rw", "mode=ro", "mode=ro&immutable=1"):
+        for mode in modes:
             try:
                 self._connect(mode, timeout)
                 self.conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
