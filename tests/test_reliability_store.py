@@ -294,6 +294,8 @@ def test_bench_resuming_into_a_malformed_store_stops_before_training(tmp_path, f
     (["--target", "150"], ["--target", "percent"]),
     (["--target-fraction", "nan"], ["--target-fraction"]),
     (["--confidence", "nan"], ["--confidence"]),
+    (["--confidence", "1"], ["--confidence"]),
+    (["--bootstrap", "1000000000"], ["--bootstrap"]),
     (["--baseline", "strategy=nosuch"], ["strategy=nosuch", "sgd", "fast"]),
     (["--baseline", "strategy=fats"], ["did you mean strategy=fast?"]),
     (["--baseline", "strategi=sgd"], ["no configuration of this bench has 'strategi'", "did you mean 'strategy'?"]),
@@ -360,7 +362,7 @@ def test_report_exports_of_hostile_labels_stay_inside_their_directories(tmp_path
     result = run_cli("report", few, "--plot", "out/plots", "--format", "csv")
     assert result.exit_code == 0, result
     assert sorted(os.listdir(work)) == ["out"] and sorted(os.listdir(work / "out")) == ["plots", "tb"]
-    assert sorted(os.listdir(tmp_path)) == ["h.sqlite", "work"]
+    assert sorted(os.listdir(tmp_path)) == ["few.sqlite", "h.sqlite", "work"]
     runs = [p for p in (work / "out/tb").iterdir()]
     assert len(runs) == len(HOSTILE)  # one directory per label: none merged, none outside
     for run_dir in runs:

@@ -26,8 +26,8 @@ def build_report_command(ctx: click.Context) -> click.Command:
                   help="Target test accuracy (or test loss for regression). [default: 0.99 x the baseline's median peak]")
     @click.option("--target-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.99,
                   help="Default target as a fraction of the baseline's median peak accuracy. [default: 0.99]")
-    @click.option("--bootstrap", "resamples", type=click.IntRange(min=100), default=2000,
-                  help="Bootstrap resamples for the confidence intervals. [default: 2000]")
+    @click.option("--bootstrap", "resamples", type=click.IntRange(min=100, max=100_000), default=2000,
+                  help="Bootstrap resamples for the confidence intervals (100 to 100000). [default: 2000]")
     @click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
                   help="Confidence level of the intervals. [default: 0.95]")
     @click.option("--seed", type=click.IntRange(min=0), default=0, help="Seed of the bootstrap. [default: 0]")
