@@ -31,7 +31,7 @@ from stratum.bench.store import ResultsStoreError, Store
 from stratum.paths import safe_join, slug, unique_slug
 
 from .bench_fixtures import summary
-from .conftest import FAST, REPO, assert_one_line_error, fast_args, run_cli
+from .conftest import REPO, assert_one_line_error, fast_args, run_cli
 
 # Hostile names: each must end up as one safe component inside the chosen directory.
 HOSTILE = ["..", ".", "a/b", "/abs", "~x", "", "x" * 300, "a\x00b", "é中", "../../escape", "-rf", ".hidden", "a\\b"]
