@@ -64,7 +64,8 @@ class RunConfig:
     profile: tuple = option((), "Profiler to attach (repeatable or comma-separated).", type=str, multiple=True, kind="profiler")
     out: Path | None = option(None, "Run directory for checkpoints and the summary.", type=Path, output="dir")
     json: Path | None = option(None, "Write the run summary JSON here.", type=Path, output="file")
-    name: str | None = option(None, "Run name (a sub-directory of --out).", type=str, pattern=r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+    name: str | None = option(None, "Run name (a sub-directory of --out): letters, digits, _ . - (at most 100, starting with a letter or digit).",
+                              type=str, pattern=r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
     checkpoint_every: int = option(1, "Write a checkpoint every N epochs (needs --out).", min=1)
     resume: bool = option(False, "Resume from the checkpoint in the run directory (none there yet: start fresh, with a note).")
     quiet: bool = option(False, "Print only the final result table.")

@@ -75,6 +75,10 @@ class Run:
     stop_requested: str | None = None
     # Scratch space for plugins, by plugin name.
     state: dict = attrs.field(factory=dict)
+    # Which fit of the run this is, for strategies that fit several times (a lottery
+    # search sets "L01-ticket" ...); None for the one fit of most strategies. Loggers
+    # use it to give each fit its own place (TensorBoard: DIR/<run>/<fit_tag>/).
+    fit_tag: str | None = None
 
     @property
     def registries(self):

@@ -35,7 +35,9 @@ Two families:
 ``run`` is always the :class:`stratum.engine.Run` being trained: it exposes
 ``config``, ``model``, ``optimizer``, ``device``, ``data``, ``task``, ``strategy``,
 ``epoch``, ``global_step``, ``mode``, ``history``, ``summary`` (a dict plugins
-may add JSON-safe entries to), ``timer`` (phase marks) and ``hooks``.
+may add JSON-safe entries to), ``timer`` (phase marks), ``hooks`` and ``fit_tag``
+(which fit of the run this is, for strategies that fit several times: the lottery
+sets ``L01-ticket`` ...; loggers and profilers give each fit its own place).
 """
 
 from __future__ import annotations

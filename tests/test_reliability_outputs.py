@@ -45,7 +45,7 @@ BAD_DESTINATIONS = [
     (["run", *fast_args(**QUICK), "--json", "/dev/null"], "not a regular file"),
     (["run", *fast_args(**QUICK), "--out", "f"], "--out f"),
     (["run", *fast_args(**QUICK), "--out", "f/run"], "f is not a directory"),
-    (["run", *fast_args(**QUICK), "--out", "new", "--name", LONG_NAME], "File name too long"),
+    (["run", *fast_args(**QUICK), "--out", "new", "--name", LONG_NAME], "--name"),  # refused by --name's own length limit (100), before any probe
     (["run", *fast_args(**QUICK), "--tensorboard", "f/tb"], "--tensorboard f/tb"),
     (["run", *fast_args(**QUICK), "--capture-out", "f/c.prior"], "--capture-out f/c.prior"),
     (["run", *fast_args(**QUICK), "--profile", "torch", "--torch-trace-dir", "f/traces"], "--torch-trace-dir"),

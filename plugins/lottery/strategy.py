@@ -149,6 +149,7 @@ class LotteryStrategy(Strategy):
     def _train_branch(self, trainer, run, level: int, branch: str) -> dict:
         config = run.config
         self.level, self.branch = level, branch
+        run.fit_tag = f"L{level:02d}-{branch}"  # each fit logs on its own (TensorBoard: DIR/<run>/L01-ticket/)
         masks = self.level_masks.get(level)
         if branch == "random-mask":
             masks = random_masks_like(masks, generator(config.seed, f"lottery-random-mask-L{level}"))

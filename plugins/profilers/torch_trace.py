@@ -18,7 +18,7 @@ import torch
 
 import stratum
 from stratum.io import remove_leftovers
-from stratum.paths import probe_output, writing
+from stratum.paths import probe_output, safe_join, slug, writing
 
 DEFAULT_TRACE_DIR = Path("stratum-traces")
 
@@ -58,11 +58,13 @@ class TorchTraceProfiler:
         self.wait = options.torch_trace_wait
         self.steps = options.torch_trace_steps
         # The config hash keeps traces of different runs (a bench) from overwriting each other.
-        name = f"trace-{run.config.strategy}-seed{run.config.seed}-{run.config.fingerprint()[:8]}"
+        name = slug(f"trace-{run.config.strategy}-seed{run.config.seed}-{run.config.fingerprint()[:8]}")
+        if getattr(run, "fit_tag", None):  # a lottery search: one trace per fit, not one overwriting the others
+            name += "-" + slug(run.fit_tag, fallback="fit")
         directory = trace_directory(run, options.torch_trace_dir)
         # --torch-trace-dir and --out are probed before the run; the default here, before the fit.
         probe_output(directory, "dir", "--torch-trace-dir" if options.torch_trace_dir is not None else "torch trace directory")
-        self.path = directory / f"{name}.json"
+        self.path = safe_join(directory, f"{name}.json")
         self._prof = None
         self._written = False
         self._first_step = None

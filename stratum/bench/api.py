@@ -68,9 +68,9 @@ def run_bench(spec: BenchSpec, db: Path, pm, *, workers: int | None = None, exec
     check_bench_outputs(db, log_dir, plans, registries)
     store = Store(db)
     try:
-        store.record_bench(name, spec.to_dict(), spec.recipe)
         session = uuid.uuid4().hex
-        queued = store.enqueue(name, plans, session)
+        queued = store.enqueue(name, plans, session)  # first: it checks the stored runs before anything is written
+        store.record_bench(name, spec.to_dict(), spec.recipe)
         if not quiet:
             where = f"executor dask at {address}" if address else f"executor {executor}"
             print(

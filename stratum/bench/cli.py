@@ -14,9 +14,10 @@ import click
 from ..config import CORE_FIELDS, plugin_option_fields
 from ..errors import ConfigError
 from ..options import PROCESSES_MAX, flag_name
-from ..paths import UserPath, expand, probe_output
+from ..paths import UserPath, probe_output
 from .matrix import RESERVED
 from .spec import NAMED_AXES, BenchSpec, axis_values, parse_assignment, seeds_axis, spec_from_toml
+from .store import results_db_path
 
 DEFAULT_DB = Path("bench.sqlite")
 
@@ -30,8 +31,9 @@ def _bench_params() -> list[click.Parameter]:
         click.Option(["--recipe"], type=click.Choice(sorted(RECIPES)), default=None,
                      help="A built-in study: " + "; ".join(f"{k}: {v.summary}" for k, v in sorted(RECIPES.items())) + "."),
         click.Option(["--scale"], type=click.Choice(SCALES), default=None, help="Recipe scale. [default: small]"),
-        click.Option(["--db"], type=UserPath(), default=None,
-                     help=f"SQLite results store. [default: {DEFAULT_DB}, relative to the working directory]"),
+        # A plain string: results_db_path() sees exactly what was typed ('', ':memory:', 'dir/', '~/b.sqlite').
+        click.Option(["--db"], type=click.STRING, default=None,
+                     help=f"SQLite results store (a file). [default: {DEFAULT_DB}, relative to the working directory]"),
         click.Option(["--name", "bench_name"], default=None, help="Bench name inside the store. [default: the recipe or 'bench']"),
         click.Option(["--strategies"], default=None, help="Axis: strategies, comma-separated (e.g. sgd,focus)."),
         click.Option(["--regressors"], default=None, help="Axis: focus-library regressors (multiplies only strategies that use one)."),
@@ -107,6 +109,16 @@ def cli_spec(params: dict, explicit_run: dict) -> BenchSpec:
     return spec
 
 
+def _plan_values(plans, key: str | None) -> set:
+    """What ``key`` takes across the planned runs (as :func:`stratum.report.compare.group_values` does
+    across stored configurations); with ``key=None``, the keys that exist."""
+    if key is None:
+        return {"strategy"} | {k for p in plans for k in (*p.group, *p.values)}
+    values = (p.strategy if key == "strategy" and key not in p.group else p.group.get(key, p.values.get(key))
+              for p in plans)
+    return {str(v) for v in values if v is not None}
+
+
 def _make_callback(run_names: list[str]):
     @click.pass_context
     def callback(ctx, **params):
@@ -127,13 +139,19 @@ def _make_callback(run_names: list[str]):
         if not spec.axes and not spec.variants and not spec.fixed and not recipe:
             raise ConfigError("nothing to bench: give axes (e.g. --strategies sgd --seeds 5), --config FILE or --recipe NAME")
         settings = spec.settings
-        db = expand(params.get("db") or settings.get("db", DEFAULT_DB))
+        db = results_db_path(params["db"] if params.get("db") is not None else settings.get("db", DEFAULT_DB))
         if params["dry_run"]:
             plans = plan_runs(spec, pm.registries, warn=lambda m: click.echo(f"stratum: warning: {m}", err=True))
             for plan in plans:
                 click.echo(f"{plan.run_id}  {plan.label:<40} seed={plan.seed}")
             click.echo(f"{len(plans)} runs")
             return 0
+        if params.get("baseline") is not None:  # a typo must not surface only after the whole bench has run
+            from ..report.compare import check_baseline
+
+            plans = plan_runs(spec, pm.registries)
+            check_baseline(params["baseline"], list(dict.fromkeys(p.label for p in plans)),
+                           lambda key: _plan_values(plans, key))
         block = tuple(ctx.find_root().params.get("block_plugin", ()) or ())
         plot_dir = params.get("plot_dir")
         if plot_dir is None and recipe:  # a recipe's plots are its result

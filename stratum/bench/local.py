@@ -101,6 +101,7 @@ def run_local(store: Store, session: str, *, workers: int, threads: int, block: 
     queued = store.session_counts(session)["pending"]
     spawned = 0
     startup_failures = 0
+    last_exit = ""
 
     def start() -> None:
         nonlocal spawned
@@ -135,11 +136,17 @@ def run_local(store: Store, session: str, *, workers: int, threads: int, block: 
                 if p.exitcode != 0:
                     lost = store.mark_lost(token, f"worker pid {pid} {describe_exit(p.exitcode)} during the run")
                     startup_failures = 0 if lost else startup_failures + 1
-                    if startup_failures >= MAX_STARTUP_FAILURES:
-                        hint = f"; see the logs in {log_dir}" if log_dir else "; --log-dir DIR keeps their output"
-                        raise WorkersFailToStart(
-                            f"bench workers keep dying before taking a run (last one {describe_exit(p.exitcode)}){hint}"
-                        )
+                    last_exit = describe_exit(p.exitcode)
+                elif store.session_counts(session)["pending"] > 0:
+                    # A worker stops cleanly only when it finds the queue empty. Runs still pending
+                    # mean it was not looking at this bench's store: a failed start, not a success.
+                    startup_failures += 1
+                    last_exit = "exited with code 0 while runs were still pending"
+                if startup_failures >= MAX_STARTUP_FAILURES:
+                    hint = f"; see the logs in {log_dir}" if log_dir else "; --log-dir DIR keeps their output"
+                    raise WorkersFailToStart(
+                        f"bench workers keep dying before taking a run (last one {last_exit}){hint}"
+                    )
             counts = store.session_counts(session)
             # Keep the pool full while work remains (replaces dead workers).
             while counts["pending"] > 0 and len(procs) < min(workers, counts["pending"]):

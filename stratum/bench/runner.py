@@ -118,7 +118,7 @@ def worker_main(db_path: str, session: str, threads: int, block: tuple, parent: 
     warnings.simplefilter("ignore")
     from .store import Store, process_token, token_alive
 
-    store = Store(db_path)
+    store = Store(db_path, must_exist=True)  # never a new empty store: the bench's is the only queue
     owner = process_token()
     try:
         while token_alive(parent):

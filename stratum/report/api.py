@@ -8,7 +8,8 @@ from pathlib import Path
 import attrs
 
 from ..bench.store import ResultsStoreError, Store
-from .compare import compare, group_rows
+from ..registry import closest
+from .compare import check_baseline, compare, group_rows, group_values
 from .tables import FORMATS, _num, render
 
 
@@ -32,25 +33,24 @@ def load(db: Path, bench: str | None = None) -> tuple[str, str | None, list[dict
         else:
             info = next((b for b in benches if b["name"] == bench), None)
             if info is None:
-                raise ResultsStoreError(f"no bench named {bench!r} in {db} (benches: {', '.join(b['name'] for b in benches)})")
+                names = [b["name"] for b in benches]
+                hint = closest(bench, names)
+                raise ResultsStoreError(f"no bench named {bench!r} in {db}" + (f"; did you mean {hint!r}?" if hint else "")
+                                        + f" (benches: {', '.join(names)})")
         rows = store.bench_rows(info["name"])
     finally:
         store.close()
-    import json
-
-    try:
-        spec = json.loads(info.get("spec_json") or "{}")
-    except ValueError:
-        spec = {}
-    return info["name"], info.get("recipe"), rows, spec
+    return info["name"], info.get("recipe"), rows, info["spec"]
 
 
 def build_report(db: Path, *, bench: str | None = None, baseline: str | None = None, target: float | None = None,
                  target_fraction: float = 0.99, resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> Report:
     name, recipe, records, spec = load(db, bench)
+    groups = group_rows(records)
+    # A baseline the user named must exist (the default strategy=sgd may simply be absent).
+    check_baseline(baseline, [g.label for g in groups], lambda key: group_values(groups, key))
     if baseline is None:  # a recipe may name its own baseline (optimizers: variant=SGD)
         baseline = (spec.get("settings") or {}).get("baseline")
-    groups = group_rows(records)
     rows = compare(groups, baseline=baseline, target=target, target_fraction=target_fraction,
                    resamples=resamples, confidence=confidence, seed=seed)
     return Report(name, recipe, groups, rows, records)

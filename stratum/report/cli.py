@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import click
 
@@ -12,14 +11,14 @@ from ..paths import UserPath, probe_output
 from .tables import FORMATS
 
 # Each bootstrap draws a (resamples x seeds) index array: beyond this it only costs memory.
-MAX_RESAMPLES = 1_000_000
+MAX_RESAMPLES = 100_000
 
 
 def build_report_command(ctx: click.Context) -> click.Command:
     @click.command("report", help="Compare the strategy configurations of a bench stored in DB (an SQLite file from "
                                   "`stratum bench`): time to target accuracy with bootstrap CIs, peak and final "
                                   "accuracy, spread across seeds, speed-ups against a baseline; optional PNG plots.")
-    @click.argument("db", type=UserPath())
+    @click.argument("db", type=click.STRING)  # checked by results_db_path() as typed ('', ':memory:', 'dir/')
     @click.option("--bench", "bench_name", default=None, help="Bench inside the store. [default: the latest]")
     @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", help="Output format. [default: table]")
     @click.option("--output", "-o", type=UserPath(dir_okay=False), default=None,
@@ -32,7 +31,7 @@ def build_report_command(ctx: click.Context) -> click.Command:
     @click.option("--target-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.99,
                   help="Default target as a fraction of the baseline's median peak accuracy. [default: 0.99]")
     @click.option("--bootstrap", "resamples", type=click.IntRange(min=100, max=MAX_RESAMPLES), default=2000,
-                  help="Bootstrap resamples for the confidence intervals. [default: 2000]")
+                  help=f"Bootstrap resamples for the confidence intervals (100 to {MAX_RESAMPLES}). [default: 2000]")
     @click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
                   help="Confidence level of the intervals. [default: 0.95]")
     @click.option("--seed", type=click.IntRange(min=0, max=SEED_MAX), default=0, help="Seed of the bootstrap. [default: 0]")
@@ -46,7 +45,10 @@ def build_report_command(ctx: click.Context) -> click.Command:
                    plot_dir, tensorboard_dir, failures):
         from ..cli import get_pm
         from ..io import atomic_write_bytes
+        from ..bench.store import results_db_path
         from .api import build_report, failures as list_failures, render, render_study
+
+        db = results_db_path(db)
 
         # Destinations first: an unwritable one fails before the (bootstrap) work. The DB is only read.
         for path, kind, flag in ((output, "file", "--output"), (plot_dir, "dir", "--plot"),

@@ -19,6 +19,7 @@ import math
 import attrs
 
 from ..errors import ConfigError
+from ..registry import closest
 from . import stats
 
 
@@ -67,13 +68,86 @@ def group_rows(rows: list[dict]) -> list[ConfigGroup]:
     return sorted(groups.values(), key=lambda g: g.ordinal)
 
 
+DEFAULT_BASELINE = ("strategy", "sgd")
+
+
 def parse_baseline(text: str | None) -> tuple[str, str] | str:
+    """``None`` -> the default ``("strategy", "sgd")``; ``KEY=VALUE`` -> ``(key, value)``; else a label.
+
+    Raises :class:`ConfigError` for an empty baseline or an empty key or value."""
     if text is None:
-        return ("strategy", "sgd")
+        return DEFAULT_BASELINE
+    text = str(text)
+    if not text.strip():
+        raise ConfigError("--baseline is empty: give KEY=VALUE (e.g. strategy=sgd) or a configuration label")
     if "=" in text:
         key, value = text.split("=", 1)
-        return (key.strip().replace("-", "_"), value.strip())
+        key, value = key.strip().replace("-", "_"), value.strip()
+        if not key or not value:
+            raise ConfigError(f"--baseline {text!r}: give KEY=VALUE with both parts (e.g. strategy=sgd)")
+        return (key, value)
     return text
+
+
+def _choices(values) -> str:
+    return ", ".join(sorted(set(values))) or "none"
+
+
+def check_baseline(text: str | None, labels: list[str], values_of) -> None:
+    """Refuse a baseline given by the user that matches no configuration.
+
+    ``labels`` are the configuration labels; ``values_of(key)`` returns the set of
+    values ``key`` takes across the configurations (empty when no configuration
+    has ``key``). The default baseline (``None``) is never refused: a bench without
+    sgd simply has no speed-ups. Raises :class:`ConfigError` listing what exists,
+    with the closest name.
+    """
+    if text is None:
+        return
+    spec = parse_baseline(text)
+    if isinstance(spec, str):
+        if spec not in labels:
+            hint = closest(spec, labels)
+            raise ConfigError(f"--baseline {spec!r} is not a configuration of this bench"
+                              + (f"; did you mean {hint!r}?" if hint else "") + f" (labels: {', '.join(labels)})")
+        return
+    key, value = spec
+    values = {str(v) for v in values_of(key) if v is not None}
+    if not values:
+        keys = sorted({k for k in values_of(None)})
+        hint = closest(key, keys)
+        raise ConfigError(f"--baseline {text!r}: no configuration of this bench has {key!r}"
+                          + (f"; did you mean {hint!r}?" if hint else "") + f" (keys: {_choices(keys)})")
+    if value not in values:
+        hint = closest(value, values)
+        raise ConfigError(f"--baseline {text!r}: no configuration has {key}={value}"
+                          + (f"; did you mean {key}={hint}?" if hint else "") + f" ({key} values: {_choices(values)})")
+
+
+def group_values(groups: list[ConfigGroup], key: str | None) -> set:
+    """The values ``key`` takes across ``groups`` (as text, the way baselines are matched); with
+    ``key=None``, the keys that can be asked for."""
+    if key is None:
+        keys = {"strategy"}
+        for g in groups:
+            keys |= set(g.group)
+            for row in (g.runs or g.unfinished)[:1]:
+                keys |= set(row.get("values") or {})
+        return keys
+    return {str(v) for v in (g.value(key) for g in groups) if v is not None}
+
+
+def check_target(target: float | None, groups: list[ConfigGroup]) -> None:
+    """A given ``--target`` must be a finite, non-negative metric value (accuracy in percent at
+    most 100 when any configuration is a classification). Raises :class:`ConfigError`."""
+    if target is None:
+        return
+    if not math.isfinite(target):
+        raise ConfigError(f"--target must be a finite number, got {target!r}")
+    if target < 0:
+        raise ConfigError(f"--target must be >= 0 (a test accuracy in percent, or a test loss), got {target:g}")
+    if target > 100 and any(g.task != "regression" for g in groups if g.runs):
+        raise ConfigError(f"--target {target:g} is beyond 100: test accuracy is in percent (0-100)")
 
 
 def baselines(groups: list[ConfigGroup], spec) -> dict[str, ConfigGroup | None]:
@@ -123,6 +197,12 @@ def default_target(baseline: ConfigGroup, fraction: float) -> float | None:
 
 def compare(groups: list[ConfigGroup], *, baseline=None, target: float | None = None, target_fraction: float = 0.99,
             resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> list[dict]:
+    check_target(target, groups)
+    for name, value, low, high in (("--target-fraction", target_fraction, 0.0, 1.0), ("--confidence", confidence, 0.0, 1.0)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and low < value <= high):
+            raise ConfigError(f"{name} must be a number in (0, 1], got {value!r}")
+    if confidence >= 1:
+        raise ConfigError(f"--confidence must be below 1, got {confidence!r}")
     spec = parse_baseline(baseline)
     base_of = baselines(groups, spec)
     ttt_cache: dict = {}

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import io
 import math
-import re
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..io import atomic_write_bytes
+from ..paths import safe_join, unique_slug
 
 
 def _pyplot():
@@ -43,10 +43,6 @@ def _save(fig, path: Path) -> Path:
     _pyplot().close(fig)
     atomic_write_bytes(path, buffer.getvalue(), "plot")
     return path
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")[:80] or "config"
 
 
 def _metric(group) -> tuple[str, str]:
@@ -165,6 +161,7 @@ def phases(groups, path: Path) -> Path | None:
 def gradflow(groups, directory: Path) -> list[Path]:
     written = []
     plt = None
+    taken: set = set()
     for g in groups:
         flow = next((r["summary"]["gradflow"] for r in g.runs if (r["summary"].get("gradflow") or {}).get("layers")), None)
         if not flow or not flow.get("mean_grad_norm"):
@@ -180,7 +177,8 @@ def gradflow(groups, directory: Path) -> list[Path]:
         verdict = (flow.get("verdict") or ["?"])[-1]
         ax.set_title(f"gradient flow, {g.label}: log10 mean |grad| (last epoch: {verdict})", fontsize=9)
         fig.colorbar(image, ax=ax, label="log10 gradient norm")
-        written.append(_save(fig, Path(directory) / f"gradflow-{_slug(g.label)}.png"))
+        name = f"gradflow-{unique_slug(g.label, taken, fallback='config')}.png"  # a label never leaves the directory
+        written.append(_save(fig, safe_join(Path(directory), name)))
     return written
 
 
