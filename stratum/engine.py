@@ -33,7 +33,7 @@ from . import __version__
 from .checkpoint import FILENAME as CHECKPOINT_FILENAME
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import NON_TRAJECTORY_KEYS, RunConfig, check_names, options_for
-from .data import DataRequest, DataSplits, ModelSpec, eval_batches, make_batches, prepare_splits
+from .data import DataRequest, DataSplits, ModelSpec, eval_batches, has_batch_norm, make_batches, prepare_splits
 from .device import resolve_device, synchronize
 from .errors import ConfigError, DataError, RunInterrupted, StratumError
 from .seeding import generator, rng_state, seed_everything, set_deterministic, set_rng_state
@@ -128,6 +128,20 @@ def load_dataset(config: RunConfig, registries):
     return bundle
 
 
+def check_batch_norm_batch_size(config: RunConfig, batch_norm: bool) -> None:
+    """Refuse ``--batch-size 1`` for a model with batch norm (``batch_norm``: it has one).
+
+    Batch norm in training mode needs more than one sample per batch. Raises
+    :class:`ConfigError`; ``stratum bench`` calls this before any run starts
+    with ``batch_norm`` read from the model's ``batch_norm`` option.
+    """
+    if batch_norm and config.batch_size < 2:
+        raise ConfigError(
+            f"--batch-size {config.batch_size} cannot train model {config.model!r}: it has batch norm, which needs "
+            "at least 2 samples per training batch (use --batch-size 2 or more, or a model without batch norm)"
+        )
+
+
 def build_run(config: RunConfig, pm) -> Run:
     """Resolve names, seed, pick the device, load data, build and initialise the model."""
     registries = pm.registries
@@ -161,10 +175,17 @@ def build_run(config: RunConfig, pm) -> Run:
     init_component.factory(model, options_for(init_component, config), generator(config.seed, "init"))
     model.to(device)
 
+    batch_norm = has_batch_norm(model)
+    check_batch_norm_batch_size(config, batch_norm)
     run = Run(config=config, pm=pm, device=device, data=data, task=task, model=model)
     run.train_batches = make_batches(
-        data.train, config.batch_size, device, bundle.batch_transform, config.loader_workers
+        data.train, config.batch_size, device, bundle.batch_transform, config.loader_workers, drop_single=batch_norm
     )
+    if len(run.train_batches) == 0:
+        raise DataError(
+            f"the training split of {config.dataset!r} holds {len(data.train)} sample(s); "
+            f"model {config.model!r} has batch norm, which needs at least 2 per training batch"
+        )
     run.shuffle_generator = generator(config.seed, "shuffle")
     strategy_component = registries.get("strategy", config.strategy)
     strategy = strategy_component.factory(run)
@@ -521,6 +542,14 @@ def versions() -> dict:
     }
 
 
+def _data_summary(run: Run) -> dict:
+    data = {**run.data.sizes(), "resident": run.data.resident}
+    dropped = getattr(run.train_batches, "dropped_tail_samples", 0)
+    if dropped:  # a one-sample last batch a batch-norm model cannot train on, left out of every epoch
+        data["dropped_tail_samples"] = dropped
+    return data
+
+
 def make_summary(run: Run, *, diverged: bool, stopped_reason: str) -> dict:
     history = run.history
     good = [r for r in history if not r.get("diverged")]
@@ -556,7 +585,7 @@ def make_summary(run: Run, *, diverged: bool, stopped_reason: str) -> dict:
         "switches": list(run.switches),
         "global_steps": run.global_step,
         "parameters": sum(p.numel() for p in run.model.parameters()),
-        "data": {**run.data.sizes(), "resident": run.data.resident},
+        "data": _data_summary(run),
         "device": str(run.device),
         "threads": torch.get_num_threads(),
         "versions": versions(),
