@@ -74,6 +74,10 @@ class Run:
     stop_requested: str | None = None
     # Scratch space for plugins, by plugin name.
     state: dict = attrs.field(factory=dict)
+    # The run-scoped plugins of the fit in progress (profilers, extensions, extra plugins) by a
+    # stable name ("profiler:gradflow", "extension:capture", "extra:NAME"). A checkpoint keeps
+    # the state_dict() of each that has one, and a resumed fit hands it back to load_state_dict().
+    plugins: dict = attrs.field(factory=dict)
 
     @property
     def registries(self):
@@ -225,8 +229,9 @@ class Trainer:
         ckpt_path = run_dir / checkpoint_name if run_dir is not None else None
         start_step = 0
         partial = None
+        plugin_states = None
         if resume and ckpt_path is not None and ckpt_path.exists():
-            start_step, partial = self._restore(run, ckpt_path)
+            start_step, partial, plugin_states = self._restore(run, ckpt_path)
         elif resume and ckpt_path is not None:
             raise StratumError(f"--resume: no checkpoint at {ckpt_path}")
 
@@ -235,6 +240,8 @@ class Trainer:
         stopped_reason = "epochs"
         diverged = False
         try:
+            if plugin_states is not None:
+                self._restore_plugins(run, plugin_states, ckpt_path)
             run.hooks.stratum_fit_start(run=run)
             if run.history and run.history[-1].get("stopped_reason") in ("early_stop", "diverged"):
                 stopped_reason = run.history[-1]["stopped_reason"]
@@ -257,6 +264,7 @@ class Trainer:
             return summary
         finally:
             self._restore_signal_handlers(previous_handlers)
+            run.plugins = {}
             for name in scoped:
                 if self.pm.has_plugin(name):
                     self.pm.unregister(name=name)
@@ -273,12 +281,35 @@ class Trainer:
             if extension is not None:
                 plugins.append((f"{tag}:extension:{component.name}", extension))
         plugins += [(f"{tag}:{name}", plugin) for name, plugin in self.extra_plugins]
+        extra = {id(plugin) for _, plugin in self.extra_plugins}
+        run.plugins = {}
         for name, plugin in plugins:
+            if plugin is not run.strategy:  # the strategy's state has its own place in a checkpoint
+                key = name[len(tag) + 1:]
+                run.plugins[f"extra:{key}" if id(plugin) in extra else key] = plugin
             if self.pm.has_plugin(name) or plugin in self.pm.get_plugins():
                 continue
             self.pm.register(plugin, name=name)
             names.append(name)
         return names
+
+    def _restore_plugins(self, run: Run, states: dict, path) -> None:
+        """Hand each run-scoped plugin the state it saved in the checkpoint (before fit_start)."""
+        from .errors import CheckpointError
+
+        for key, plugin in run.plugins.items():
+            loader = getattr(plugin, "load_state_dict", None)
+            if key not in states or not callable(loader):
+                continue
+            try:
+                loader(states[key])
+            except StratumError:
+                raise
+            except (KeyError, IndexError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+                raise CheckpointError(
+                    f"checkpoint {path} does not fit this run: state of plugin {key!r} "
+                    f"({type(exc).__name__}: {str(exc)[:120]})"
+                ) from None
 
     # -- an epoch ---------------------------------------------------------------
     def _run_epoch(self, run: Run, ckpt_path, start_step: int, partial: dict | None) -> dict:
@@ -467,10 +498,12 @@ class Trainer:
             "setup_s": run.setup_s,
             "prior_s": run.prior_s,
             "partial": partial or {},
+            "plugins": {key: plugin.state_dict() for key, plugin in run.plugins.items()
+                        if callable(getattr(plugin, "state_dict", None))},
         }
         save_checkpoint(path, state)
 
-    def _restore(self, run: Run, path: Path) -> tuple[int, dict | None]:
+    def _restore(self, run: Run, path: Path) -> tuple[int, dict | None, dict]:
         state = load_checkpoint(path, run.config.fingerprint(), run.config.to_dict(), NON_TRAJECTORY_KEYS)
         try:
             run.model.load_state_dict(state["model"])
@@ -491,7 +524,7 @@ class Trainer:
         run.setup_s = state.get("setup_s", 0.0)
         run.prior_s = state.get("prior_s", 0.0)
         partial = state.get("partial") or None
-        return state.get("step_in_epoch", 0), partial
+        return state.get("step_in_epoch", 0), partial, state.get("plugins") or {}
 
     # -- summary -----------------------------------------------------------------
     def _summary(self, run: Run, *, diverged: bool, stopped_reason: str) -> dict:
