@@ -31,6 +31,7 @@ import torch
 
 from . import __version__
 from .checkpoint import FILENAME as CHECKPOINT_FILENAME
+from .checkpoint import RUN_SCHEMA as CHECKPOINT_SCHEMA
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import NON_TRAJECTORY_KEYS, RunConfig, check_names, options_for
 from .data import DataRequest, DataSplits, ModelSpec, eval_batches, has_batch_norm, make_batches, prepare_splits
@@ -504,7 +505,8 @@ class Trainer:
         save_checkpoint(path, state)
 
     def _restore(self, run: Run, path: Path) -> tuple[int, dict | None, dict]:
-        state = load_checkpoint(path, run.config.fingerprint(), run.config.to_dict(), NON_TRAJECTORY_KEYS)
+        state = load_checkpoint(path, run.config.fingerprint(), run.config.to_dict(), NON_TRAJECTORY_KEYS,
+                                schema=CHECKPOINT_SCHEMA)
         try:
             run.model.load_state_dict(state["model"])
             run.optimizer.load_state_dict(state["optimizer"])
@@ -512,7 +514,7 @@ class Trainer:
             run.shuffle_generator.set_state(state["shuffle_generator"])
             run.state["_epoch_generator_state"] = state["epoch_generator_state"]
             set_rng_state(state["rng"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        except (KeyError, IndexError, AttributeError, RuntimeError, ValueError, TypeError) as exc:
             from .errors import CheckpointError
 
             raise CheckpointError(f"checkpoint {path} does not fit this run ({type(exc).__name__}: {str(exc)[:120]})") from None
