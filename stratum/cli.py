@@ -125,45 +125,48 @@ class StratumGroup(click.Group):
             code = result if isinstance(result, int) else 0
         except click.exceptions.Exit as exc:
             code = exc.exit_code
-        except click.exceptions.Abort:
-            click.echo("stratum: aborted", err=True)
-            code = 130
-        except click.ClickException as exc:
-            click.echo(f"stratum: error: {_one_line(exc.format_message())}", err=True)
-            code = 2
-        except RunInterrupted as exc:
-            click.echo(f"stratum: {exc}", err=True)
-            code = exc.exit_code
-        except StratumError as exc:
-            click.echo(f"stratum: error: {_one_line(str(exc))}", err=True)
-            code = exc.exit_code
-        except KeyboardInterrupt:
-            click.echo("stratum: interrupted", err=True)
-            code = 130
-        except OSError as exc:
-            if exc.errno in DESTINATION_ERRNOS and getattr(exc, "filename", None):
-                # A path that could not be written or read by code outside stratum.io: one line, exit 2.
-                name = exc.filename
-                name = os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else str(name)
-                message = f"{name}: {exc.strerror or type(exc).__name__}"
-                click.echo(f"stratum: error: {_one_line(message)}", err=True)
-                code = 2
-            else:
-                code = _internal_error(exc)
         except (SystemExit, GeneratorExit):
             raise
-        except BaseException as exc:  # a bug: say so in one line, show the traceback on request
-            code = _internal_error(exc)
+        except BaseException as exc:  # user errors: one line, exit 2; a bug: one line, exit 1
+            code = report_error(exc)
         if standalone_mode:
             sys.exit(code)
         return code
 
 
-def _internal_error(exc: BaseException) -> int:
-    if os.environ.get(DEBUG_ENV):
+def report_error(exc: BaseException, where: str = "") -> int:
+    """Print the one stderr line for ``exc`` and return the exit code it calls for.
+
+    ``where`` (e.g. ``"rank 1: "`` under torchrun) goes in front of the message.
+    A :class:`StratumError` is the user's to fix (its own exit code, 2 as a
+    rule); anything else is a bug, reported as an internal error with exit 1
+    (the traceback too when ``STRATUM_DEBUG`` is set). Raises nothing.
+    """
+    if isinstance(exc, click.exceptions.Abort):
+        click.echo(f"stratum: {where}aborted", err=True)
+        return 130
+    if isinstance(exc, click.ClickException):
+        click.echo(f"stratum: error: {where}{_one_line(exc.format_message())}", err=True)
+        return 2
+    if isinstance(exc, RunInterrupted):
+        click.echo(f"stratum: {where}{exc}", err=True)
+        return exc.exit_code
+    if isinstance(exc, StratumError):
+        click.echo(f"stratum: error: {where}{_one_line(str(exc))}", err=True)
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        click.echo(f"stratum: {where}interrupted", err=True)
+        return 130
+    if isinstance(exc, OSError) and exc.errno in DESTINATION_ERRNOS and getattr(exc, "filename", None):
+        # A path that could not be written or read by code outside stratum.io: one line, exit 2.
+        name = exc.filename
+        name = os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else str(name)
+        click.echo(f"stratum: error: {where}{_one_line(f'{name}: {exc.strerror or type(exc).__name__}')}", err=True)
+        return 2
+    if os.environ.get(DEBUG_ENV):  # a bug: say so in one line, show the traceback on request
         traceback.print_exception(exc)
     click.echo(
-        f"stratum: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+        f"stratum: internal error: {where}{type(exc).__name__}: {_one_line(str(exc))} "
         f"(set {DEBUG_ENV}=1 for the traceback)", err=True,
     )
     return 1
@@ -253,16 +256,18 @@ def _run_callback(ctx, config_file, **_kwargs):
             if exc.finished_result is not None and main:
                 print_result(exc.finished_result)  # a failed final write never hides a finished result
             raise
-        if not main:
-            return 0  # rank 0 writes and reports
-        # The finished result first: a write that fails afterwards never hides it.
-        print_result(summary)
-        if summary.get("diverged"):
-            click.echo(f"stratum: warning: the run diverged (non-finite loss) at epoch {summary['epochs_run']}", err=True)
-        write_summary(summary, json_path=config.json, run_dir=config.run_dir())
-        return 0
-    finally:
+        if main:  # rank 0 reports and writes: the finished result first, so a failed write never hides it
+            print_result(summary)
+            if summary.get("diverged"):
+                click.echo(f"stratum: warning: the run diverged (non-finite loss) at epoch {summary['epochs_run']}", err=True)
+            write_summary(summary, json_path=config.json, run_dir=config.run_dir())
         distributed.shutdown()
+        return 0
+    except BaseException as exc:
+        # Under torchrun a failing rank must not wait for its peers (they may sit in an
+        # all-reduce it will never join): print its line, then leave at once.
+        distributed.fail_fast(exc, report_error)
+        raise
 
 
 # ---------------------------------------------------------------------------

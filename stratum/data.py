@@ -148,24 +148,48 @@ class _TensorSplitDataset(Dataset):
         return self.split.x[i], self.split.y[i]
 
 
+def has_batch_norm(model: torch.nn.Module) -> bool:
+    """Whether ``model`` holds a batch-norm layer (any ``torch.nn.modules.batchnorm._BatchNorm``).
+
+    The engine trains with ``model.train()``, so every such layer is in training
+    mode for a training batch, where ``BatchNorm1d`` refuses a batch of one
+    sample ("Expected more than 1 value per channel when training"). The rule
+    is deliberately simple: a model with batch norm never sees a one-sample
+    training batch (see :func:`make_batches`), even where a per-channel count
+    above one (``BatchNorm2d`` on an H x W > 1 map) would let it through.
+    """
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def _kept(n: int, batch_size: int, drop_single: bool) -> int:
+    """Samples of a pass that are trained on: all, or all but a one-sample tail batch."""
+    return n - 1 if drop_single and batch_size > 1 and n % batch_size == 1 else n
+
+
 class ResidentBatches:
     """Mini-batches sliced from device tensors with a per-epoch permutation.
 
     The permutation comes from ``generator`` (a CPU ``torch.Generator``), so a
     run's batch order depends only on its seed and the epoch, and can be
-    replayed exactly on resume.
+    replayed exactly on resume. With ``drop_single`` a last batch of one
+    sample is left out of every epoch (:attr:`dropped_tail_samples` = 1): a
+    model with batch norm cannot train on it. The permutation is drawn as
+    without it, so the other batches are the same either way.
     """
 
-    def __init__(self, split: TensorSplit, batch_size: int, transform=None):
+    def __init__(self, split: TensorSplit, batch_size: int, transform=None, drop_single: bool = False):
         self.split = split
         self.batch_size = batch_size
         self.transform = transform
+        self.drop_single = drop_single
+        self.kept = _kept(len(split), batch_size, drop_single)
+        self.dropped_tail_samples = len(split) - self.kept
 
     def __len__(self) -> int:
-        return math.ceil(len(self.split) / self.batch_size)
+        return math.ceil(self.kept / self.batch_size)
 
     def epoch(self, generator: torch.Generator, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.randperm(len(self.split), generator=generator).to(self.split.x.device)
+        order = torch.randperm(len(self.split), generator=generator)[:self.kept].to(self.split.x.device)
         for i in range(start, len(self)):
             index = order[i * self.batch_size:(i + 1) * self.batch_size]
             x = self.split.x[index]
@@ -175,21 +199,27 @@ class ResidentBatches:
 
 
 class LoaderBatches:
-    """Mini-batches through a torch DataLoader, for data too big (or not tensors) to keep resident."""
+    """Mini-batches through a torch DataLoader, for data too big (or not tensors) to keep resident.
 
-    def __init__(self, dataset, batch_size: int, device, transform=None, workers: int = 0):
+    ``drop_single`` leaves a one-sample last batch out, as in :class:`ResidentBatches`.
+    """
+
+    def __init__(self, dataset, batch_size: int, device, transform=None, workers: int = 0, drop_single: bool = False):
         self.dataset = dataset
         self.batch_size = batch_size
         self.device = device
         self.transform = transform
         self.workers = workers
+        self.drop_single = drop_single
+        self.kept = _kept(len(dataset), batch_size, drop_single)
+        self.dropped_tail_samples = len(dataset) - self.kept
 
     def __len__(self) -> int:
-        return math.ceil(len(self.dataset) / self.batch_size)
+        return math.ceil(self.kept / self.batch_size)
 
     def epoch(self, generator: torch.Generator, start: int = 0):
         order = torch.randperm(len(self.dataset), generator=generator).tolist()
-        order = order[start * self.batch_size:]
+        order = order[:self.kept][start * self.batch_size:]
         loader = DataLoader(
             Subset(self.dataset, order),
             batch_size=self.batch_size,
@@ -205,10 +235,17 @@ class LoaderBatches:
             yield x, y
 
 
-def make_batches(split, batch_size: int, device, transform=None, workers: int = 0):
+def make_batches(split, batch_size: int, device, transform=None, workers: int = 0, *, drop_single: bool = False):
+    """The training batch source of a split: resident slices for tensors, else a DataLoader.
+
+    ``drop_single=True`` (pass :func:`has_batch_norm` of the model) leaves a
+    one-sample last batch out of every epoch; ``len()`` of the result counts
+    only the batches trained on, so steps per epoch and a mid-epoch resume
+    agree with what is drawn. Raises nothing itself.
+    """
     if isinstance(split, TensorSplit):
-        return ResidentBatches(split, batch_size, transform)
-    return LoaderBatches(split, batch_size, device, transform, workers)
+        return ResidentBatches(split, batch_size, transform, drop_single)
+    return LoaderBatches(split, batch_size, device, transform, workers, drop_single)
 
 
 def eval_batches(split, batch_size: int, device, transform=None, workers: int = 0):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import gc
 import os
 
+from .errors import StratumError
 from .plugin_manager import hookimpl
 
 
@@ -87,7 +88,44 @@ def init_from_environment(device: str = "auto") -> bool:
     return True
 
 
+class PeerFailure(StratumError):
+    """Another rank of a torchrun job failed; this rank stops as well."""
+
+
+# Words of the errors a collective raises when a peer process is gone (gloo over TCP, NCCL,
+# the store); an error carrying one of them on a multi-rank run is blamed on the peer.
+_PEER_GONE = ("connection closed by peer", "connection reset by peer", "broken pipe", "gloo", "nccl",
+              "socket timeout", "remote worker")
+
+
+def peer_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a collective failing because a peer rank died."""
+    import torch.distributed as dist
+
+    dist_error = getattr(dist, "DistError", None)
+    seen = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, PeerFailure):
+            return True
+        if dist_error is not None and isinstance(e, dist_error):
+            return True
+        if isinstance(e, RuntimeError) and any(word in str(e).lower() for word in _PEER_GONE):
+            return True
+        todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
+    return False
+
+
 def shutdown() -> None:
+    """Leave the process group together with the other ranks (a no-op outside torchrun).
+
+    Raises :class:`PeerFailure` when a peer is gone before reaching this point
+    (it failed: its own error line is already out).
+    """
     if is_initialized():
         dist = _dist()
         # Leave together: a rank that tears gloo down while rank 0 is still writing results
@@ -95,9 +133,45 @@ def shutdown() -> None:
         try:
             dist.barrier()
         except RuntimeError:
-            pass  # a peer is gone already; nothing left to wait for
+            if world_size() > 1:
+                raise PeerFailure("another rank failed (its error is above); this rank stops too") from None
         gc.collect()  # free the DDP wrapper (its reducer holds the group) before the group goes
         dist.destroy_process_group()
+
+
+def fail_fast(exc: BaseException, report) -> None:
+    """Called with the exception that ends a command; returns only outside a multi-rank run.
+
+    On a torchrun rank the normal way out (unwinding, then a barrier in
+    :func:`shutdown`) would hang: the peers may sit in an all-reduce this
+    rank never joins. So the rank prints its one line at once through
+    ``report(exc, "rank N: ") -> exit code`` (a collective failing because a
+    peer died becomes "another rank failed": the peer's own line came first,
+    since it printed before it exited) and leaves with ``os._exit``, closing
+    its connections; peers blocked on it then fail within moments, and
+    torchrun exits non-zero. In a single process it tidies up and returns, so
+    the caller re-raises as usual.
+    """
+    if not is_initialized() or world_size() < 2:
+        try:
+            shutdown()
+        except Exception:  # pragma: no cover - a one-process group has no peers to lose
+            pass
+        return
+    import sys
+
+    if not isinstance(exc, PeerFailure) and peer_failed(exc):
+        exc = PeerFailure("another rank failed (its error is above); this rank stops too")
+    try:
+        code = report(exc, f"rank {rank()}: ")
+    except BaseException:  # pragma: no cover - never let reporting keep a rank alive
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # pragma: no cover
+            pass
+    os._exit(code or 1)
 
 
 class _Weight:
@@ -116,23 +190,35 @@ def weighted_allreduce(state: _Weight, bucket):
 
 
 class ShardedBatches:
-    """A batch source seen by one rank: its slice of every global batch."""
+    """A batch source seen by one rank: its slice of every global batch.
+
+    A global batch of ``n`` samples is split into ``world`` shards (sizes
+    differ by at most one) and this rank keeps shard ``rank``, weighted
+    ``len(shard) / n``. A batch too small to give every rank a shard (``n <
+    world``) is computed whole on every rank with weight ``1 / world``; so is a
+    batch whose split would leave some rank a one-sample shard when the inner
+    source has ``drop_single`` set (a model with batch norm: ``n < 2 * world``).
+    Either way the summed gradient is the mean over the whole batch.
+    """
 
     def __init__(self, inner, rank_: int, world: int, weight: _Weight):
         self.inner = inner
         self.rank = rank_
         self.world = world
         self.weight = weight
+        self.drop_single = bool(getattr(inner, "drop_single", False))
+        self.dropped_tail_samples = getattr(inner, "dropped_tail_samples", 0)
 
     def __len__(self) -> int:
         return len(self.inner)
 
     def epoch(self, generator, start: int = 0):
         batches = self.inner.epoch(generator, start=start)
+        smallest = 2 * self.world if self.drop_single else self.world
         try:
             for x, y in batches:
                 n = len(y)
-                if n >= self.world:
+                if n >= smallest:
                     x, y = x.tensor_split(self.world)[self.rank], y.tensor_split(self.world)[self.rank]
                     self.weight.value = len(y) / n
                 else:

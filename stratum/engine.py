@@ -32,9 +32,10 @@ import torch
 
 from . import __version__
 from .checkpoint import FILENAME as CHECKPOINT_FILENAME
+from .checkpoint import RUN_SCHEMA as CHECKPOINT_SCHEMA
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import NON_TRAJECTORY_KEYS, RunConfig, check_names, check_outputs, options_for, plugin_option_fields, resolve_config
-from .data import DataRequest, DatasetBundle, DataSplits, ModelSpec, eval_batches, make_batches, prepare_splits
+from .data import DataRequest, DatasetBundle, DataSplits, ModelSpec, eval_batches, has_batch_norm, make_batches, prepare_splits
 from .device import resolve_device, synchronize
 from .errors import ConfigError, DataError, OutputError, RunInterrupted, StratumError
 from .seeding import generator, rng_state, seed_everything, set_deterministic, set_rng_state
@@ -79,6 +80,10 @@ class Run:
     # search sets "L01-ticket" ...); None for the one fit of most strategies. Loggers
     # use it to give each fit its own place (TensorBoard: DIR/<run>/<fit_tag>/).
     fit_tag: str | None = None
+    # The run-scoped plugins of the fit in progress (profilers, extensions, extra plugins) by a
+    # stable name ("profiler:gradflow", "extension:capture", "extra:NAME"). A checkpoint keeps
+    # the state_dict() of each that has one, and a resumed fit hands it back to load_state_dict().
+    plugins: dict = attrs.field(factory=dict)
 
     @property
     def registries(self):
@@ -177,6 +182,20 @@ def too_large_as_config_error(component, config: RunConfig):
         raise ConfigError(f"{component.kind} {component.name!r} is too large to build{given} ({reason})") from None
 
 
+def check_batch_norm_batch_size(config: RunConfig, batch_norm: bool) -> None:
+    """Refuse ``--batch-size 1`` for a model with batch norm (``batch_norm``: it has one).
+
+    Batch norm in training mode needs more than one sample per batch. Raises
+    :class:`ConfigError`; ``stratum bench`` calls this before any run starts
+    with ``batch_norm`` read from the model's ``batch_norm`` option.
+    """
+    if batch_norm and config.batch_size < 2:
+        raise ConfigError(
+            f"--batch-size {config.batch_size} cannot train model {config.model!r}: it has batch norm, which needs "
+            "at least 2 samples per training batch (use --batch-size 2 or more, or a model without batch norm)"
+        )
+
+
 def build_run(config: RunConfig, pm) -> Run:
     """Resolve names, seed, pick the device, load data, build and initialise the model.
 
@@ -218,10 +237,17 @@ def build_run(config: RunConfig, pm) -> Run:
         init_component.factory(model, options_for(init_component, config), generator(config.seed, "init"))
         model.to(device)
 
+    batch_norm = has_batch_norm(model)
+    check_batch_norm_batch_size(config, batch_norm)
     run = Run(config=config, pm=pm, device=device, data=data, task=task, model=model)
     run.train_batches = make_batches(
-        data.train, config.batch_size, device, bundle.batch_transform, config.loader_workers
+        data.train, config.batch_size, device, bundle.batch_transform, config.loader_workers, drop_single=batch_norm
     )
+    if len(run.train_batches) == 0:
+        raise DataError(
+            f"the training split of {config.dataset!r} holds {len(data.train)} sample(s); "
+            f"model {config.model!r} has batch norm, which needs at least 2 per training batch"
+        )
     run.shuffle_generator = generator(config.seed, "shuffle")
     strategy_component = registries.get("strategy", config.strategy)
     strategy = strategy_component.factory(run)
@@ -268,8 +294,9 @@ class Trainer:
         ckpt_path = run_dir / checkpoint_name if run_dir is not None else None
         start_step = 0
         partial = None
+        plugin_states = None
         if resume and ckpt_path is not None and (ckpt_path.exists() or ckpt_path.is_symlink()):
-            start_step, partial = self._restore(run, ckpt_path)  # corrupt or mismatched: refused
+            start_step, partial, plugin_states = self._restore(run, ckpt_path)  # corrupt or mismatched: refused
         elif resume and ckpt_path is not None:
             # A restart script that always passes --resume must get going the first time.
             note(f"no checkpoint at {ckpt_path}; starting fresh")
@@ -279,6 +306,8 @@ class Trainer:
         stopped_reason = "epochs"
         diverged = False
         try:
+            if plugin_states is not None:
+                self._restore_plugins(run, plugin_states, ckpt_path)
             run.hooks.stratum_fit_start(run=run)
             if run.history and run.history[-1].get("stopped_reason") in ("early_stop", "diverged"):
                 stopped_reason = run.history[-1]["stopped_reason"]
@@ -305,6 +334,7 @@ class Trainer:
             return summary
         finally:
             self._restore_signal_handlers(previous_handlers)
+            run.plugins = {}
             for name in scoped:
                 if self.pm.has_plugin(name):
                     self.pm.unregister(name=name)
@@ -327,12 +357,35 @@ class Trainer:
                 extensions.append(component.name)
         run.state["_extensions_in_use"] = extensions
         plugins += [(f"{tag}:{name}", plugin, None, name, None) for name, plugin in self.extra_plugins]
+        extra = {id(plugin) for _, plugin in self.extra_plugins}
+        run.plugins = {}
         for name, plugin, kind, component_name, provider in plugins:
+            if plugin is not run.strategy:  # the strategy's state has its own place in a checkpoint
+                key = name[len(tag) + 1:]
+                run.plugins[f"extra:{key}" if id(plugin) in extra else key] = plugin
             if self.pm.has_plugin(name) or plugin in self.pm.get_plugins():
                 continue
             self.pm.register_scoped(plugin, name, kind, component_name, provider)
             names.append(name)
         return names
+
+    def _restore_plugins(self, run: Run, states: dict, path) -> None:
+        """Hand each run-scoped plugin the state it saved in the checkpoint (before fit_start)."""
+        from .errors import CheckpointError
+
+        for key, plugin in run.plugins.items():
+            loader = getattr(plugin, "load_state_dict", None)
+            if key not in states or not callable(loader):
+                continue
+            try:
+                loader(states[key])
+            except StratumError:
+                raise
+            except (KeyError, IndexError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+                raise CheckpointError(
+                    f"checkpoint {path} does not fit this run: state of plugin {key!r} "
+                    f"({type(exc).__name__}: {str(exc)[:120]})"
+                ) from None
 
     # -- an epoch ---------------------------------------------------------------
     def _run_epoch(self, run: Run, ckpt_path, start_step: int, partial: dict | None) -> dict:
@@ -521,11 +574,14 @@ class Trainer:
             "setup_s": run.setup_s,
             "prior_s": run.prior_s,
             "partial": partial or {},
+            "plugins": {key: plugin.state_dict() for key, plugin in run.plugins.items()
+                        if callable(getattr(plugin, "state_dict", None))},
         }
         save_checkpoint(path, state)
 
-    def _restore(self, run: Run, path: Path) -> tuple[int, dict | None]:
-        state = load_checkpoint(path, run.config.fingerprint(), run.config.to_dict(), NON_TRAJECTORY_KEYS)
+    def _restore(self, run: Run, path: Path) -> tuple[int, dict | None, dict]:
+        state = load_checkpoint(path, run.config.fingerprint(), run.config.to_dict(), NON_TRAJECTORY_KEYS,
+                                schema=CHECKPOINT_SCHEMA)
         try:
             run.model.load_state_dict(state["model"])
             run.optimizer.load_state_dict(state["optimizer"])
@@ -533,7 +589,7 @@ class Trainer:
             run.shuffle_generator.set_state(state["shuffle_generator"])
             run.state["_epoch_generator_state"] = state["epoch_generator_state"]
             set_rng_state(state["rng"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        except (KeyError, IndexError, AttributeError, RuntimeError, ValueError, TypeError) as exc:
             from .errors import CheckpointError
 
             raise CheckpointError(f"checkpoint {path} does not fit this run ({type(exc).__name__}: {str(exc)[:120]})") from None
@@ -545,7 +601,7 @@ class Trainer:
         run.setup_s = state.get("setup_s", 0.0)
         run.prior_s = state.get("prior_s", 0.0)
         partial = state.get("partial") or None
-        return state.get("step_in_epoch", 0), partial
+        return state.get("step_in_epoch", 0), partial, state.get("plugins") or {}
 
     # -- summary -----------------------------------------------------------------
     def _summary(self, run: Run, *, diverged: bool, stopped_reason: str) -> dict:
@@ -621,6 +677,14 @@ def components_in_use(run: Run) -> dict:
     return out
 
 
+def _data_summary(run: Run) -> dict:
+    data = {**run.data.sizes(), "resident": run.data.resident}
+    dropped = getattr(run.train_batches, "dropped_tail_samples", 0)
+    if dropped:  # a one-sample last batch a batch-norm model cannot train on, left out of every epoch
+        data["dropped_tail_samples"] = dropped
+    return data
+
+
 def make_summary(run: Run, *, diverged: bool, stopped_reason: str) -> dict:
     history = run.history
     good = [r for r in history if not r.get("diverged")]
@@ -656,7 +720,7 @@ def make_summary(run: Run, *, diverged: bool, stopped_reason: str) -> dict:
         "switches": list(run.switches),
         "global_steps": run.global_step,
         "parameters": sum(p.numel() for p in run.model.parameters()),
-        "data": {**run.data.sizes(), "resident": run.data.resident},
+        "data": _data_summary(run),
         "device": str(run.device),
         "threads": torch.get_num_threads(),
         "versions": versions(),

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -95,3 +96,67 @@ def test_two_gloo_processes_match_one_process(tmp_path, pm, make_cfg):
     assert worst < 1e-5
     # The runs really trained (the comparison is not between two untouched models).
     assert single["history"][-1]["val_acc"] > 60
+
+
+def _torchrun(args, env=None, timeout=120):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "stratum", "run", *args], capture_output=True, text=True, env=env, timeout=timeout,
+    )
+
+
+def test_one_sample_shards_with_batch_norm_under_torchrun(tmp_path):
+    # --batch-size 3 over 2 ranks would give rank 1 a one-sample shard: BatchNorm1d refuses it.
+    result = _torchrun(["--model", "mlp", "--hidden", "16", "--batch-norm", "--batch-size", "3", "--epochs", "1",
+                        "--steps-per-epoch", "4", "--device", "cpu", "--threads", "1", "--quiet",
+                        "--json", str(tmp_path / "s.json")])
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["global_steps"] == 4 and summary["distributed"]["world_size"] == 2
+
+
+# A third-party plugin, discovered through its entry point like any installed one, that
+# raises on one rank only: RANKFAIL_RANK picks the rank, RANKFAIL_HOOK where it fails.
+_FAILING_PLUGIN = '''
+import os
+import stratum
+
+def _fail(hook):
+    if os.environ.get("RANK") == os.environ.get("RANKFAIL_RANK") and os.environ.get("RANKFAIL_HOOK") == hook:
+        raise RuntimeError(f"planned failure in {hook}")
+
+@stratum.hookimpl
+def stratum_after_train_step(run, step, loss):
+    if step == 1:
+        _fail("step")
+
+@stratum.hookimpl
+def stratum_fit_end(run, summary):
+    _fail("fit_end")
+'''
+
+
+@pytest.mark.parametrize("failing_rank, hook", [(1, "step"), (0, "fit_end")])
+def test_a_failing_rank_stops_every_rank_fast_and_speaks_first(tmp_path, failing_rank, hook):
+    site = tmp_path / "site"
+    (site / "rankfail-0.1.dist-info").mkdir(parents=True)
+    (site / "rankfail.py").write_text(_FAILING_PLUGIN)
+    (site / "rankfail-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: rankfail\nVersion: 0.1\n")
+    (site / "rankfail-0.1.dist-info" / "entry_points.txt").write_text("[stratum]\nrankfail = rankfail\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+           "RANKFAIL_RANK": str(failing_rank), "RANKFAIL_HOOK": hook}
+    started = time.monotonic()
+    result = _torchrun(["--model", "mlp", "--hidden", "16", "--epochs", "2", "--steps-per-epoch", "5",
+                        "--device", "cpu", "--threads", "1", "--quiet", "--out", str(tmp_path / "out")], env=env)
+    elapsed = time.monotonic() - started
+    assert result.returncode != 0
+    # Before the fix the peer waited in an all-reduce or barrier for gloo's 30-minute timeout.
+    assert elapsed < 90, elapsed
+    lines = [l for l in result.stderr.splitlines() if l.startswith("stratum: ")]
+    assert lines[0] == (f"stratum: error: rank {failing_rank}: plugin 'rankfail' failed in hook "
+                        f"stratum_{'after_train_step' if hook == 'step' else hook}: RuntimeError: planned failure in {hook}")
+    peer = 1 - failing_rank
+    assert all(l.startswith(f"stratum: error: rank {peer}: another rank failed") or "SIGTERM" in l for l in lines[1:])
+    assert "internal error" not in result.stderr
+    assert f"exitcode  : 2 (pid" in result.stderr  # torchrun's report: the failing rank exited 2

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -14,7 +17,7 @@ from stratum_plugins.profilers.breakdown import format_table, summarise
 from stratum_plugins.profilers.gradflow import diagnose
 from stratum_plugins.profilers.timers import CudaEventTimer, WallClockTimer, timer_for
 
-from .conftest import fast_args, run_cli
+from .conftest import assert_one_line_error, fast_args, run_cli
 
 
 class FakeClock:
@@ -203,3 +206,73 @@ def test_losses_profiler_records_every_step_and_stays_bounded(pm, make_cfg):
     curve = bounded["losses"]
     assert len(curve["loss"]) <= 10 and curve["every"] >= 2
     assert all(s % curve["every"] == 0 for s in curve["steps"])
+
+
+# --- the torch profiler is quiet, and says when its window does not fit the run -----------------
+
+def _quiet_env():
+    return {k: v for k, v in os.environ.items() if k != "KINETO_LOG_LEVEL"}  # as on a user's machine
+
+
+TRACE_RUN = ["run", "--model", "mlp", "--hidden", "16", "--threads", "1", "--quiet", "--profile", "torch"]
+
+
+@pytest.mark.parametrize("extra, lines", [
+    (["--epochs", "2", "--steps-per-epoch", "5"], 0),                                 # a normal trace: silence
+    (["--epochs", "2", "--steps-per-epoch", "5", "--torch-trace-dir", "afile/x"], 1),  # its error: one line
+], ids=["trace", "error"])
+def test_torch_profiler_adds_nothing_to_stderr(tmp_path, extra, lines):
+    (tmp_path / "afile").write_text("")
+    trace_dir = [] if "--torch-trace-dir" in extra else ["--torch-trace-dir", "t"]
+    result = subprocess.run([sys.executable, "-m", "stratum", *TRACE_RUN, *extra, *trace_dir],
+                            capture_output=True, text=True, env=_quiet_env(), cwd=tmp_path, timeout=120)
+    stderr = [l for l in result.stderr.splitlines() if l.strip()]
+    assert len(stderr) == lines, result.stderr
+    if lines:
+        assert result.returncode == 2 and stderr[0].startswith("stratum: error: ")
+    else:
+        assert result.returncode == 0 and list((tmp_path / "t").glob("trace-*.json"))
+
+
+@pytest.mark.parametrize("args", [
+    ["--epochs", "1", "--steps-per-epoch", "5", "--torch-trace-wait", "4"],                # ends in the warm-up
+    ["--epochs", "1", "--steps-per-epoch", "3"],                                           # default window, 3 steps
+    ["--epochs", "2", "--steps-per-epoch", "5", "--torch-trace-wait", "10", "--torch-trace-steps", "200"],
+    ["--config", "trace.toml"],
+    ["--strategy", "lottery", "--prune-rounds", "1", "--lottery-controls", "none", "--epochs", "1",
+     "--steps-per-epoch", "2"],
+], ids=["wait", "default-window", "steps", "toml", "lottery"])
+def test_a_trace_window_that_cannot_fit_is_refused_before_training(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "trace.toml").write_text('epochs = 1\nsteps_per_epoch = 4\ntorch_trace_wait = 3\n')
+    result = run_cli(*TRACE_RUN, *args, "--torch-trace-dir", "t")
+    assert result.exit_code == 2, result.stderr
+    assert_one_line_error(result.stderr, "--profile torch", "trace window")
+    assert not (tmp_path / "t").exists()
+    assert "epoch" not in result.stdout  # no epoch was trained
+
+
+def test_a_window_longer_than_the_run_warns_once_and_keeps_what_fits(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(*TRACE_RUN, "--epochs", "1", "--steps-per-epoch", "6", "--torch-trace-wait", "1",
+                     "--torch-trace-steps", "10", "--torch-trace-dir", "t", "--json", "s.json")
+    assert result.exit_code == 0, result.stderr
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("stratum: warning: torch profiler:") and "only 4 step(s)" in lines[0]
+    summary = json.loads((tmp_path / "s.json").read_text())
+    trace = json.loads(open(summary["torch_trace"]["path"]).read())
+    names = {e["name"] for e in trace["traceEvents"] if e.get("name", "").startswith("ProfilerStep#")}
+    assert {f"ProfilerStep#{i}" for i in range(2, 6)} <= names  # steps 3-6 of the run (the window's first 4)
+
+
+def test_a_run_that_stops_before_the_window_says_no_trace_was_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # lr so small that validation accuracy never improves: patience 1 stops after epoch 2 (10 steps)
+    result = run_cli(*TRACE_RUN, "--epochs", "4", "--steps-per-epoch", "5", "--patience", "1", "--lr", "1e-12",
+                     "--torch-trace-wait", "12", "--torch-trace-dir", "t", "--json", "s.json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["stopped_reason"] == "early_stop" and summary["torch_trace"]["path"] is None
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("stratum: warning: torch profiler: the run ended after 10")
+    assert not list(tmp_path.glob("t/*.json"))

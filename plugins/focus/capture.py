@@ -196,6 +196,7 @@ class Capture:
         self.recent: list[torch.Tensor] = []  # per tensor: [2H+1, tracked] ring of recent values
         self.recent_count = 0  # values pushed so far (w_0 .. w_latest)
         self.pending: dict[int, dict[str, dict[str, torch.Tensor]]] = {}  # step -> key -> rows awaiting w_center
+        self._restored: dict | None = None  # state from a checkpoint, applied at fit start
 
     # -- setup ---------------------------------------------------------------------
     def attach(self, model: nn.Module) -> None:
@@ -247,11 +248,61 @@ class Capture:
             bound += cfg.track * (2 * cfg.center + 1) * 4 + waiting_steps * cfg.track * ((k + e + 3) * 4 + 8)
         return len(self.keys) * (per_tensor_state + bound)
 
+    # -- persistence (kept in checkpoints: a resumed run captures what an unbroken one would) --
+    def state_dict(self) -> dict:
+        """Counters, trajectory state, reservoirs (rows, fill, generator) and rows awaiting a centred average."""
+        if self.state is None:
+            return {}
+        return {
+            "steps_seen": self.steps_seen, "steps_captured": self.steps_captured,
+            "skipped_nonfinite": self.skipped_nonfinite, "capture_s": self.capture_s,
+            "trajectory": self.state.state_dict(),
+            "reservoirs": {key: {"seen": r.seen, "columns": {n: c.clone() for n, c in r.columns.items()},
+                                 "generator": r.generator.get_state()} for key, r in self.reservoirs.items()},
+            "recent": [t.detach().cpu().clone() for t in self.recent], "recent_count": self.recent_count,
+            "pending": [[t, {key: dict(rows) for key, rows in by_key.items()}] for t, by_key in self.pending.items()],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Keep :meth:`state_dict` to apply when the fit starts (the model is needed to attach)."""
+        self._restored = state or None
+
+    def _apply_restored(self, state: dict) -> None:
+        if set(state["reservoirs"]) != set(self.reservoirs):
+            raise ValueError("captured tensors differ from this model's")
+        self.state.load_state_dict(state["trajectory"])
+        for key, saved in state["reservoirs"].items():
+            reservoir = self.reservoirs[key]
+            for name, column in reservoir.columns.items():
+                if saved["columns"][name].shape != column.shape:
+                    raise ValueError(f"reservoir column {key}/{name} has another shape")
+                column.copy_(saved["columns"][name])
+            reservoir.seen = int(saved["seen"])
+            reservoir.generator.set_state(saved["generator"])
+        if len(state["recent"]) != len(self.recent):
+            raise ValueError("centred-average ring of another size")
+        for dst, src in zip(self.recent, state["recent"]):
+            dst.copy_(src)
+        self.recent_count = int(state["recent_count"])
+        self.pending = {int(t): {key: dict(rows) for key, rows in by_key.items()} for t, by_key in state["pending"]}
+        self.steps_seen = int(state["steps_seen"])
+        self.steps_captured = int(state["steps_captured"])
+        self.skipped_nonfinite = int(state["skipped_nonfinite"])
+        self.capture_s = float(state["capture_s"])
+
     # -- hooks -------------------------------------------------------------------------
     @stratum.hookimpl
     def stratum_fit_start(self, run):
         if self.state is None:
             self.attach(run.model)
+        restored, self._restored = self._restored, None
+        if restored:
+            try:
+                self._apply_restored(restored)
+            except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+                from stratum.errors import CheckpointError
+
+                raise CheckpointError(f"the checkpoint's capture state does not fit this run ({exc})") from None
 
     @stratum.hookimpl
     def stratum_capture_parameters(self, run, step):

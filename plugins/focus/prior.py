@@ -24,11 +24,53 @@ import torch
 
 from stratum.errors import PriorError
 from stratum.io import atomic_write_bytes
+from stratum.schema import ANY, Fields, Float, Int, ListOf, MapOf, Optional, Str, check
 
 FORMAT = "stratum-prior/1"
 METADATA_KEY = "stratum_prior"
 COLUMNS = ("w", "grad", "delta", "ema_disp", "layer_rms", "step", "w_center")
 REQUIRED_META = ("format", "architecture", "captured", "model", "dataset", "seed", "capture", "optimizer", "versions")
+
+# Every metadata field a prior may hold, with its type (see stratum.schema). A prior whose
+# metadata parses but breaks this is refused with one line naming the file and the field.
+CAPTURE_SCHEMA = Fields(
+    required={
+        "layers": Str(("auto", "conv", "all")), "every": Int(1), "max_samples": Int(1), "track": Int(1),
+        "dtype": Str(("float32", "float16", "bfloat16", "float64")),
+        "trajectory": Fields(required={"window": Int(1), "ema_decays": ListOf(Float(0))}),
+    },
+    optional={"seed": Int(0), "center": Int(0)},
+)
+METADATA_SCHEMA = Fields(
+    required={
+        "format": Str((FORMAT,)),
+        "architecture": ListOf(Fields(required={"layer": str, "params": MapOf(ListOf(Int(0)))},
+                                      optional={"type": str})),
+        "captured": ListOf(Fields(required={"key": str, "shape": ListOf(Int(0)), "rows": Int(0)},
+                                  optional={"offered": Int(0)})),
+        "model": str,
+        "dataset": str,
+        "seed": Int(0),
+        "capture": CAPTURE_SCHEMA,
+        "optimizer": Fields(required={"lr": Float(0)},
+                            optional={"name": str, "momentum": Float(0), "nesterov": bool, "weight_decay": Float(0),
+                                      "batch_size": Int(1)}),
+        "versions": MapOf(str),
+    },
+    optional={
+        "created": str,
+        "model_options": MapOf(ANY),
+        "split": Fields(optional={"val_fraction": Float(0), "split_seed": Int(0), "source": str}),
+        "strategy": str,
+        "epochs": Int(0),
+        "steps": Int(0),
+        "source_best_val_acc": Optional(Float()),
+        "source_diverged": Optional(bool),
+        "init": str,
+        "capture_report": MapOf(Optional(Float())),
+        "build_s": Float(0),
+    },
+)
 
 
 @attrs.define(eq=False)
@@ -112,6 +154,7 @@ def read_metadata_bytes(raw: bytes, path: Path) -> dict:
     missing = [k for k in REQUIRED_META if k not in metadata]
     if missing:
         raise PriorError(f"prior {path} metadata lacks {', '.join(missing)}")
+    check(metadata, METADATA_SCHEMA, f"prior {path} metadata", PriorError)
     return metadata
 
 
@@ -125,6 +168,9 @@ def _validate(path: Path, metadata: dict, tensors: dict) -> None:
         rows = {len(t) for t in columns.values()}
         if len(rows) != 1 or "grad" not in columns or "w" not in columns:
             raise PriorError(f"prior {path} is corrupt: columns of {key} disagree")
+        if declared[key]["rows"] != len(columns["w"]):
+            raise PriorError(f"prior {path} is corrupt: metadata field 'captured' says {declared[key]['rows']} rows "
+                             f"for {key}, its tensors hold {len(columns['w'])}")
         for column, tensor in columns.items():
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 raise PriorError(f"prior {path} is corrupt: non-finite values in {key}/{column}")

@@ -19,7 +19,7 @@ import attrs
 import numpy as np
 import torch
 
-from stratum.data import make_batches
+from stratum.data import has_batch_norm, make_batches
 from stratum.engine import Trainer, build_run, versions
 from stratum.seeding import generator as derived_generator
 from stratum.seeding import rng_state, set_rng_state
@@ -51,7 +51,7 @@ def _subset(run, fraction: float, seed: int) -> None:
         subset = torch.utils.data.Subset(train, index.tolist())
     run.data.train = subset
     run.train_batches = make_batches(subset, run.config.batch_size, run.device, run.data.bundle.batch_transform,
-                                     run.config.loader_workers)
+                                     run.config.loader_workers, drop_single=has_batch_norm(run.model))
 
 
 def build_prior(config, pm, capture_config: CaptureConfig, *, data_fraction: float = 1.0) -> tuple[Prior, dict]:

@@ -284,6 +284,7 @@ class FocusStrategy(Strategy):
             "snapshot_epoch": self.snapshot_epoch,
             "capture_s": self.capture_s,
             "fit_s": self.fit_s,
+            "prior_info": dict(self.prior_info),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -301,6 +302,8 @@ class FocusStrategy(Strategy):
         self.snapshot_epoch = int(state.get("snapshot_epoch", 0))
         self.capture_s = float(state.get("capture_s", self.capture_s))
         self.fit_s = float(state.get("fit_s", self.fit_s))
+        if state.get("prior_info"):  # how the interrupted run built its prior (a resume reuses the file)
+            self.prior_info = dict(state["prior_info"])
 
     def summary(self, run) -> dict:
         opts = self.options

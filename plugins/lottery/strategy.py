@@ -39,6 +39,7 @@ from stratum.config import NON_TRAJECTORY_KEYS
 from stratum.engine import build_optimizer, note
 from stratum.errors import CheckpointError, OutputError
 from stratum.io import dumps_json
+from stratum.schema import ANY, Fields, Float, Int, ListOf, MapOf, Optional, Str, check
 from stratum.seeding import generator, seed_everything
 
 from .pruning import (
@@ -48,6 +49,21 @@ from .pruning import (
 from .report import branch_result, markdown_table, write_report
 
 STATE_FILENAME = "lottery-state.pt"
+# The state file (see _save_state), checked field by field when a search resumes.
+STATE_SCHEMA = Fields(
+    required={
+        "format": str, "fingerprint": str, "config": MapOf(ANY), "history": list, "kind": Str(("lottery-state",)),
+        "init": MapOf(torch.Tensor), "rewind": MapOf(torch.Tensor), "masks": MapOf(MapOf(torch.Tensor)),
+        "results": str, "final": str, "ticket": MapOf(torch.Tensor),
+    },
+)
+RESULTS_SCHEMA = ListOf(Fields(required={  # one record per trained branch: report.branch_result
+    "level": Int(0), "branch": str, "weights_remaining": Float(0), "early_stop_epoch": Optional(Int(1)),
+    "early_stop_iteration": Optional(Int(0)), "test_acc_at_early_stop": Optional(Float()),
+    "val_acc_at_early_stop": Optional(Float()), "min_val_loss": Optional(Float()), "final_test_acc": Optional(Float()),
+    "best_val_acc": Optional(Float()), "epochs_run": Optional(Int(0)), "stopped_reason": Optional(str),
+    "diverged": bool, "total_s": Optional(Float()),
+}, extra=True))
 CONTROLS = ("reinit", "random-mask")
 
 
@@ -260,19 +276,23 @@ class LotteryStrategy(Strategy):
 
     def _load_state(self, run) -> None:
         path = self.state_path
-        state = load_checkpoint(path, run.config.fingerprint(), run.config.to_dict(), NON_TRAJECTORY_KEYS)
+        state = load_checkpoint(path, run.config.fingerprint(), run.config.to_dict(), NON_TRAJECTORY_KEYS,
+                                schema=STATE_SCHEMA)
         try:
-            if state.get("kind") != "lottery-state":
-                raise KeyError("kind")
             self.init_state = state["init"]
             self.rewind_state = state["rewind"] or None
             self.level_masks = {int(k[1:]): {n: t.bool() for n, t in m.items()} for k, m in state["masks"].items()}
             self.results = json.loads(state["results"])
             self.final_summary = json.loads(state["final"]) or None
             self.ticket_state = state["ticket"] or None
-            run.model.load_state_dict(self.init_state)
         except (KeyError, ValueError, TypeError, RuntimeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"lottery state {path} is corrupt or does not fit this run ({type(exc).__name__})") from None
+            raise CheckpointError(f"lottery state {path} is corrupt ({type(exc).__name__}: {str(exc)[:80]})") from None
+        check(self.results, RESULTS_SCHEMA, f"lottery state {path} is corrupt: 'results'", CheckpointError)
+        check(self.final_summary or {}, MapOf(ANY), f"lottery state {path} is corrupt: 'final'", CheckpointError)
+        try:
+            run.model.load_state_dict(self.init_state)
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise CheckpointError(f"lottery state {path} does not fit this run ({type(exc).__name__})") from None
         for masks in self.level_masks.values():
             if set(masks) != set(self.names):
                 raise CheckpointError(f"lottery state {path} holds masks for another architecture")

@@ -78,10 +78,6 @@ class GradFlowProfiler:
         self._samples = 0
 
     @stratum.hookimpl
-    def stratum_epoch_start(self, run, epoch, mode):
-        self._reset(run.device)
-
-    @stratum.hookimpl
     def stratum_capture_parameters(self, run, step):
         if not self.params or step % self.every:
             return
@@ -108,6 +104,22 @@ class GradFlowProfiler:
             **diagnose(mean, self.vanish_ratio),
         })
         record["gradflow_verdict"] = self.rows[-1]["verdict"]
+        self._reset(run.device)  # here, not at epoch start: a run resumed mid-epoch keeps its partial sums
+
+    # -- persistence (kept in checkpoints, so a resumed run reports every epoch) --------------
+    def state_dict(self) -> dict:
+        """Rows of finished epochs and the running sums of the epoch in progress."""
+        return {"rows": [dict(r) for r in self.rows], "sum": self._sum.cpu(), "max": self._max.cpu(),
+                "samples": self._samples}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`; raises ValueError for sums of another model."""
+        if state["sum"].shape != self._sum.shape or state["max"].shape != self._max.shape:
+            raise ValueError(f"gradflow sums for {len(state['sum'])} layers, this model has {len(self.params)}")
+        self.rows = [dict(r) for r in state["rows"]]
+        self._sum = state["sum"].to(self._sum.device)
+        self._max = state["max"].to(self._max.device)
+        self._samples = int(state["samples"])
 
     @stratum.hookimpl
     def stratum_fit_end(self, run, summary):

@@ -34,7 +34,8 @@ class LossCurve:
     def stratum_epoch_end(self, run, epoch, record):
         if not self._pending:
             return
-        values = torch.stack([v.float() for _, v in self._pending]).tolist()
+        device = self._pending[-1][1].device  # losses restored from a checkpoint sit on the CPU
+        values = torch.stack([v.float().to(device) for _, v in self._pending]).tolist()
         for (index, _), value in zip(self._pending, values):
             if index % self.stride == 0:
                 self.steps.append(index)
@@ -45,6 +46,22 @@ class LossCurve:
             keep = [i for i, s in enumerate(self.steps) if s % self.stride == 0]
             self.steps = [self.steps[i] for i in keep]
             self.values = [self.values[i] for i in keep]
+
+    # -- persistence (kept in checkpoints, so a resumed run reports the whole curve) -----------
+    def state_dict(self) -> dict:
+        """The curve so far and the losses of the epoch in progress."""
+        pending = torch.stack([v.detach().float().cpu() for _, v in self._pending]) if self._pending else torch.zeros(0)
+        return {"stride": self.stride, "steps": list(self.steps), "values": list(self.values),
+                "pending_steps": [i for i, _ in self._pending], "pending": pending}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""
+        if len(state["pending_steps"]) != len(state["pending"]):
+            raise ValueError("pending losses and their steps differ in length")
+        self.stride = int(state["stride"])
+        self.steps = [int(s) for s in state["steps"]]
+        self.values = list(state["values"])
+        self._pending = list(zip((int(i) for i in state["pending_steps"]), state["pending"]))
 
     @stratum.hookimpl
     def stratum_fit_end(self, run, summary):

@@ -18,6 +18,7 @@ class PhasesProfiler:
         self.epochs: list[dict] = []
         self.stream = stream
         self._previous_timer = None
+        self._carry: tuple[dict, int] | None = None  # the part of an epoch run before a resume
 
     @stratum.hookimpl
     def stratum_fit_start(self, run):
@@ -31,8 +32,26 @@ class PhasesProfiler:
     @stratum.hookimpl
     def stratum_epoch_end(self, run, epoch, record):
         seconds, steps = self.timer.take()
+        if self._carry is not None:  # this epoch began before an interruption: count both parts
+            carried, carried_steps = self._carry
+            seconds = {p: seconds.get(p, 0.0) + carried.get(p, 0.0) for p in {**carried, **seconds}}
+            steps += carried_steps
+            self._carry = None
         self.epochs.append({"epoch": epoch, "mode": record.get("mode"), "steps": steps, "seconds": seconds})
         record["phases_s"] = dict(seconds)
+
+    # -- persistence (kept in checkpoints, so a resumed run's breakdown covers every epoch) ------
+    def state_dict(self) -> dict:
+        """Finished epochs, and the seconds and steps of the epoch in progress."""
+        return {"epochs": [dict(e, seconds=dict(e["seconds"])) for e in self.epochs],
+                "partial_seconds": dict(self.timer.totals), "partial_steps": int(self.timer.steps)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""
+        self.epochs = [dict(e, seconds={k: float(v) for k, v in e["seconds"].items()}) for e in state["epochs"]]
+        seconds = {k: float(v) for k, v in state["partial_seconds"].items()}
+        steps = int(state["partial_steps"])
+        self._carry = (seconds, steps) if steps or seconds else None
 
     @stratum.hookimpl
     def stratum_fit_end(self, run, summary):

@@ -223,6 +223,15 @@ def plan_runs(spec: BenchSpec, registries, *, warn=None) -> list[RunPlan]:
     return plans
 
 
+def _check_batch_norm(config, registries) -> None:
+    """A model whose ``batch_norm`` option is on cannot train on batches of one sample."""
+    from ..config import options_for
+    from ..engine import check_batch_norm_batch_size
+
+    model_options = options_for(registries.get("model", config.model), config)
+    check_batch_norm_batch_size(config, bool(getattr(model_options, "batch_norm", False)))
+
+
 def validate(plans: list[RunPlan], registries) -> None:
     """Every run's options make a valid config naming registered components."""
     plugin_fields = plugin_option_fields(registries.all())
@@ -230,6 +239,7 @@ def validate(plans: list[RunPlan], registries) -> None:
         try:
             config = make_config(plan.values, plugin_fields=plugin_fields)
             check_names(config, registries)
+            _check_batch_norm(config, registries)
             for name, value in plan.values.items():
                 meta = option_meta(plugin_fields[name]) if name in plugin_fields else None
                 if meta and meta["kind"]:

@@ -96,6 +96,16 @@ class TensorBoardLogger:
         self.writer = None
         self.step_writer = None
 
+    def state_dict(self) -> dict:
+        """The log directory, so a resumed run goes on writing where it left off."""
+        return {"log_dir": str(self.log_dir)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue in the saved log directory, unless this run names another --tensorboard DIR."""
+        saved = Path(state["log_dir"])
+        if saved.parent == self.log_dir.parent:
+            self.log_dir = saved
+
     @hookimpl
     def stratum_fit_start(self, run):
         # A resumed fit arrives here with its checkpoint's epoch and step restored.
