@@ -181,6 +181,18 @@ def probe_output(path, kind: str = "file", what: str = "") -> Path:
     if kind not in ("file", "dir"):
         raise ValueError(f"probe_output: kind must be 'file' or 'dir', got {kind!r}")
     path = expand(path)
+    # Another process may probe the same place at the same moment (bench workers, DDP
+    # ranks): a folder it made, or removed, under our feet is a race, not a verdict. Try again.
+    for attempt in range(5):
+        try:
+            return _probe_once(path, kind, what)
+        except OutputError as exc:
+            if attempt == 4 or not isinstance(exc.__context__, (FileExistsError, FileNotFoundError)):
+                raise
+    return path  # pragma: no cover - the loop returns or raises
+
+
+def _probe_once(path: Path, kind: str, what: str) -> Path:
     label = f"{what} " if what else ""
     created: list[Path] = []
     try:

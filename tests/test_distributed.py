@@ -154,7 +154,7 @@ def test_a_failing_rank_stops_every_rank_fast_and_speaks_first(tmp_path, failing
     # Before the fix the peer waited in an all-reduce or barrier for gloo's 30-minute timeout.
     assert elapsed < 90, elapsed
     lines = [l for l in result.stderr.splitlines() if l.startswith("stratum: ")]
-    assert lines[0] == (f"stratum: error: rank {failing_rank}: plugin 'rankfail' failed in hook "
+    assert lines[0] == (f"stratum: error: rank {failing_rank}: plugin 'rankfail' (dist rankfail 0.1) failed in hook "
                         f"stratum_{'after_train_step' if hook == 'step' else hook}: RuntimeError: planned failure in {hook}")
     peer = 1 - failing_rank
     assert all(l.startswith(f"stratum: error: rank {peer}: another rank failed") or "SIGTERM" in l for l in lines[1:])
