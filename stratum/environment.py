@@ -86,18 +86,21 @@ def source_checkouts(cwd: str | os.PathLike | None = None) -> dict:
     }
 
 
-def cpu_model() -> str | None:
-    """The CPU's model name: ``/proc/cpuinfo``'s "model name" on Linux, else
-    :func:`platform.processor`, else ``None``."""
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """The CPU's model name: the ``cpuinfo`` file's "model name" on Linux, else
+    :func:`platform.processor`, else ``None``. Never raises."""
     try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
             for line in handle:
                 key, _, value = line.partition(":")
                 if key.strip() in ("model name", "Model", "cpu model") and value.strip():
                     return value.strip()
     except OSError:
         pass
-    return platform.processor() or None
+    try:
+        return platform.processor() or None
+    except Exception:  # pragma: no cover - best effort
+        return None
 
 
 def gpu_name(device=None) -> str | None:
