@@ -77,8 +77,8 @@ def check_callbacks(callbacks) -> list[object]:
     """The callbacks as a list, each checked to implement only hooks stratum has.
 
     Takes a list or tuple of objects whose methods are marked ``@stratum.hookimpl``.
-    Raises :class:`ConfigError` for something that is not a list of such objects, for a
-    callback implementing no hook, and for a hook name stratum does not have (with the
+    Raises :class:`ConfigError` for something that is not a list of such objects (a class
+    instead of an instance included), for a callback implementing no hook, and for a hook name stratum does not have (with the
     closest name: a typo would otherwise never be called).
     """
     from . import hookspecs
@@ -91,6 +91,8 @@ def check_callbacks(callbacks) -> list[object]:
                           f"got {type(callbacks).__name__}")
     known = [name for name in dir(hookspecs) if name.startswith("stratum_")]
     for callback in callbacks:
+        if isinstance(callback, type):
+            raise ConfigError(f"callback {callback.__name__} is a class; pass an instance: {callback.__name__}()")
         hooks = _callback_hooks(callback)
         label = type(callback).__name__
         if not hooks:

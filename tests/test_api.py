@@ -96,6 +96,7 @@ BAD_INPUT = {
     "bad-config-type": (dict(config=42), ConfigError, "config must be"),
     "callbacks-not-a-list": (dict(callbacks=_not_a_list()), ConfigError, "callbacks must be a list"),
     "callback-without-hooks": (dict(callbacks=[NoHooks()]), ConfigError, "implements no stratum hook"),
+    "callback-class-not-instance": (dict(callbacks=[Misspelt]), ConfigError, "pass an instance"),
     "callback-hook-typo": (dict(callbacks=[Misspelt()]), ConfigError, "did you mean 'stratum_epoch_end'"),
     "missing-local-plugin": (dict(plugins=["nope.py"]), ConfigError, "no such file"),
     "unwritable-out": (dict(out="/proc/stratum-no/run"), OutputError, "--out"),
