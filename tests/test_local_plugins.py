@@ -145,3 +145,10 @@ def test_bench_workers_load_the_local_plugin(tmp_path):
     with sqlite3.connect(db) as con:
         rows = con.execute("SELECT status, error FROM runs").fetchall()
     assert rows and all(status == "done" for status, _ in rows), rows
+
+
+def test_a_failing_local_plugin_is_named_with_its_path(tmp_path):
+    path = _write(tmp_path, LOCAL.replace("    n = 1\n", "    raise RuntimeError('factory bug')\n"))
+    result = run_cli("run", "--plugin", path, *TINY)
+    assert result.exit_code == 2
+    assert_one_line_error(result.stderr, f"model 'tiny' from plugin '{path.stem}' (local {path})", "factory bug")
