@@ -17,12 +17,13 @@ INTRO = """# CLI reference
 `stratum` is also reachable as `python -m stratum`. Global options come before the command:
 
 ```
-stratum [--block-plugin NAME]... [--version] COMMAND ...
+stratum [--block-plugin NAME]... [--plugin MODULE_OR_FILE]... [--version] COMMAND ...
 ```
 
 | global option | meaning |
 |---|---|
 | `-p, --block-plugin NAME` | do not load plugin NAME (repeatable); also `STRATUM_BLOCK_PLUGINS=a,b` |
+| `--plugin MODULE_OR_FILE` | load a local plugin module without packaging it: a dotted module name (importable from `sys.path`) or the path of a `.py` file (repeatable); also `STRATUM_PLUGINS=a,b`. Works for every command (`run`, `list`, `plugins`, `bench`: bench workers load it too); `stratum run --plugin X` is accepted as well, and the plugin's options then appear in `stratum run --plugin X --help`. A file or module that cannot be loaded is one error line, exit 2; `stratum plugins` lists it with origin `local` and its path |
 | `--version` | print the version |
 | `STRATUM_DISABLE_PLUGIN_AUTOLOAD=1` | environment: load only built-in plugins |
 | `STRATUM_DEBUG=1` | environment: print the traceback of an internal error |

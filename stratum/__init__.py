@@ -19,6 +19,7 @@ from .components import (  # noqa: E402
 from .options import option  # noqa: E402
 from .strategy_base import Mode, Strategy, SwitchDecision  # noqa: E402
 from .errors import StratumError, ConfigError  # noqa: E402
+from .api import Result, fit  # noqa: E402  (imports torch only when fit() is called)
 
 __all__ = [
     "__version__",
@@ -40,4 +41,6 @@ __all__ = [
     "SwitchDecision",
     "StratumError",
     "ConfigError",
+    "fit",
+    "Result",
 ]

@@ -113,6 +113,14 @@ class StratumGroup(click.Group):
             return command
         return plugin_commands(ctx).get(name)
 
+    def resolve_command(self, ctx, args):
+        # `stratum run --plugin X`: the plugin's options become flags of `run`, so the plugin
+        # must load before `run` is built; read its --plugin values off the raw arguments.
+        if args and args[0] == "run":
+            ctx.ensure_object(dict)
+            ctx.obj["run_plugins"] = _scan_option(args[1:], "--plugin")
+        return super().resolve_command(ctx, args)
+
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(_COMMAND_BUILDERS) | set(plugin_commands(ctx)))
 
@@ -172,6 +180,25 @@ def report_error(exc: BaseException, where: str = "") -> int:
     return 1
 
 
+def _scan_option(args, flag: str) -> list[str]:
+    """The values of a repeatable ``flag`` among raw arguments (``--flag V`` or ``--flag=V``),
+    up to ``--``."""
+    values = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            break
+        if arg == flag and index + 1 < len(args):
+            values.append(args[index + 1])
+            index += 2
+            continue
+        if arg.startswith(flag + "="):
+            values.append(arg[len(flag) + 1:])
+        index += 1
+    return values
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -179,9 +206,12 @@ def _one_line(text: str) -> str:
 @click.group(cls=StratumGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--block-plugin", "-p", "block_plugin", multiple=True, metavar="NAME",
               help="Do not load this plugin (repeatable). Also: STRATUM_BLOCK_PLUGINS=a,b.")
+@click.option("--plugin", "plugin", multiple=True, metavar="MODULE_OR_FILE",
+              help="Load a local plugin module without packaging it: a dotted module name or a path to a .py "
+                   "file (repeatable; also accepted after `run`). Also: STRATUM_PLUGINS=a,b.")
 @click.version_option(__version__, prog_name="stratum")
 @click.pass_context
-def cli(ctx, block_plugin):
+def cli(ctx, block_plugin, plugin):
     """stratum: pluggable training strategies for PyTorch, compared honestly.
 
     Third-party plugins load from the 'stratum' entry-point group; set
@@ -196,7 +226,8 @@ def get_pm(ctx: click.Context):
     root.ensure_object(dict)
     if "pm" not in root.obj:
         block = root.params.get("block_plugin", ()) or ()
-        root.obj["pm"] = create_plugin_manager(block=block)
+        plugins = [*(root.params.get("plugin", ()) or ()), *root.obj.get("run_plugins", ())]
+        root.obj["pm"] = create_plugin_manager(block=block, plugins=plugins)
     return root.obj["pm"]
 
 
@@ -224,6 +255,9 @@ def build_run_command(ctx: click.Context) -> click.Command:
     params = [
         click.Option(["--config", "config_file"], type=UserPath(dir_okay=False), default=None,
                      help="Read options from a TOML file; flags given here win over it."),
+        click.Option(["--plugin", "plugin"], multiple=True, metavar="MODULE_OR_FILE",
+                     help="Load a local plugin module (a dotted module name or a .py file; repeatable); "
+                          "its options become flags of this command. Same as `stratum --plugin`."),
     ]
     params += [click_option(f) for f in CORE_FIELDS.values()]
     params += [click_option(f) for f in plugin_option_fields(pm.registries.all()).values()]

@@ -204,7 +204,8 @@ def check_outputs(config: RunConfig, plugin_fields: Mapping[str, attrs.Attribute
 
 # Names a plugin option may not take: `stratum run`'s own parameters and RunConfig internals.
 RESERVED_OPTION_NAMES = {"config": "--config", "config_file": "--config", "options": "RunConfig.options",
-                         "help": "--help", "h": "-h"}
+                         "help": "--help", "h": "-h", "plugin": "--plugin",
+                         "callbacks": "stratum.fit(callbacks=)", "plugins": "stratum.fit(plugins=)"}
 
 
 def _option_flags(field: attrs.Attribute) -> list[str]:
@@ -339,8 +340,13 @@ def make_config(
     toml_values: Mapping[str, Any] | None = None,
     toml_source: str = "config file",
     plugin_fields: Mapping[str, attrs.Attribute] | None = None,
+    values_source: str = "options",
 ) -> RunConfig:
-    """Merge defaults < TOML < explicit values into a validated :class:`RunConfig`."""
+    """Merge defaults < TOML < explicit values into a validated :class:`RunConfig`.
+
+    ``values_source`` names the explicit values in errors (an unknown key is refused
+    with the closest known name). Raises :class:`ConfigError`.
+    """
     plugin_fields = dict(plugin_fields or {})
     known = set(CORE_FIELDS) | set(plugin_fields)
     merged_core: dict[str, Any] = {}
@@ -350,7 +356,7 @@ def make_config(
     if toml_values:
         layers.append((normalise_keys(toml_values, known, toml_source), toml_source))
     if values:
-        layers.append((normalise_keys(values, known, "options"), ""))
+        layers.append((normalise_keys(values, known, values_source), ""))
     for layer, source in layers:
         for key, value in layer.items():
             explicit.add(key)

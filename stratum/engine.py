@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import platform
 import signal
 import sys
 import time
@@ -282,9 +281,14 @@ class Trainer:
         naming the plugin when plugin code fails (a factory, a strategy method, a hook),
         including a plugin calling ``sys.exit()``: no plugin ends a run as if it finished.
         """
+        return self.execute(config)[1]
+
+    def execute(self, config: RunConfig) -> tuple[Run, dict]:
+        """Like :meth:`run`, but returns ``(run, summary)``: the run holds the trained model
+        (``run.model``) and the strategy (``run.strategy``). Raises like :meth:`run`."""
         with self.pm.guard():
             run = build_run(config, self.pm)
-            return run.strategy.execute(self, run)
+            return run, run.strategy.execute(self, run)
 
     # -- one fit -----------------------------------------------------------------
     def fit(self, run: Run, *, checkpoint_name: str = CHECKPOINT_FILENAME, resume: bool | None = None) -> dict:
@@ -359,14 +363,21 @@ class Trainer:
         plugins += [(f"{tag}:{name}", plugin, None, name, None) for name, plugin in self.extra_plugins]
         extra = {id(plugin) for _, plugin in self.extra_plugins}
         run.plugins = {}
-        for name, plugin, kind, component_name, provider in plugins:
-            if plugin is not run.strategy:  # the strategy's state has its own place in a checkpoint
-                key = name[len(tag) + 1:]
-                run.plugins[f"extra:{key}" if id(plugin) in extra else key] = plugin
-            if self.pm.has_plugin(name) or plugin in self.pm.get_plugins():
-                continue
-            self.pm.register_scoped(plugin, name, kind, component_name, provider)
-            names.append(name)
+        try:
+            for name, plugin, kind, component_name, provider in plugins:
+                if plugin is not run.strategy:  # the strategy's state has its own place in a checkpoint
+                    key = name[len(tag) + 1:]
+                    run.plugins[f"extra:{key}" if id(plugin) in extra else key] = plugin
+                if self.pm.has_plugin(name) or plugin in self.pm.get_plugins():
+                    continue
+                self.pm.register_scoped(plugin, name, kind, component_name, provider)
+                names.append(name)
+        except BaseException:  # e.g. a callback whose hooks do not match: none of this fit's plugins stay
+            run.plugins = {}
+            for name in names:
+                if self.pm.has_plugin(name):
+                    self.pm.unregister(name=name)
+            raise
         return names
 
     def _restore_plugins(self, run: Run, states: dict, path) -> None:
@@ -653,11 +664,21 @@ def evaluate(run: Run, split) -> tuple[float | None, float | None]:
 
 
 def versions() -> dict:
-    return {
-        "stratum": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
+    """Versions of stratum, Python, torch (``torch.__version__``, with its build tag), numpy
+    and xgboost (``None`` when not installed), read from package metadata."""
+    from .environment import library_versions
+
+    return {**library_versions(), "torch": torch.__version__}
+
+
+def environment(run: Run) -> dict:
+    """The run's :func:`stratum.environment.capture`, taken once per run (a multi-fit
+    strategy's summaries share it)."""
+    from .environment import capture
+
+    if "_environment" not in run.state:
+        run.state["_environment"] = capture(run.pm, run.device, torch.get_num_threads())
+    return run.state["_environment"]
 
 
 def components_in_use(run: Run) -> dict:
@@ -725,6 +746,7 @@ def make_summary(run: Run, *, diverged: bool, stopped_reason: str) -> dict:
         "threads": torch.get_num_threads(),
         "versions": versions(),
         "components": components_in_use(run),
+        "environment": environment(run),
     }
     summary.update(run.strategy.summary(run))
     summary.update(run.summary)

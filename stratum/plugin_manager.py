@@ -7,6 +7,11 @@ in group ``stratum``. Built-ins are those whose distribution is ``stratum``.
   (built-ins still load), for reproducible runs.
 * ``STRATUM_BLOCK_PLUGINS=a,b`` or ``stratum --block-plugin NAME`` blocks named
   plugins, built-in or not.
+* ``stratum --plugin SPEC`` (also on ``stratum run``) and ``STRATUM_PLUGINS=a,b`` load
+  a local plugin module without packaging it: SPEC is a dotted module name
+  (importable from ``sys.path``) or the path of a ``.py`` file. Such a plugin has
+  origin ``local``; one that cannot be found or imported is a :class:`ConfigError`
+  (the user asked for it by name), and it loads even with autoload disabled.
 * A third-party plugin that fails to import or to register gives one
   :class:`PluginWarning` naming it; the others still load.
 * A plugin whose component name or option declaration collides with an earlier
@@ -21,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata as md
 import os
+import re
 import sys
 import traceback
 import types
@@ -38,6 +44,8 @@ from .registry import Registries, unknown_name_message
 ENTRY_POINT_GROUP = "stratum"
 DISABLE_AUTOLOAD_ENV = "STRATUM_DISABLE_PLUGIN_AUTOLOAD"
 BLOCK_ENV = "STRATUM_BLOCK_PLUGINS"
+PLUGINS_ENV = "STRATUM_PLUGINS"
+LOCAL_ORIGIN = "local"
 BUILTIN_DISTRIBUTION = "stratum"
 
 hookimpl = pluggy.HookimplMarker("stratum")
@@ -66,7 +74,7 @@ class PluginRecord:
     """Where a plugin came from and what happened to it."""
 
     name: str
-    origin: str  # "builtin", a distribution name, or "run-scoped"
+    origin: str  # "builtin", a distribution name, "local" (--plugin), "api" or "run-scoped"
     version: str
     module: str
     status: str  # loaded | blocked | failed | disabled | skipped
@@ -107,6 +115,8 @@ class StratumPluginManager(pluggy.PluginManager):
         self._order: list[str] = []  # plugin names in registration order
         # run-scoped plugin name -> (kind or None, component or plugin name, providing plugin or None)
         self.scoped: dict[str, tuple[str | None, str, str | None]] = {}
+        # local plugins (--plugin, STRATUM_PLUGINS): spec as loaded (absolute path or module) -> plugin name
+        self.local_plugins: dict[str, str] = {}
 
     def register(self, plugin, name=None):
         """pluggy's ``register``, remembering the order plugins were registered in."""
@@ -177,6 +187,71 @@ class StratumPluginManager(pluggy.PluginManager):
                     stacklevel=2,
                 )
 
+    def load_local_plugins(self, specs: Iterable[str], source: str = "--plugin") -> list[str]:
+        """Load and register local plugin modules (``--plugin``, ``STRATUM_PLUGINS``).
+
+        Each spec is a dotted module name or the path of a ``.py`` file (``~`` expanded,
+        relative to the working directory). A file's plugin is named after its stem, a
+        module's after its dotted name; a spec loaded already (the same file or module)
+        is skipped. Returns the plugin names registered. Raises :class:`ConfigError`
+        (one line naming ``source`` and the spec) for a missing file, a module that
+        cannot be imported, code that fails while importing, or a name another plugin
+        already has. Local plugins load even when autoload is disabled: they were asked
+        for explicitly.
+        """
+        names = []
+        for spec in specs:
+            spec = str(spec).strip()
+            if not spec:
+                continue
+            key, plugin_name, loader = _local_plugin_loader(spec, source)
+            if key in self.local_plugins:
+                continue
+            if self.has_plugin(plugin_name) or plugin_name in self.records:
+                where = self.describe(plugin_name)
+                raise ConfigError(f"{source} {spec}: a plugin named {plugin_name!r} is loaded already ({where}); "
+                                  "rename the module or file")
+            module = loader()
+            if self.is_registered(module):
+                raise ConfigError(f"{source} {spec}: this module is loaded already, as plugin "
+                                  f"{self.get_name(module)!r}")
+            try:
+                self.register(module, name=plugin_name)
+            except pluggy.PluginValidationError as exc:
+                raise ConfigError(f"{source} {spec}: {' '.join(str(exc).split())}") from None
+            unknown = self.unknown_hooks(module)
+            if unknown:
+                self.unregister(name=plugin_name)
+                raise ConfigError(f"{source} {spec}: {unknown}")
+            if not self.get_hookcallers(module):
+                warnings.warn(f"{source} {spec}: the module implements no stratum hook "
+                              "(decorate functions with @stratum.hookimpl)", PluginWarning, stacklevel=2)
+            path = getattr(module, "__file__", None) or spec
+            self.records[plugin_name] = PluginRecord(
+                plugin_name, LOCAL_ORIGIN, str(getattr(module, "__version__", "-")), str(path), "loaded",
+            )
+            self.local_plugins[key] = plugin_name
+            self._registries = None
+            names.append(plugin_name)
+        return names
+
+    def unknown_hooks(self, plugin: object) -> str | None:
+        """Why ``plugin`` (registered) implements a hook stratum does not have, or ``None``.
+
+        pluggy accepts an implementation of a hook nobody specified and never calls it;
+        a typo in a hook name would fail silently. The message names the closest hook.
+        """
+        from .registry import closest
+
+        known = [name for name in dir(self.hook) if name.startswith("stratum_")
+                 and getattr(self.hook, name).spec is not None]
+        for caller in self.get_hookcallers(plugin) or []:
+            if caller.spec is None:
+                hint = closest(caller.name, known)
+                return (f"{caller.name!r} is not a stratum hook" + (f"; did you mean {hint!r}?" if hint else "")
+                        + " (see docs/hooks.md)")
+        return None
+
     def register_object(self, plugin: object, name: str, origin: str = "api") -> None:
         """Register a plugin object directly (tests, notebooks).
 
@@ -224,7 +299,7 @@ class StratumPluginManager(pluggy.PluginManager):
                        or option_collision(components, registries, self.describe))
             if problem:
                 record = self.records.get(plugin_name)
-                if record is not None and record.origin == "api":
+                if record is not None and record.origin in ("api", LOCAL_ORIGIN):
                     raise DuplicateNameError(problem)
                 self._disable(plugin_name, f"{problem}; {plugin_name!r} was disabled "
                                            f"(use -p {plugin_name} to silence this)")
@@ -288,6 +363,8 @@ class StratumPluginManager(pluggy.PluginManager):
         record = self.records.get(name)
         if record is None or record.origin in ("api", "run-scoped"):
             return f"plugin {name!r}"
+        if record.origin == LOCAL_ORIGIN:
+            return f"plugin {name!r} (local {record.module})"
         if record.origin == "builtin":
             return f"plugin {name!r} (built-in)"
         return f"plugin {name!r} (dist {record.origin} {record.version})"
@@ -341,7 +418,7 @@ class StratumPluginManager(pluggy.PluginManager):
                 continue
             module = plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
             record = self.records.get(name)
-            if record is not None and record.origin not in ("builtin", "api", "run-scoped"):
+            if record is not None and record.origin not in ("builtin", "api", "run-scoped", LOCAL_ORIGIN):
                 # an installed distribution: its whole top-level package is its code
                 module = record.module.split(":")[0].split(".")[0]
             if module and not _is_core_module(module):
@@ -527,7 +604,7 @@ class StratumPluginManager(pluggy.PluginManager):
                 message = (f"{self.describe(name)} adds command {clash!r}, which {first} already has; "
                            f"{name!r} was disabled (use -p {name} to silence this)")
                 record = self.records.get(name)
-                if record is not None and record.origin == "api":
+                if record is not None and record.origin in ("api", LOCAL_ORIGIN):
                     raise DuplicateNameError(message)
                 self._disable(name, message)
                 continue
@@ -583,8 +660,89 @@ def _as_components(returned, kind: str, plugin_name: str) -> list[Component]:
     return items
 
 
-def create_plugin_manager(block: Iterable[str] = (), autoload: bool | None = None) -> StratumPluginManager:
-    """A plugin manager with the built-ins and (unless disabled) third-party plugins."""
+def plugins_from_env() -> list[str]:
+    """The local plugin specs listed in ``STRATUM_PLUGINS`` (comma-separated)."""
+    return [n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
+
+
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _local_plugin_loader(spec: str, source: str):
+    """``(key, plugin name, load())`` for a local plugin spec; raises ConfigError for a bad spec.
+
+    A spec ending in ``.py`` or holding a path separator is a file; anything else must be a
+    dotted module name. ``load()`` imports the module, turning any failure into ConfigError.
+    """
+    from .paths import expand
+
+    is_file = spec.endswith(".py") or "/" in spec or os.sep in spec or spec.startswith("~")
+    if is_file:
+        path = expand(spec)
+        if not path.exists():
+            raise ConfigError(f"{source} {spec}: no such file")
+        if path.is_dir():
+            raise ConfigError(f"{source} {spec}: is a directory, not a .py file (give a module name to load a package)")
+        if path.suffix != ".py":
+            raise ConfigError(f"{source} {spec}: not a .py file")
+        path = path.resolve()
+        name = path.stem
+        if not name.isidentifier():
+            raise ConfigError(f"{source} {spec}: {name!r} is not a valid module name")
+
+        def load():
+            import importlib.util
+
+            module_name = f"_stratum_local_{name}_{abs(hash(str(path))):x}"
+            try:
+                module_spec = importlib.util.spec_from_file_location(module_name, path)
+                module = importlib.util.module_from_spec(module_spec)
+                sys.modules[module_name] = module
+                module_spec.loader.exec_module(module)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
+                sys.modules.pop(module_name, None)
+                raise ConfigError(f"{source} {spec}: failed to import: {_describe_import_error(exc)}") from None
+            return module
+
+        return str(path), name, load
+    if not _MODULE_NAME.fullmatch(spec):
+        raise ConfigError(f"{source} {spec!r}: not a module name (a.b.c) nor a path to a .py file")
+
+    def load():
+        import importlib
+
+        try:
+            return importlib.import_module(spec)
+        except KeyboardInterrupt:
+            raise
+        except ModuleNotFoundError as exc:
+            if exc.name and spec.split(".")[: len(exc.name.split("."))] == exc.name.split("."):
+                raise ConfigError(f"{source} {spec}: no module named {exc.name!r} on sys.path") from None
+            raise ConfigError(f"{source} {spec}: failed to import: {_describe_import_error(exc)}") from None
+        except BaseException as exc:
+            raise ConfigError(f"{source} {spec}: failed to import: {_describe_import_error(exc)}") from None
+
+    return spec, spec, load
+
+
+def _describe_import_error(exc: BaseException) -> str:
+    from .errors import describe_cause
+
+    if isinstance(exc, SyntaxError):
+        return f"SyntaxError: {exc.msg} (line {exc.lineno})"
+    return describe_cause(exc)
+
+
+def create_plugin_manager(block: Iterable[str] = (), autoload: bool | None = None,
+                          plugins: Iterable[str] = ()) -> StratumPluginManager:
+    """A plugin manager with the built-ins, (unless disabled) third-party plugins, and the
+    local plugin modules ``plugins`` plus those in ``STRATUM_PLUGINS``.
+
+    Raises :class:`ConfigError` for a blocked name no plugin has and for a local plugin
+    spec that cannot be loaded (see :meth:`StratumPluginManager.load_local_plugins`).
+    """
     pm = StratumPluginManager()
     from . import engine_plugin  # stratum's own fallbacks, e.g. optimizer.step()
 
@@ -593,6 +751,8 @@ def create_plugin_manager(block: Iterable[str] = (), autoload: bool | None = Non
         "stratum.engine", "builtin", _stratum_version(), engine_plugin.__name__, "loaded"
     )
     pm.load_entry_points(block=block, autoload=autoload)
+    pm.load_local_plugins(plugins, "--plugin")
+    pm.load_local_plugins(plugins_from_env(), PLUGINS_ENV)
     return pm
 
 

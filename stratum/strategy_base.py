@@ -86,3 +86,10 @@ class Strategy:
     def summary(self, run: "Run") -> dict:
         """JSON-safe entries for the run summary."""
         return {}
+
+    def final_models(self, run: "Run") -> dict:
+        """Models this strategy makes besides ``run.model``, once it has finished:
+        ``{"averaged": module}`` for a weight-averaging strategy, ``{"pruned": module}``
+        for a pruning one. :func:`stratum.fit` puts them on ``Result.averaged_model`` /
+        ``Result.pruned_model`` (``None`` when absent). By default none."""
+        return {}

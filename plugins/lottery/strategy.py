@@ -335,5 +335,13 @@ class LotteryStrategy(Strategy):
             print(report["table"], end="", flush=True)
         return summary
 
+    def final_models(self, run) -> dict:
+        """``{"pruned": run.model}`` once a ticket of level >= 1 was trained: the model
+        then holds the trained ticket of the last level (masked weights are zero)."""
+        levels = [r["level"] for r in self.results if r["branch"] in ("dense", "ticket")]
+        if self.ticket_state is None or not levels or max(levels) == 0:
+            return {}
+        return {"pruned": run.model}
+
     def summary(self, run) -> dict:
         return {"lottery_level": self.level, "lottery_branch": self.branch, "weights_remaining": self._density()}

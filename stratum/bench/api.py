@@ -56,6 +56,7 @@ def run_bench(spec: BenchSpec, db: Path, pm, *, workers: int | None = None, exec
         raise ConfigError("--address needs --executor dask")
     workers = resolve_workers(workers, executor)
     registries = pm.registries
+    plugins = tuple(getattr(pm, "local_plugins", {}))  # --plugin / STRATUM_PLUGINS: workers load them too
     plans = plan_runs(spec, registries, warn=lambda m: warnings.warn(m, stacklevel=2))
     if not plans:
         raise ConfigError("the bench matrix is empty")
@@ -89,12 +90,12 @@ def run_bench(spec: BenchSpec, db: Path, pm, *, workers: int | None = None, exec
                         from .local import run_local
 
                         run_local(store, session, workers=workers, threads=threads, block=block, progress=progress,
-                                  log_dir=log_dir)
+                                  log_dir=log_dir, plugins=plugins)
                     else:
                         from .dask_executor import run_dask
 
                         run_dask(store, session, address=address, workers=workers, threads=threads, block=block,
-                                 progress=progress)
+                                 progress=progress, plugins=plugins)
             except (_Stop, KeyboardInterrupt) as exc:
                 signum = exc.signum if isinstance(exc, _Stop) else signal.SIGINT
                 counts = store.session_counts(session)

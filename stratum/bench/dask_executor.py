@@ -24,14 +24,14 @@ from .runner import execute_run, limit_threads
 from .store import Store, process_token
 
 
-def remote_run(values: dict, threads: int, block: tuple) -> dict:
+def remote_run(values: dict, threads: int, block: tuple, plugins: tuple = ()) -> dict:
     """The task a Dask worker executes: one run, its output swallowed, a JSON-safe outcome."""
     import warnings
 
     limit_threads(threads)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
-        outcome = execute_run(values, threads=threads, block=block)
+        outcome = execute_run(values, threads=threads, block=block, plugins=plugins)
     return json_safe(outcome)
 
 
@@ -54,7 +54,8 @@ def _client(address: str | None, workers: int):
     return Client(cluster), cluster
 
 
-def run_dask(store: Store, session: str, *, address: str | None, workers: int, threads: int, block: tuple, progress) -> None:
+def run_dask(store: Store, session: str, *, address: str | None, workers: int, threads: int, block: tuple, progress,
+             plugins: tuple = ()) -> None:
     from distributed import as_completed
 
     client, cluster = _client(address, workers)
@@ -68,7 +69,7 @@ def run_dask(store: Store, session: str, *, address: str | None, workers: int, t
         def submit(run_id: str, values: dict) -> None:
             if not store.claim_specific(run_id, session, owner):
                 return
-            future = client.submit(remote_run, values, threads, tuple(block), key=f"stratum-run-{run_id}-{session[:8]}",
+            future = client.submit(remote_run, values, threads, tuple(block), tuple(plugins), key=f"stratum-run-{run_id}-{session[:8]}",
                                    pure=False, retries=0)
             in_flight[future] = run_id
             completed.add(future)

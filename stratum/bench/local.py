@@ -94,7 +94,7 @@ MAX_STARTUP_FAILURES = 3
 
 
 def run_local(store: Store, session: str, *, workers: int, threads: int, block: tuple, progress,
-              log_dir=None, poll_s: float = 0.25) -> None:
+              log_dir=None, poll_s: float = 0.25, plugins: tuple = ()) -> None:
     ctx = worker_context()
     parent = process_token()
     procs: dict[int, tuple] = {}
@@ -115,7 +115,8 @@ def run_local(store: Store, session: str, *, workers: int, threads: int, block: 
         with _thread_env(threads), _main_module_hidden():
             p = ctx.Process(
                 target=worker_main, name=f"stratum-bench-{spawned}",
-                args=(str(store.path), session, threads, tuple(block), parent, log_path, _stratum_environment()),
+                args=(str(store.path), session, threads, tuple(block), parent, log_path, _stratum_environment(),
+                      tuple(plugins)),
             )
             p.start()
         spawned += 1

@@ -38,17 +38,21 @@ def limit_threads(threads: int) -> None:
         torch.set_num_interop_threads(1)
 
 
-def plugin_manager(block: tuple = ()):
-    """One plugin manager per process (and per block list), reused across runs."""
-    key = tuple(sorted(block))
+def plugin_manager(block: tuple = (), plugins: tuple = ()):
+    """One plugin manager per process (and per block list and local plugins), reused across runs.
+
+    ``plugins`` are local plugin specs (``stratum --plugin``) the bench process loaded;
+    raises ConfigError when one cannot be loaded here.
+    """
+    key = (tuple(sorted(block)), tuple(plugins))
     if key not in _PM_CACHE:
         from ..plugin_manager import create_plugin_manager
 
-        _PM_CACHE[key] = create_plugin_manager(block=block)
+        _PM_CACHE[key] = create_plugin_manager(block=block, plugins=plugins)
     return _PM_CACHE[key]
 
 
-def execute_run(values: dict, *, threads: int, block: tuple = ()) -> dict:
+def execute_run(values: dict, *, threads: int, block: tuple = (), plugins: tuple = ()) -> dict:
     """Train one run in this process. Never raises for a failed run: returns its outcome.
 
     Outcome: ``{"status": "done" | "failed", "summary": dict | None,
@@ -60,7 +64,7 @@ def execute_run(values: dict, *, threads: int, block: tuple = ()) -> dict:
 
     started = time.perf_counter()
     try:
-        pm = plugin_manager(block)
+        pm = plugin_manager(block, plugins)
         config = make_config({**values, "threads": threads, "quiet": True},
                              plugin_fields=plugin_option_fields(pm.registries.all()))
         from ..io import json_safe
@@ -103,7 +107,7 @@ def _silence_output(log_path: str | None) -> None:
 
 
 def worker_main(db_path: str, session: str, threads: int, block: tuple, parent: str, log_path: str | None,
-                environment: dict | None = None) -> None:
+                environment: dict | None = None, plugins: tuple = ()) -> None:
     """A local worker: claim the next pending run of the session, run it, store it, repeat.
 
     Stops when the queue is empty or the bench process (``parent``, a process token) is gone.
@@ -126,7 +130,7 @@ def worker_main(db_path: str, session: str, threads: int, block: tuple, parent: 
             if claimed is None:
                 break
             run_id, values = claimed
-            outcome = execute_run(values, threads=threads, block=block)
+            outcome = execute_run(values, threads=threads, block=block, plugins=plugins)
             store.finish(run_id, owner, outcome)
     finally:
         store.close()
