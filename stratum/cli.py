@@ -223,6 +223,7 @@ def build_run_command(ctx: click.Context) -> click.Command:
 
 @click.pass_context
 def _run_callback(ctx, config_file, **_kwargs):
+    from .deadweights import warning_text
     from .display import ConsoleDisplay, print_result
     from .engine import Trainer
     from .results import check_writable_file, write_summary
@@ -243,6 +244,9 @@ def _run_callback(ctx, config_file, **_kwargs):
             return 0  # rank 0 writes and reports
         write_summary(summary, json_path=config.json, run_dir=config.run_dir())
         print_result(summary)
+        dead = warning_text(summary["model"], summary.get("dead_parameters"))
+        if dead:
+            click.echo(f"stratum: warning: {dead}", err=True)
         if summary.get("diverged"):
             click.echo(f"stratum: warning: the run diverged (non-finite loss) at epoch {summary['epochs_run']}", err=True)
         return 0

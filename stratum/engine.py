@@ -33,6 +33,7 @@ from . import __version__
 from .checkpoint import FILENAME as CHECKPOINT_FILENAME
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import NON_TRAJECTORY_KEYS, RunConfig, check_names, options_for
+from .deadweights import dead_parameters
 from .data import DataRequest, DataSplits, ModelSpec, eval_batches, make_batches, prepare_splits
 from .device import resolve_device, synchronize
 from .errors import ConfigError, DataError, RunInterrupted, StratumError
@@ -74,6 +75,9 @@ class Run:
     stop_requested: str | None = None
     # Scratch space for plugins, by plugin name.
     state: dict = attrs.field(factory=dict)
+    # stratum.deadweights.dead_parameters of the model on this data set's input shape
+    # (None when the model's forward could not be traced on the meta device).
+    dead_parameters: dict | None = None
 
     @property
     def registries(self):
@@ -161,7 +165,8 @@ def build_run(config: RunConfig, pm) -> Run:
     init_component.factory(model, options_for(init_component, config), generator(config.seed, "init"))
     model.to(device)
 
-    run = Run(config=config, pm=pm, device=device, data=data, task=task, model=model)
+    run = Run(config=config, pm=pm, device=device, data=data, task=task, model=model,
+              dead_parameters=check_dead_parameters(model, spec.input_shape))
     run.train_batches = make_batches(
         data.train, config.batch_size, device, bundle.batch_transform, config.loader_workers
     )
@@ -176,6 +181,19 @@ def build_run(config: RunConfig, pm) -> Run:
     if run.optimizer is None:
         raise StratumError(f"strategy {config.strategy!r} did not create an optimizer in setup()")
     return run
+
+
+def check_dead_parameters(model: torch.nn.Module, input_shape) -> dict | None:
+    """:func:`stratum.deadweights.dead_parameters`, or ``None`` when the model cannot be traced.
+
+    A diagnostic must not stop a run: a model whose forward fails on the meta
+    device (an unsupported op, an input it rejects) is trained as before and
+    any real fault surfaces where it always did.
+    """
+    try:
+        return dead_parameters(model, input_shape)
+    except Exception:  # noqa: BLE001 - see docstring
+        return None
 
 
 # ---------------------------------------------------------------------------
@@ -556,6 +574,7 @@ def make_summary(run: Run, *, diverged: bool, stopped_reason: str) -> dict:
         "switches": list(run.switches),
         "global_steps": run.global_step,
         "parameters": sum(p.numel() for p in run.model.parameters()),
+        "dead_parameters": run.dead_parameters,
         "data": {**run.data.sizes(), "resident": run.data.resident},
         "device": str(run.device),
         "threads": torch.get_num_threads(),
