@@ -272,6 +272,8 @@ def build_list_command(ctx) -> click.Command:
     @click.argument("kind", required=False)
     @click.pass_context
     def list_cmd(ctx, kind):
+        from .deadweights import dataset_shapes, describe_for_list, model_on_shapes
+
         pm = get_pm(ctx)
         if kind is not None:
             if kind not in _KIND_ALIASES:
@@ -286,9 +288,12 @@ def build_list_command(ctx) -> click.Command:
                 click.echo("  (none)")
             width = max((len(c.name) for c in registry), default=0)
             pwidth = max((len(c.plugin) for c in registry), default=0)
+            shapes = dataset_shapes(pm.registries) if k == "model" else {}
             for component in registry:
                 plugin = f"[{component.plugin}]"
                 click.echo(f"  {component.name:<{width}}  {plugin:<{pwidth + 2}}  {component.summary_line()}")
+                if shapes:  # structurally dead weights on each data set's input (stratum.deadweights)
+                    click.echo(f"  {'':<{width}}  {'':<{pwidth + 2}}  {describe_for_list(model_on_shapes(component, shapes))}")
         return 0
 
     return list_cmd

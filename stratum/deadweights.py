@@ -160,3 +160,44 @@ def warning_text(model_name: str, report: dict) -> str | None:
     return (f"{report['share']:.1%} of {model_name}'s {report['total']:,} parameters ({report['count']:,}) can never "
             f"receive a gradient on {shape} inputs (conv taps that only see padding, or unused layers); "
             "see dead_parameters in the summary")
+
+
+def dataset_shapes(registries) -> dict[str, tuple]:
+    """Data set name -> one sample's input shape, for every data set that declares ``info["input_shape"]``."""
+    return {c.name: tuple(c.info["input_shape"]) for c in registries["dataset"] if "input_shape" in c.info}
+
+
+def model_on_shapes(component, shapes: dict[str, tuple]) -> dict[str, dict | None]:
+    """Build ``component`` (a model) with default options on the meta device for each input shape and check it.
+
+    Returns data set name -> :func:`dead_parameters` report, or ``None`` where
+    the model cannot be built or traced for that shape (e.g. a conv model on a
+    1-D input). Nothing is allocated: the model lives on the meta device.
+    """
+    from .data import ModelSpec
+
+    options = component.options() if component.options is not None else None
+    out: dict[str, dict | None] = {}
+    for name, shape in shapes.items():
+        try:
+            with torch.device("meta"):
+                model = component.factory(ModelSpec(tuple(shape), 10, "classification"), options)
+                out[name] = dead_parameters(model, shape)
+        except Exception:  # noqa: BLE001 - a model that does not fit this input is simply not listed for it
+            out[name] = None
+    return out
+
+
+def describe_for_list(reports: dict[str, dict | None]) -> str:
+    """One line for ``stratum list model``: dead share per data set at default options."""
+    clean = sorted(n for n, r in reports.items() if r is not None and r["count"] == 0)
+    dead = sorted((n, r) for n, r in reports.items() if r is not None and r["count"] > 0)
+    unfit = sorted(n for n, r in reports.items() if r is None)
+    parts = []
+    if clean:
+        parts.append(f"none on {', '.join(clean)}")
+    parts += [f"{r['share']:.1%} on {n}" for n, r in dead]
+    text = "dead weights at default options: " + ("; ".join(parts) if parts else "not checked")
+    if unfit:
+        text += f" (does not take {', '.join(unfit)} inputs)"
+    return text
