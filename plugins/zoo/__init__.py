@@ -27,8 +27,8 @@ class ModelOptions:
     classifier_hidden: int = option(0, "VGG: width of a hidden classifier layer (0 = one linear layer).", min=0)
     vgg_pooling: str = option(
         "live", "VGG: 'live' skips a 2x2 max-pool that would leave a conv on a 1x1 map (no dead weights); "
-        "'legacy' pools while the map is >= 2 pixels (the pre-issue-15 geometry: on 8x8 digits ~90% of the "
-        "conv weights never get a gradient).", choices=POOLING_RULES,
+        "'legacy' pools while the map is >= 2 pixels (the pre-issue-15 geometry: on 8x8 digits ~80% of the "
+        "weights never get a gradient).", choices=POOLING_RULES,
     )
 
 
