@@ -63,22 +63,35 @@ def _padding(conv: nn.modules.conv._ConvNd, dims: int) -> tuple[int, ...]:
     return tuple(pad)
 
 
-def dead_conv_weights(conv: nn.modules.conv._ConvNd, spatial: tuple[int, ...]) -> int:
-    """Weights of ``conv`` whose tap only ever sees zero padding, on a map of ``spatial`` size.
+def live_tap_mask(conv: nn.modules.conv._ConvNd, maps: list[tuple[int, ...]]) -> torch.Tensor:
+    """Boolean mask of ``conv``'s kernel taps that overlap real input on at least one of ``maps``.
 
+    ``maps`` are the spatial sizes of the inputs the convolution saw (one per
+    call; a module applied twice counts a tap live if either call uses it).
     Only zero padding makes taps dead (reflect, replicate and circular padding
     repeat real input); transposed convolutions are never counted.
     """
+    mask = torch.zeros(tuple(conv.kernel_size), dtype=torch.bool, device="cpu")
     if conv.transposed or conv.padding_mode != "zeros":
-        return 0
-    dims = len(conv.kernel_size)
-    pads = _padding(conv, dims)
-    live = 1
-    for size, k, s, p, d in zip(spatial, conv.kernel_size, conv.stride, pads, conv.dilation):
-        live *= sum(live_taps(int(size), k, s, p, d))
-    taps = math.prod(conv.kernel_size)
-    per_tap = conv.weight.numel() // taps
-    return per_tap * (taps - live)
+        return mask | True
+    pads = _padding(conv, len(conv.kernel_size))
+    for spatial in maps:
+        call = torch.ones((), dtype=torch.bool, device="cpu")
+        for size, k, s, p, d in zip(spatial, conv.kernel_size, conv.stride, pads, conv.dilation):
+            call = call.unsqueeze(-1) & torch.tensor(live_taps(int(size), k, s, p, d), device="cpu")
+        mask |= call
+    return mask
+
+
+def dead_conv_weights(conv: nn.modules.conv._ConvNd, maps) -> int:
+    """Weights of ``conv`` whose tap only ever sees zero padding on the input map size(s) ``maps``.
+
+    ``maps`` is one spatial size (a tuple of ints) or a list of them; see :func:`live_tap_mask`.
+    """
+    maps = [maps] if maps and isinstance(maps[0], int) else list(maps)
+    mask = live_tap_mask(conv, maps)
+    per_tap = conv.weight.numel() // mask.numel()
+    return per_tap * int((~mask).sum())
 
 
 def dead_parameters(model: nn.Module, input_shape) -> dict:
@@ -98,14 +111,14 @@ def dead_parameters(model: nn.Module, input_shape) -> dict:
     first = next(iter(model.parameters()), None)
     device = first.device if first is not None else torch.device("cpu")
     dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
-    seen: dict[str, tuple[int, ...]] = {}
+    seen: dict[str, list[tuple[int, ...]]] = {}
     hooks = []
     for name, module in model.named_modules():
         if isinstance(module, nn.modules.conv._ConvNd):
             def record(mod, inputs, output, name=name):
                 x = inputs[0]
                 spatial = tuple(x.shape[-len(mod.kernel_size):])
-                seen.setdefault(name, spatial)
+                seen.setdefault(name, []).append(spatial)
             hooks.append(module.register_forward_hook(record))
     was_training = model.training
     model.eval()
@@ -114,12 +127,14 @@ def dead_parameters(model: nn.Module, input_shape) -> dict:
         with torch.enable_grad():
             out = model(x)
             outputs = [t for t in (out if isinstance(out, (tuple, list)) else (out,)) if isinstance(t, torch.Tensor)]
-            scalar = sum(t.float().sum() for t in outputs if t.requires_grad)
+            differentiable = [t for t in outputs if t.requires_grad]
             names = [n for n, _ in named]
-            if isinstance(scalar, torch.Tensor) and names:
+            if names and not differentiable:
+                raise ValueError(f"no output of {type(model).__name__} depends on its parameters; cannot trace it")
+            grads = [None] * len(names)
+            if names:
+                scalar = sum(t.float().sum() for t in differentiable)
                 grads = torch.autograd.grad(scalar, [p for _, p in named], allow_unused=True)
-            else:
-                grads = [None] * len(names)
     finally:
         for h in hooks:
             h.remove()
@@ -131,17 +146,18 @@ def dead_parameters(model: nn.Module, input_shape) -> dict:
         p = dict(named)[n]
         by_layer[n] = {"dead": p.numel(), "of": p.numel(), "why": "unused"}
     modules = dict(model.named_modules())
-    for name, spatial in seen.items():
+    for name, maps in seen.items():
         conv = modules[name]
         pname = f"{name}.weight" if name else "weight"
         if pname in unused or pname not in dict(named):
             continue
-        dead = dead_conv_weights(conv, spatial)
+        dead = dead_conv_weights(conv, maps)
         if dead:
             taps = math.prod(conv.kernel_size)
             live = taps - dead // (conv.weight.numel() // taps)
+            where = " / ".join("x".join(map(str, m)) for m in dict.fromkeys(maps))
             by_layer[pname] = {"dead": dead, "of": conv.weight.numel(),
-                               "why": f"padding-only taps ({live} of {taps} live on a {'x'.join(map(str, spatial))} map)"}
+                               "why": f"padding-only taps ({live} of {taps} live on a {where} map)"}
     count = sum(v["dead"] for v in by_layer.values())
     return {
         "count": count,
@@ -182,7 +198,7 @@ def model_on_shapes(component, shapes: dict[str, tuple]) -> dict[str, dict | Non
         try:
             with torch.device("meta"):
                 model = component.factory(ModelSpec(tuple(shape), 10, "classification"), options)
-                out[name] = dead_parameters(model, shape)
+            out[name] = dead_parameters(model, shape)
         except Exception:  # noqa: BLE001 - a model that does not fit this input is simply not listed for it
             out[name] = None
     return out

@@ -245,3 +245,34 @@ def test_focus_prior_on_old_geometry_reports_dead_share(tmp_path):
     assert 0.5 < meta["dead_share"] < 1
     info = run_cli("prior", "info", prior)
     assert "of tracked elements dead" in info.stdout
+
+
+def test_a_conv_applied_twice_counts_taps_live_on_either_map():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 3, padding=1)
+
+        def forward(self, x):
+            small = nn.functional.max_pool2d(x, 4)  # 4x4 -> 1x1: only the centre tap
+            return self.conv(x).mean((2, 3)) + self.conv(small).mean((2, 3))
+
+    model = Twice()
+    assert dead_parameters(model, (2, 4, 4))["count"] == 0 == zero_grad_count(model, (2, 4, 4))
+    assert dead_parameters(model.conv, (2, 1, 1))["count"] == 2 * 2 * 8
+
+
+def test_a_model_without_a_differentiable_output_is_not_judged():
+    class Detached(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.layer(x).detach()
+
+    with pytest.raises(ValueError, match="cannot trace"):
+        dead_parameters(Detached(), (3,))
+    from stratum.engine import check_dead_parameters
+
+    assert check_dead_parameters(Detached(), (3,)) is None
