@@ -14,6 +14,11 @@ ratios and the CPU seconds rather than absolute wall times; the load average is
 recorded with every run.
 
     python benchmarks/default_job.py --seeds 0 1 2 3 4 --compare
+    python benchmarks/default_job.py --step-ratio 30     # only: one training step, new vs legacy, in-process
+
+``--step-ratio N`` times N interleaved training steps (forward, loss, backward,
+SGD step; batch 32, one thread) of the default model in both geometries in one
+process: a cost ratio that machine load affects far less than the wall times.
 """
 
 from __future__ import annotations
@@ -54,6 +59,34 @@ def run_once(seed: int, extra: list[str], out: Path) -> dict:
     }
 
 
+def step_ratio(rounds: int, batch: int = 32) -> None:
+    """Median seconds of one training step of the default model, new against legacy geometry, interleaved."""
+    import torch
+    import torch.nn.functional as F
+
+    from stratum_plugins.zoo.models import build_vgg
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    models = {rule: build_vgg("vgg11", (1, 8, 8), 10, pooling=rule) for rule in ("live", "legacy")}
+    optims = {rule: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for rule, m in models.items()}
+    x, y = torch.randn(batch, 1, 8, 8), torch.randint(0, 10, (batch,))
+    times: dict[str, list[float]] = {rule: [] for rule in models}
+    for i in range(rounds + 3):
+        for rule, model in models.items():
+            t0 = time.perf_counter()
+            optims[rule].zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            optims[rule].step()
+            if i >= 3:  # warm-up
+                times[rule].append(time.perf_counter() - t0)
+    med = {rule: statistics.median(t) for rule, t in times.items()}
+    ratios = [a / b for a, b in zip(times["live"], times["legacy"])]
+    print(f"one step, batch {batch}, 1 thread, {rounds} interleaved rounds: live {med['live'] * 1e3:.1f} ms, "
+          f"legacy {med['legacy'] * 1e3:.1f} ms; ratio of medians {med['live'] / med['legacy']:.2f}x, "
+          f"median per-round ratio {statistics.median(ratios):.2f}x; load {os.getloadavg()[0]:.1f}")
+
+
 def describe(label: str, rows: list[dict]) -> None:
     med = lambda key: statistics.median(r[key] for r in rows)  # noqa: E731
     accs = [r["test_acc_at_best_val"] for r in rows]
@@ -70,7 +103,12 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true", help="also run the pre-issue-15 default, interleaved")
     parser.add_argument("--args", default="", help="extra flags for the new default (to try a candidate recipe)")
     parser.add_argument("--json", type=Path, default=None, help="write every row here")
+    parser.add_argument("--step-ratio", type=int, default=0, metavar="N",
+                        help="only time N interleaved training steps of both geometries in-process")
     args = parser.parse_args()
+    if args.step_ratio:
+        step_ratio(args.step_ratio)
+        return
     arms = {"new": shlex.split(args.args)}
     if args.compare:
         arms["legacy"] = LEGACY
