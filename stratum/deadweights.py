@@ -49,7 +49,6 @@ def live_taps(in_size: int, kernel: int, stride: int, padding: int, dilation: in
     live = []
     for k in range(kernel):
         offset = k * dilation - padding
-        # smallest and largest input index this tap reads over all outputs
         live.append(any(0 <= o * stride + offset < in_size for o in range(out)))
     return live
 
