@@ -270,6 +270,7 @@ def build_run_command(ctx: click.Context) -> click.Command:
 
 @click.pass_context
 def _run_callback(ctx, config_file, **_kwargs):
+    from .deadweights import warning_text
     from .display import ConsoleDisplay, print_result
     from .engine import Trainer
     from .results import write_summary
@@ -292,6 +293,9 @@ def _run_callback(ctx, config_file, **_kwargs):
             raise
         if main:  # rank 0 reports and writes: the finished result first, so a failed write never hides it
             print_result(summary)
+            dead = warning_text(summary["model"], summary.get("dead_parameters"))
+            if dead:
+                click.echo(f"stratum: warning: {dead}", err=True)
             if summary.get("diverged"):
                 click.echo(f"stratum: warning: the run diverged (non-finite loss) at epoch {summary['epochs_run']}", err=True)
             write_summary(summary, json_path=config.json, run_dir=config.run_dir())
@@ -322,6 +326,8 @@ def build_list_command(ctx) -> click.Command:
     @click.argument("kind", required=False)
     @click.pass_context
     def list_cmd(ctx, kind):
+        from .deadweights import dataset_shapes, describe_for_list, model_on_shapes
+
         pm = get_pm(ctx)
         if kind is not None:
             if kind not in _KIND_ALIASES:
@@ -336,9 +342,12 @@ def build_list_command(ctx) -> click.Command:
                 click.echo("  (none)")
             width = max((len(c.name) for c in registry), default=0)
             pwidth = max((len(c.plugin) for c in registry), default=0)
+            shapes = dataset_shapes(pm.registries) if k == "model" else {}
             for component in registry:
                 plugin = f"[{component.plugin}]"
                 click.echo(f"  {component.name:<{width}}  {plugin:<{pwidth + 2}}  {component.summary_line()}")
+                if shapes:  # structurally dead weights on each data set's input (stratum.deadweights)
+                    click.echo(f"  {'':<{width}}  {'':<{pwidth + 2}}  {describe_for_list(model_on_shapes(component, shapes))}")
         return 0
 
     return list_cmd

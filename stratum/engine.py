@@ -34,6 +34,7 @@ from .checkpoint import FILENAME as CHECKPOINT_FILENAME
 from .checkpoint import RUN_SCHEMA as CHECKPOINT_SCHEMA
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import NON_TRAJECTORY_KEYS, RunConfig, check_names, check_outputs, options_for, plugin_option_fields, resolve_config
+from .deadweights import dead_parameters
 from .data import DataRequest, DatasetBundle, DataSplits, ModelSpec, eval_batches, has_batch_norm, make_batches, prepare_splits
 from .device import resolve_device, synchronize
 from .errors import ConfigError, DataError, OutputError, RunInterrupted, StratumError
@@ -83,6 +84,9 @@ class Run:
     # stable name ("profiler:gradflow", "extension:capture", "extra:NAME"). A checkpoint keeps
     # the state_dict() of each that has one, and a resumed fit hands it back to load_state_dict().
     plugins: dict = attrs.field(factory=dict)
+    # stratum.deadweights.dead_parameters of the model on this data set's input shape
+    # (None when the model's forward could not be traced on the meta device).
+    dead_parameters: dict | None = None
 
     @property
     def registries(self):
@@ -238,7 +242,8 @@ def build_run(config: RunConfig, pm) -> Run:
 
     batch_norm = has_batch_norm(model)
     check_batch_norm_batch_size(config, batch_norm)
-    run = Run(config=config, pm=pm, device=device, data=data, task=task, model=model)
+    run = Run(config=config, pm=pm, device=device, data=data, task=task, model=model,
+              dead_parameters=check_dead_parameters(model, spec.input_shape))
     run.train_batches = make_batches(
         data.train, config.batch_size, device, bundle.batch_transform, config.loader_workers, drop_single=batch_norm
     )
@@ -259,6 +264,19 @@ def build_run(config: RunConfig, pm) -> Run:
     if run.optimizer is None:
         raise StratumError(f"strategy {config.strategy!r} did not create an optimizer in setup()")
     return run
+
+
+def check_dead_parameters(model: torch.nn.Module, input_shape) -> dict | None:
+    """:func:`stratum.deadweights.dead_parameters`, or ``None`` when the model cannot be traced.
+
+    A diagnostic must not stop a run: a model whose forward fails on the meta
+    device (an unsupported op, an input it rejects) is trained as before and
+    any real fault surfaces where it always did.
+    """
+    try:
+        return dead_parameters(model, input_shape)
+    except Exception:  # noqa: BLE001 - see docstring
+        return None
 
 
 # ---------------------------------------------------------------------------
@@ -741,6 +759,7 @@ def make_summary(run: Run, *, diverged: bool, stopped_reason: str) -> dict:
         "switches": list(run.switches),
         "global_steps": run.global_step,
         "parameters": sum(p.numel() for p in run.model.parameters()),
+        "dead_parameters": run.dead_parameters,
         "data": _data_summary(run),
         "device": str(run.device),
         "threads": torch.get_num_threads(),

@@ -10,7 +10,7 @@ import stratum
 from stratum import option
 
 from . import cubic
-from .sources import TORCHVISION_SETS, load_digits, load_synthetic, load_torchvision
+from .sources import TORCHVISION_SETS, TORCHVISION_SHAPES, load_digits, load_synthetic, load_torchvision
 
 
 @attrs.frozen
@@ -44,13 +44,16 @@ def _torchvision(name, request, options):
 @stratum.hookimpl
 def stratum_register_datasets():
     sets = [
-        stratum.dataset("digits", _digits, "scikit-learn's 8x8 digits, shipped offline: the embedded default.", options=DigitsOptions),
-        stratum.dataset("synthetic", _synthetic, "Procedural CIFAR-shaped 3x32x32, 10 classes, seeded; --difficulty.", options=SyntheticOptions),
+        stratum.dataset("digits", _digits, "scikit-learn's 8x8 digits, shipped offline: the embedded default.", options=DigitsOptions,
+                        info={"input_shape": (1, 8, 8)}),
+        stratum.dataset("synthetic", _synthetic, "Procedural CIFAR-shaped 3x32x32, 10 classes, seeded; --difficulty.", options=SyntheticOptions,
+                        info={"input_shape": (3, 32, 32)}),
     ]
     sets.append(cubic.component())
     for name, (cls_name, *_rest) in TORCHVISION_SETS.items():
         sets.append(stratum.dataset(
             name, functools.partial(_torchvision, name),
             f"torchvision.datasets.{cls_name} from --data-root (--download to fetch).",
+            info={"input_shape": TORCHVISION_SHAPES[name]},
         ))
     return sets

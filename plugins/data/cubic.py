@@ -43,5 +43,5 @@ def load_cubic(request, options: CubicOptions) -> DatasetBundle:
 def component():
     return stratum.dataset(
         "cubic", load_cubic, "Seed 004's regression toy: y = x^3 + 0.1*noise, 1,500 points (MSE task).",
-        options=CubicOptions,
+        options=CubicOptions, info={"input_shape": (1,)},
     )

@@ -54,6 +54,10 @@ TORCHVISION_SETS = {
     "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw", (0.2860,), (0.3530,)),
 }
 
+# The shape of one image of each (declared in the registry, so `stratum list model` and the
+# dead-weight tests know it without the files).
+TORCHVISION_SHAPES = {"cifar10": (3, 32, 32), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28)}
+
 
 def _images_as_uint8(dataset) -> torch.Tensor:
     data = dataset.data

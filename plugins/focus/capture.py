@@ -6,6 +6,17 @@ deltas, the displacements from trailing EMAs, the tensor-wide RMS delta; see
 :mod:`.trajectory`). Rows of the weight and of the bias of a layer are kept
 apart (``layer:w`` and ``layer:b``).
 
+Elements that never move are left out. An element whose gradient was exactly
+0 at every captured step and whose value never changed (a conv tap that only
+sees padding, a weight behind a dead ReLU) has nothing to teach a regressor:
+its rows would only add ``grad = 0`` points at a fixed ``w``. Each tracked
+element carries a "live" flag, set on the device at every captured step when
+its gradient is nonzero or its value differs from the one at attach time; the
+rows handed to a prior (:meth:`Capture.tensors`) are those of live elements
+only (every row of an element that became live at any step is kept), and
+:meth:`Capture.report` gives each tensor's ``dead_share`` (share of its
+tracked elements that never moved) and the overall share.
+
 Memory is bounded twice over:
 
 * only ``track`` elements per parameter tensor (a fixed, seeded random subset)
@@ -36,6 +47,7 @@ from .trajectory import TrajectorySpec, TrajectoryState
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 LAYER_CHOICES = ("auto", "conv", "all")
+INDEX_COLUMNS = ("step", "elem")  # integer columns of a reservoir; "elem" (the tracked element) never reaches a prior
 
 
 @attrs.frozen
@@ -149,7 +161,7 @@ class Reservoir:
         self.generator = generator
         self.seen = 0
         self.columns = {
-            name: torch.zeros((capacity, width) if width else (capacity,), dtype=torch.long if name == "step" else dtype)
+            name: torch.zeros((capacity, width) if width else (capacity,), dtype=torch.long if name in INDEX_COLUMNS else dtype)
             for name, width in widths.items()
         }
 
@@ -185,6 +197,8 @@ class Capture:
         self.keys: list[str] = []
         self.params: list[torch.nn.Parameter] = []
         self.tracked: list[torch.Tensor] = []
+        self.live: list[torch.Tensor] = []  # per tensor: tracked element ever had a nonzero gradient or moved
+        self.initial: list[torch.Tensor] = []  # per tensor: tracked values at attach time
         self.state: TrajectoryState | None = None
         self.reservoirs: dict[str, Reservoir] = {}
         self.signature: list[dict] = []
@@ -211,9 +225,11 @@ class Capture:
             n = p.numel()
             idx = torch.randperm(n, generator=generator)[: cfg.track].sort().values if n > cfg.track else torch.arange(n)
             self.tracked.append(idx.to(p.device))
+        self.live = [torch.zeros(len(idx), dtype=torch.bool, device=idx.device) for idx in self.tracked]
+        self.initial = [v.clone() for v in self._tracked_values()]
         self.state = TrajectoryState(cfg.trajectory, self._tracked_values())
         k, e = cfg.trajectory.window, len(cfg.trajectory.ema_decays)
-        widths = {"w": 0, "grad": 0, "delta": k, "ema_disp": e, "layer_rms": 0, "step": 0}
+        widths = {"w": 0, "grad": 0, "delta": k, "ema_disp": e, "layer_rms": 0, "step": 0, "elem": 0}
         if cfg.center:
             widths["w_center"] = 0
             values = self._tracked_values()
@@ -233,15 +249,16 @@ class Capture:
         ring = sum(t.element_size() * t.nelement() for t in self.recent)
         waiting = sum(t.element_size() * t.nelement() for rows in self.pending.values()
                       for cols in rows.values() for t in cols.values())
-        return state + ring + waiting + sum(r.nbytes() for r in self.reservoirs.values())
+        flags = sum(t.element_size() * t.nelement() for t in self.live + self.initial)
+        return state + ring + waiting + flags + sum(r.nbytes() for r in self.reservoirs.values())
 
     def bound_bytes(self) -> int:
         """The most this capture can ever hold, from its configuration alone."""
         cfg = self.config
         k, e = cfg.trajectory.window, len(cfg.trajectory.ema_decays)
         value = torch.empty((), dtype=self.dtype).element_size()
-        per_tensor_state = cfg.track * (k + 1 + e) * 4
-        per_row = (k + e + 3 + (1 if cfg.center else 0)) * value + 8  # + the int64 step
+        per_tensor_state = cfg.track * ((k + 1 + e) * 4 + 4 + 1)  # + the initial value and the live flag
+        per_row = (k + e + 3 + (1 if cfg.center else 0)) * value + 16  # + the int64 step and element
         bound = cfg.max_samples * per_row
         if cfg.center:  # the ring of recent values, and rows waiting H steps for their centred average
             waiting_steps = cfg.center // cfg.every + 1
@@ -365,10 +382,12 @@ class Capture:
         for i, (key, p, idx) in enumerate(zip(self.keys, self.params, self.tracked)):
             ctx = self.state.context(i)
             grad = p.grad.detach().reshape(-1).index_select(0, idx).float()
+            self.live[i].logical_or_(grad != 0).logical_or_(ctx.w != self.initial[i])
             n = len(grad)
             rows = {
                 "w": ctx.w, "grad": grad, "delta": ctx.delta.t(), "ema_disp": ctx.ema_disp.t(),
                 "layer_rms": ctx.layer_rms.expand(n), "step": torch.full((n,), global_step, dtype=torch.long),
+                "elem": torch.arange(n),
             }
             rows = {name: t.detach().to("cpu", copy=True) for name, t in rows.items()}  # w is a view of a ring
             finite = torch.isfinite(rows["w"]) & torch.isfinite(rows["grad"]) & torch.isfinite(rows["delta"]).all(1) \
@@ -387,14 +406,35 @@ class Capture:
                 self.reservoirs[key].offer(rows)
         self.steps_captured += 1
 
+    def _live_rows(self, i: int, rows: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``rows`` of tensor ``i`` without the ``elem`` column and without rows of dead elements."""
+        elem = rows.pop("elem")
+        keep = self.live[i].cpu()[elem]
+        if bool(keep.all()):
+            return rows
+        return {name: t[keep] for name, t in rows.items()}
+
     def tensors(self) -> dict[str, dict[str, torch.Tensor]]:
-        """The captured rows: key -> column -> tensor."""
-        return {key: r.rows() for key, r in self.reservoirs.items()}
+        """The captured rows of live elements (see the module notes): key -> column -> tensor."""
+        return {key: self._live_rows(i, r.rows()) for i, (key, r) in enumerate(self.reservoirs.items())}
+
+    def dead_shares(self) -> tuple[list[float], float | None]:
+        """Per captured tensor and overall: the share of tracked elements that never moved (see the module notes)."""
+        if not self.live:
+            return [], None
+        dead = [int((~m).sum()) for m in self.live]
+        sizes = [len(m) for m in self.live]
+        total = sum(sizes)
+        return [d / n if n else 0.0 for d, n in zip(dead, sizes)], (sum(dead) / total if total else None)
 
     def report(self) -> dict:
+        shares, overall = self.dead_shares()
+        live_rows = [int(self.live[i].cpu()[r.columns["elem"][: r.size]].sum()) for i, r in enumerate(self.reservoirs.values())]
         return {
-            "tensors": {key: {"rows": r.size, "offered": r.seen, "shape": list(p.shape)}
-                        for (key, r), p in zip(self.reservoirs.items(), self.params)},
+            "tensors": {key: {"rows": rows, "offered": r.seen, "shape": list(p.shape), "dead_share": share,
+                              "dead_rows": r.size - rows}
+                        for (key, r), p, share, rows in zip(self.reservoirs.items(), self.params, shares, live_rows)},
+            "dead_share": overall,
             "steps_seen": self.steps_seen,
             "steps_captured": self.steps_captured,
             "skipped_nonfinite": self.skipped_nonfinite,

@@ -135,7 +135,8 @@ def info_command(path, as_json):
     ]
     for entry in meta["captured"]:
         shape = "x".join(map(str, entry["shape"]))
-        lines.append(f"  {entry['key']:<28} {shape:<14} {entry['rows']:>7} rows (of {entry['offered']} offered)")
+        dead = f", {entry['dead_share']:.1%} of tracked elements dead" if entry.get("dead_share") else ""
+        lines.append(f"  {entry['key']:<28} {shape:<14} {entry['rows']:>7} rows (of {entry['offered']} offered{dead})")
     click.echo("\n".join(lines))
     return 0
 

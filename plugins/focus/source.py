@@ -95,9 +95,12 @@ def prior_from_capture(config, pm, capture: Capture, summary: dict, *, data_frac
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "architecture": capture.signature,
         "captured": [
-            {"key": key, "shape": info["shape"], "rows": info["rows"], "offered": info["offered"]}
+            {"key": key, "shape": info["shape"], "rows": info["rows"], "offered": info["offered"],
+             "dead_share": info["dead_share"], "dead_rows": info["dead_rows"]}
             for key, info in report["tensors"].items()
         ],
+        # share of tracked elements whose gradient was 0 at every captured step; their rows are left out
+        "dead_share": report["dead_share"],
         "model": config.model,
         "model_options": _model_options(config, pm),
         "dataset": config.dataset,

@@ -87,6 +87,7 @@ class FocusStrategy(Strategy):
         super().__init__(run, options)
         self.prior_label: object = None
         self.prior_info: dict = {}
+        self.prior_dead_share: float | None = None
         self.library = None
         self.updater: FocusUpdater | None = None
         self.policy = None
@@ -119,6 +120,7 @@ class FocusStrategy(Strategy):
         if self.optimizer_state == "auto":  # a feature set may need momentum dropped at switches (denoise does)
             self.optimizer_state = getattr(feature_set, "optimizer_state", "keep")
         prior = self._obtain_prior(run)
+        self.prior_dead_share = prior.metadata.get("dead_share")  # None for priors written before issue 15
         check_architecture(prior.metadata["architecture"], architecture_signature(run.model), self.prior_label)
 
         def make_regressor():
@@ -328,5 +330,8 @@ class FocusStrategy(Strategy):
                 "predicted_tensors": list(self.updater.keys) if self.updater is not None else [],
                 "trajectory_bytes": self.updater.nbytes() if self.updater is not None else 0,
                 "prior_build": self.prior_info,
+                # share of the prior's tracked elements that never had a nonzero gradient; their rows are
+                # not in the prior, so every R^2 above is over live elements only
+                "prior_dead_share": self.prior_dead_share,
             },
         }

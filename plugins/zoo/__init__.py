@@ -14,7 +14,7 @@ import stratum
 from stratum import option
 
 from . import init as inits
-from .models import ACTIVATIONS, VGG_LAYOUTS, build_mlp, build_vgg
+from .models import ACTIVATIONS, POOLING_RULES, VGG_LAYOUTS, build_mlp, build_vgg
 
 
 @attrs.frozen
@@ -25,6 +25,11 @@ class ModelOptions:
     activation: str = option("relu", "Hidden-layer nonlinearity.", choices=tuple(ACTIVATIONS))
     hidden: tuple = option((300, 100), "MLP hidden layer sizes, comma-separated.", type=int, multiple=True, min=1)
     classifier_hidden: int = option(0, "VGG: width of a hidden classifier layer (0 = one linear layer).", min=0)
+    vgg_pooling: str = option(
+        "live", "VGG: 'live' skips a 2x2 max-pool that would leave a conv on a 1x1 map (no dead weights); "
+        "'legacy' pools while the map is >= 2 pixels (the pre-issue-15 geometry: on 8x8 digits ~80% of the "
+        "weights never get a gradient).", choices=POOLING_RULES,
+    )
 
 
 @attrs.frozen
@@ -37,6 +42,7 @@ def _vgg_factory(name, spec, options: ModelOptions):
     return build_vgg(
         name, spec.input_shape, spec.num_outputs, width=options.width, batch_norm=options.batch_norm,
         dropout=options.dropout, hidden=options.classifier_hidden, activation=options.activation,
+        pooling=options.vgg_pooling,
     )
 
 
@@ -58,7 +64,7 @@ def stratum_register_models():
     models = [
         stratum.model(
             name, functools.partial(_vgg_factory, name),
-            f"VGG with {_CONV_COUNTS[name]} conv layers; --width, --batch-norm; pooling adapts to 8x8..32x32 inputs.",
+            f"VGG with {_CONV_COUNTS[name]} conv layers; --width, --batch-norm; pools skipped so no conv runs on a 1x1 map.",
             options=ModelOptions, info={"conv_layers": _CONV_COUNTS[name]},
         )
         for name in VGG_LAYOUTS

@@ -29,24 +29,45 @@ def scaled(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
 
 
+POOLING_RULES = ("live", "legacy")
+
+
+def keep_pool(size: int, convs_after: bool, rule: str = "live") -> bool:
+    """Whether a layout's 2x2 max-pool runs on a ``size``-pixel map.
+
+    ``live`` (the default): pool when the map after it is still at least 2
+    pixels wide, or when no convolution follows it. A 3x3 convolution (padding
+    1) then never runs on a 1x1 map, where 8 of its 9 taps would see only
+    padding and never get a gradient; 32x32 CIFAR keeps all five pools, 8x8
+    digits runs the deep convolutions on 2x2 maps. ``legacy``: the rule before
+    issue 15, pool while the map is at least 2 pixels wide (on 8x8 the deep
+    convolutions then run on 1x1 maps, about 90% of their weights dead); kept
+    to reproduce older figures.
+    """
+    if rule == "legacy":
+        return size >= 2
+    return size // 2 >= 2 or (size >= 2 and not convs_after)
+
+
 class VGG(nn.Module):
     """VGG for small images.
 
-    A 2x2 max-pool runs only while the feature map is at least 2 pixels on a
-    side, so the same layout fits 8x8 digits (three pools) and 32x32 CIFAR (five);
-    a global average pool then feeds the classifier whatever is left.
+    Max-pools follow :func:`keep_pool`, so the same layout fits 8x8 digits (two
+    pools before the deep convolutions, one at the end) and 32x32 CIFAR (all
+    five); a global average pool then feeds the classifier whatever is left.
     """
 
     def __init__(self, layout, in_shape, num_outputs, *, width=1.0, batch_norm=False, dropout=0.0,
-                 hidden=0, activation="relu"):
+                 hidden=0, activation="relu", pooling="live"):
         super().__init__()
         channels, height, width_px = in_shape
         act = ACTIVATIONS[activation]
         layers: list[nn.Module] = []
         size = min(height, width_px)
-        for item in layout:
+        for i, item in enumerate(layout):
             if item == "M":
-                if size >= 2:
+                convs_after = any(x != "M" for x in layout[i + 1:])
+                if keep_pool(size, convs_after, pooling):
                     layers.append(nn.MaxPool2d(2))
                     size //= 2
                 continue
