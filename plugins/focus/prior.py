@@ -47,7 +47,8 @@ METADATA_SCHEMA = Fields(
         "architecture": ListOf(Fields(required={"layer": str, "params": MapOf(ListOf(Int(0)))},
                                       optional={"type": str})),
         "captured": ListOf(Fields(required={"key": str, "shape": ListOf(Int(0)), "rows": Int(0)},
-                                  optional={"offered": Int(0)})),
+                                  optional={"offered": Int(0), "dead_share": Optional(Float(0)),
+                                            "dead_rows": Int(0)})),
         "model": str,
         "dataset": str,
         "seed": Int(0),
@@ -69,6 +70,8 @@ METADATA_SCHEMA = Fields(
         "init": str,
         "capture_report": MapOf(Optional(Float())),
         "build_s": Float(0),
+        # share of tracked elements that never moved (left out of the prior; issue 15)
+        "dead_share": Optional(Float(0)),
     },
 )
 
