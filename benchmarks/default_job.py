@@ -34,7 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
-LEGACY = ["--vgg-pooling", "legacy"]
+# Today's default before issue 15: the legacy pooling rule and 20 epochs (the default is 12 since).
+LEGACY = ["--vgg-pooling", "legacy", "--epochs", "20"]
 
 
 def run_once(seed: int, extra: list[str], out: Path) -> dict:
@@ -56,6 +57,8 @@ def run_once(seed: int, extra: list[str], out: Path) -> dict:
         "final_test_acc": summary["final_test_acc"], "test_acc_at_best_val": summary["test_acc_at_best_val"],
         "dead_share": dead.get("share"), "parameters": summary["parameters"], "threads": summary["threads"],
         "load": (load_before + os.getloadavg()[0]) / 2, "warning": "stratum: warning" in stderr,
+        "best_val_epoch": summary["best_val_epoch"], "epochs_run": summary["epochs_run"],
+        "history": [{k: r.get(k) for k in ("epoch", "val_acc", "val_loss", "test_acc", "cum_s")} for r in summary["history"]],
     }
 
 

@@ -42,7 +42,7 @@ class RunConfig:
     dataset: str = option("digits", "Data set (digits is offline and the default).", kind="dataset")
     init: str = option("he-normal", "Weight initialiser.", kind="initializer")
     optimizer: str = option("sgd", "Optimiser that applies updates.", kind="optimizer")
-    epochs: int = option(20, "Maximum number of epochs.", min=1)
+    epochs: int = option(12, "Maximum number of epochs.", min=1)
     batch_size: int = option(32, "Mini-batch size.", min=1)
     lr: float = option(0.01, "Learning rate.", min=0, min_exclusive=True)
     momentum: float = option(0.9, "Momentum (sgd-family optimisers).", min=0, max=1, max_exclusive=True)
