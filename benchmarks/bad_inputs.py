@@ -32,7 +32,7 @@ from pathlib import Path
 
 TIMEOUT_S = 90
 FAST = ["--model", "mlp", "--hidden", "16", "--epochs", "1", "--steps-per-epoch", "2", "--threads", "1"]
-HUGE = ["4294967297", "9223372036854775808", "18446744073709551616", "1" + "0" * 40]
+HUGE = ["4294967297", "9223372036854775808", "18446744073709551616", "1" + "0" * 40]  # beyond 64 bits: 2 and 3
 
 
 def _fast_without(flags: set[str]) -> list[str]:
@@ -67,13 +67,16 @@ def option_cases() -> list[tuple[str, str, list[str]]]:
         flag = flag_name(field)
         kind = meta["type"]
         if kind is int:
-            values = ["abc", "1.5", *HUGE[:2]]
+            # one past each declared bound (every int option has one since issue 10), and non-integers
+            values = ["abc", "1.5", str(int(meta["max"]) + 1 if meta["max"] is not None else 2**63)]
             if meta["min"] is not None:
                 values.append(str(int(meta["min"]) - 1))
         elif kind is float:
             values = ["abc", "nan", "inf", "1e400"]
             if meta["min"] is not None:
                 values.append(repr(float(meta["min"]) - 1.0))
+            if meta["max"] is not None:
+                values.append(repr(float(meta["max"]) + 1.0))
         elif meta["choices"]:
             values = ["no-such-choice"]
         elif meta["kind"]:
@@ -170,7 +173,7 @@ def static_cases(files: dict[str, Path], tmp: Path) -> list[tuple[str, str, list
         add(f"report {what}", "file", ["report", f[what]])
     add("report missing", "file", ["report", f"{tmp}/nosuch.sqlite"])
     add("bench --db :memory:", "destination", ["bench", "--db", ":memory:", "--seeds", "1", "--epochs", "1", "--model", "mlp", "--steps-per-epoch", "1"])
-    add("bench --db garbage", "file", ["bench", "--db", f["garbage"], "--seeds", "1", "--dry-run"])
+    add("bench --db garbage", "file", ["bench", "--db", f["garbage"], "--seeds", "1", "--model", "mlp", "--epochs", "1", "--steps-per-epoch", "1"])
     # destinations
     add("--json into a directory", "destination", run_case(["--json", f["adir"]], set()))
     add("--json under a regular file", "destination", run_case(["--json", f"{f['afile']}/s.json"], set()))
