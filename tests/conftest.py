@@ -100,3 +100,23 @@ def assert_one_line_error(stderr: str, *fragments: str) -> None:
     assert "Traceback" not in stderr
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+class SizedBatches:
+    """A batch source (``len``, ``epoch(generator, start)``) yielding batches of the given sizes;
+    each batch is ``(x, x.clone())`` with ``x`` the running sample indices, so shards can be checked."""
+
+    def __init__(self, sizes, *, drop_single: bool = False):
+        self.sizes = sizes
+        self.drop_single = drop_single
+        self.dropped_tail_samples = 0
+
+    def __len__(self):
+        return len(self.sizes)
+
+    def epoch(self, generator, start=0):
+        offset = 0
+        for n in self.sizes[start:]:
+            x = torch.arange(offset, offset + n)
+            offset += n
+            yield x, x.clone()

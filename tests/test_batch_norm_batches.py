@@ -17,7 +17,7 @@ import torch
 
 from stratum.data import LoaderBatches, ResidentBatches, TensorSplit, _TensorSplitDataset, has_batch_norm
 from stratum.distributed import ShardedBatches, _Weight
-from tests.conftest import assert_one_line_error, run_cli, run_subprocess
+from tests.conftest import SizedBatches, assert_one_line_error, run_cli, run_subprocess
 
 TAIL = ["--model", "mlp", "--hidden", "32", "--batch-norm", "--batch-size", "431", "--epochs", "1",
         "--threads", "1", "--quiet"]
@@ -108,29 +108,13 @@ def test_batch_sources_drop_only_a_one_sample_tail_and_resume_consistently(sourc
         assert rest == full[start:]
 
 
-class _Batches:
-    drop_single = True
-    dropped_tail_samples = 0
-
-    def __init__(self, sizes):
-        self.sizes = sizes
-
-    def __len__(self):
-        return len(self.sizes)
-
-    def epoch(self, generator, start=0):
-        offset = 0
-        for n in self.sizes[start:]:
-            x = torch.arange(offset, offset + n)
-            offset += n
-            yield x, x.clone()
 
 
 @pytest.mark.parametrize("world", [2, 3])
 @pytest.mark.parametrize("sizes", [[3], [5, 3], [4, 7], [2], [6, 5]])
 def test_shards_never_hold_one_sample_for_batch_norm(world, sizes):
     weights = [_Weight() for _ in range(world)]
-    per_rank = [[(x.tolist(), weights[r].value) for x, _ in ShardedBatches(_Batches(sizes), r, world, weights[r]).epoch(None)]
+    per_rank = [[(x.tolist(), weights[r].value) for x, _ in ShardedBatches(SizedBatches(sizes, drop_single=True), r, world, weights[r]).epoch(None)]
                 for r in range(world)]
     for i, n in enumerate(sizes):
         parts = [per_rank[r][i] for r in range(world)]

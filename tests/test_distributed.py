@@ -16,30 +16,17 @@ import sys
 import time
 
 import pytest
-import torch
 
 from stratum.distributed import ShardedBatches, _Weight, data_parallel_extension, launched_by_torchrun
 from stratum.engine import Trainer
 from stratum.io import safe_torch_load
+from tests.conftest import SizedBatches
 
 
 RUN = ["--model", "mlp", "--hidden", "32", "--dataset", "digits", "--epochs", "2", "--batch-size", "33",
        "--threads", "1", "--quiet"]
 
 
-class _Batches:
-    def __init__(self, sizes):
-        self.sizes = sizes
-
-    def __len__(self):
-        return len(self.sizes)
-
-    def epoch(self, generator, start=0):
-        offset = 0
-        for n in self.sizes[start:]:
-            x = torch.arange(offset, offset + n)
-            offset += n
-            yield x, x.clone()
 
 
 @pytest.mark.parametrize("sizes", [[32, 32], [33, 7], [1]])
@@ -49,7 +36,7 @@ def test_shards_partition_each_global_batch_with_exact_weights(sizes):
     per_rank = []
     for r in range(world):
         seen = []
-        for x, _ in ShardedBatches(_Batches(sizes), r, world, weights[r]).epoch(None):
+        for x, _ in ShardedBatches(SizedBatches(sizes), r, world, weights[r]).epoch(None):
             seen.append((x.tolist(), weights[r].value))
         per_rank.append(seen)
     for i, n in enumerate(sizes):
