@@ -473,12 +473,19 @@ def options_for(component, config: RunConfig):
 
 
 def check_names(config: RunConfig, registries) -> None:
-    """Every name-valued option must name a registered component."""
-    for field in attrs.fields(RunConfig):
+    """Every name-valued option, core or plugin, must name a registered component.
+
+    A plugin option is checked whether or not its component takes part in this run
+    (``--features nosuch`` with ``--strategy sgd`` is as wrong as with focus). Raises
+    :class:`~stratum.errors.UnknownNameError` listing the names that exist.
+    """
+    plugin_fields = plugin_option_fields(registries.all())
+    given = [(field, getattr(config, name)) for name, field in CORE_FIELDS.items()]
+    given += [(plugin_fields[name], value) for name, value in config.options.items() if name in plugin_fields]
+    for field, value in given:
         meta = option_meta(field)
-        if not meta or not meta["kind"]:
+        if not meta or not meta["kind"] or value is None:
             continue
-        value = getattr(config, field.name)
         for name in (value if meta["multiple"] else (value,)):
             registries[meta["kind"]].get(name)
 

@@ -103,3 +103,25 @@ def test_real_exit_codes_in_a_subprocess(tmp_path):
     ok = run_subprocess("run", *fast_args(epochs=1), "--quiet", "--json", tmp_path / "s.json")
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "s.json").exists()
+
+
+def _plugin_name_options():
+    from stratum.config import plugin_option_fields
+    from stratum.options import flag_name, option_meta
+    from stratum.plugin_manager import create_plugin_manager
+
+    fields = plugin_option_fields(create_plugin_manager().registries.all())
+    return sorted((name, flag_name(f), option_meta(f)["kind"]) for name, f in fields.items() if option_meta(f)["kind"])
+
+
+@pytest.mark.parametrize("name, flag, kind", _plugin_name_options())
+def test_a_plugin_name_option_is_checked_even_where_no_component_reads_it(name, flag, kind):
+    """--features nosuch with --strategy sgd was accepted silently (run) and dropped silently (bench)."""
+    assert _plugin_name_options(), "no plugin option names a component kind: nothing to test"
+    run = run_cli("run", *fast_args(epochs=1, steps_per_epoch=1), "--strategy", "sgd", flag, "nosuch")
+    assert run.exit_code == 2
+    assert_one_line_error(run.stderr, "nosuch", "available")
+    for args in (["--set", f"{name}=nosuch"], ["--axis", f"{name}=nosuch"]):
+        bench = run_cli("bench", "--strategies", "sgd", "--seeds", "1", "--model", "mlp", "--dry-run", *args)
+        assert bench.exit_code == 2, (args, bench.stderr)
+        assert_one_line_error(bench.stderr, "nosuch", "available")

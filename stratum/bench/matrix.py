@@ -152,6 +152,19 @@ def expand(spec: BenchSpec, registries, *, warn=None) -> list[RunPlan]:
         {"name": v["name"], "values": {k: canonical(k, x, fields, f"variant {v['name']!r}") for k, x in v["values"].items()}}
         for v in spec.variants
     ] or [None]
+    # A name-valued option must name a registered component even where no run of this
+    # bench reads it (such options are dropped below, but a typo is still a typo).
+    given = [(k, v, "fixed option") for k, v in fixed.items()]
+    given += [(k, v, f"axis {k}") for k, values in axes.items() for v in values]
+    given += [(k, x, f"variant {v['name']!r}") for v in variants if v for k, x in v["values"].items()]
+    for name, value, where in given:
+        meta = option_meta(fields[name]) if name in fields else None
+        if meta and meta["kind"]:
+            for item in _names(value):
+                try:
+                    registries[meta["kind"]].get(item)
+                except StratumError as exc:
+                    raise ConfigError(f"{where}: {exc}") from None
 
     points: list[tuple[dict, dict]] = []  # (point, values before filtering)
     for variant in variants:
