@@ -152,19 +152,6 @@ def expand(spec: BenchSpec, registries, *, warn=None) -> list[RunPlan]:
         {"name": v["name"], "values": {k: canonical(k, x, fields, f"variant {v['name']!r}") for k, x in v["values"].items()}}
         for v in spec.variants
     ] or [None]
-    # A name-valued option must name a registered component even where no run of this
-    # bench reads it (such options are dropped below, but a typo is still a typo).
-    given = [(k, v, "fixed option") for k, v in fixed.items()]
-    given += [(k, v, f"axis {k}") for k, values in axes.items() for v in values]
-    given += [(k, x, f"variant {v['name']!r}") for v in variants if v for k, x in v["values"].items()]
-    for name, value, where in given:
-        meta = option_meta(fields[name]) if name in fields else None
-        if meta and meta["kind"]:
-            for item in _names(value):
-                try:
-                    registries[meta["kind"]].get(item)
-                except StratumError as exc:
-                    raise ConfigError(f"{where}: {exc}") from None
 
     points: list[tuple[dict, dict]] = []  # (point, values before filtering)
     for variant in variants:
@@ -225,11 +212,31 @@ def make_label(point: dict, values: dict, varying: Iterable[str]) -> str:
     return " ".join(parts)
 
 
+def check_named_components(spec: BenchSpec, registries) -> None:
+    """Every name-valued option the bench sets (fixed, axis or variant value) names a registered
+    component, even where no run reads it: :func:`expand` drops such options from the runs, but a
+    typo is still a typo. Raises :class:`ConfigError` naming where the value was given."""
+    fields = known_fields(registries)
+    given = [(k, v, "fixed option") for k, v in spec.fixed.items()]
+    given += [(k, v, f"axis {k}") for k, values in spec.axes.items() for v in values]
+    given += [(k, x, f"variant {v['name']!r}") for v in spec.variants for k, x in v["values"].items()]
+    for name, value, where in given:
+        meta = option_meta(fields[name]) if name in fields else None
+        if not (meta and meta["kind"]):
+            continue
+        for item in _names(canonical(name, value, fields, where)):
+            try:
+                registries[meta["kind"]].get(item)
+            except StratumError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+
+
 def plan_runs(spec: BenchSpec, registries, *, warn=None) -> list[RunPlan]:
-    """:func:`expand` then :func:`validate`; warnings are passed on only once every run is valid,
+    """:func:`expand`, :func:`check_named_components`, then :func:`validate`; warnings are passed on only once every run is valid,
     so bad input gets exactly one error line."""
     notes: list[str] = []
     plans = expand(spec, registries, warn=notes.append)
+    check_named_components(spec, registries)
     validate(plans, registries)
     for note in notes if warn is not None else ():
         warn(note)
