@@ -133,6 +133,9 @@ class StratumGroup(click.Group):
             code = result if isinstance(result, int) else 0
         except click.exceptions.Exit as exc:
             code = exc.exit_code
+        except click.exceptions.NoArgsIsHelpError as exc:  # a bare `stratum` (or group): its help, as asked
+            click.echo(exc.ctx.get_help())
+            code = 0
         except (SystemExit, GeneratorExit):
             raise
         except BaseException as exc:  # user errors: one line, exit 2; a bug: one line, exit 1

@@ -212,6 +212,8 @@ def build_run(config: RunConfig, pm) -> Run:
         raise ConfigError("--nesterov needs --momentum > 0")
     if config.resume and config.out is None:
         raise ConfigError("--resume needs --out (the run directory holding the checkpoint)")
+    if config.name is not None and config.out is None:
+        raise ConfigError("--name needs --out (the run directory is --out/--name)")
     config.run_dir()  # refuses unsafe --name early
     check_outputs(config, plugin_option_fields(registries.all()))  # every destination, before any work
     if config.threads:

@@ -155,6 +155,16 @@ def atomic_torch_save(path: Path, obj: Any, what: str = "") -> None:
     atomic_write_bytes(path, buffer.getvalue(), what)
 
 
+def _looks_like_torch_file(path: Path) -> bool:
+    """A ``torch.save`` zip archive, or a raw pickle (protocol 2 or later starts with 0x80)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return False
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
 def safe_torch_load(path: Path, what: str, error: type[StratumError] = StratumError) -> Any:
     """``torch.load`` with ``weights_only=True``: tensors and plain containers only.
 
@@ -173,7 +183,12 @@ def safe_torch_load(path: Path, what: str, error: type[StratumError] = StratumEr
             warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
-        raise error(f"{what} {path} refused: it holds objects other than tensors ({first[:160]})") from None
+        if not _looks_like_torch_file(path):  # random bytes reach the unpickler too: say what they are
+            raise error(f"{what} {path} is corrupt or not a torch file") from None
+        import re
+
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        detail = f" (it references {found.group(1)})" if found else ""
+        raise error(f"{what} {path} refused: it holds objects other than tensors{detail}") from None
     except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError, OSError, KeyError, AttributeError, IndexError) as exc:
         raise error(f"{what} {path} is corrupt or truncated ({type(exc).__name__})") from None

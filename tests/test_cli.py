@@ -83,3 +83,19 @@ def test_python_dash_m_stratum_and_unknown_command():
     bad = run_subprocess("trian")
     assert bad.returncode == 2
     assert_one_line_error(bad.stderr, "No such command")
+
+
+def test_bare_stratum_prints_its_help_not_a_squashed_error():
+    result = run_cli()
+    assert result.exit_code == 0
+    assert result.stdout.startswith("Usage: ")  # (CliRunner calls the program "cli")
+    assert "stratum: error" not in result.stderr
+    assert len(result.stdout.splitlines()) > 5
+
+
+def test_a_toml_config_with_a_utf8_bom_is_read(tmp_path):
+    """Windows editors save UTF-8 with a byte-order mark; it is not content."""
+    config = tmp_path / "bom.toml"
+    config.write_bytes("\ufeffepochs = 1\nsteps_per_epoch = 1\n".encode("utf-8"))
+    result = run_cli("run", *fast_args(), "--config", config, "--json", tmp_path / "s.json")
+    assert result.exit_code == 0, result.stderr

@@ -125,3 +125,20 @@ def test_a_plugin_name_option_is_checked_even_where_no_component_reads_it(name, 
         bench = run_cli("bench", "--strategies", "sgd", "--seeds", "1", "--model", "mlp", "--dry-run", *args)
         assert bench.exit_code == 2, (args, bench.stderr)
         assert_one_line_error(bench.stderr, "nosuch", "available")
+
+
+@pytest.mark.parametrize("extra", [["--name", "x"], ["--name", "x", "--json", "s.json"]])
+def test_a_run_name_without_an_output_directory_is_refused(extra):
+    """--name only names a sub-directory of --out; without --out it was dropped without a word."""
+    result = run_cli("run", *fast_args(epochs=1, steps_per_epoch=1), *extra)
+    assert result.exit_code == 2
+    assert_one_line_error(result.stderr, "--name needs --out")
+
+
+def test_random_bytes_as_a_checkpoint_are_called_corrupt(tmp_path):
+    """Not 'holds objects other than tensors' (that is for real pickles with foreign objects)."""
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "checkpoint.pt").write_bytes(bytes(range(7, 250)) * 3)
+    result = run_cli("run", *fast_args(epochs=1), "--out", tmp_path / "r", "--resume")
+    assert result.exit_code == 2
+    assert_one_line_error(result.stderr, "corrupt or not a torch file")
