@@ -258,12 +258,7 @@ def validate(plans: list[RunPlan], registries) -> None:
     for plan in plans:
         try:
             config = make_config(plan.values, plugin_fields=plugin_fields)
-            check_names(config, registries)
+            check_names(config, registries)  # core and plugin name-valued options alike
             _check_batch_norm(config, registries)
-            for name, value in plan.values.items():
-                meta = option_meta(plugin_fields[name]) if name in plugin_fields else None
-                if meta and meta["kind"]:
-                    for item in _names(value):
-                        registries[meta["kind"]].get(item)
         except StratumError as exc:
             raise ConfigError(f"run {plan.label!r} seed {plan.seed}: {exc}") from None

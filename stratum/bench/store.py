@@ -188,6 +188,14 @@ def check_summary(summary: dict, where: str) -> dict:
         for i, item in enumerate(value):
             number(f"{field}[{i}]", item)
 
+    def number_map(field: str, value) -> None:  # an optional object of numbers (phase seconds, shares)
+        if value is None:
+            return
+        if not isinstance(value, dict):
+            fail(field, "an object", value)
+        for name, item in value.items():
+            number(f"{field}.{name}", item)
+
     for key in _SUMMARY_NUMBERS:
         number(key, summary.get(key))
     if summary.get("task") is not None and not isinstance(summary["task"], str):
@@ -205,22 +213,12 @@ def check_summary(summary: dict, where: str) -> dict:
             fail(f"history[{i}].epoch", "an epoch number", epoch)
         for key in _HISTORY_NUMBERS:
             number(f"history[{i}].{key}", record.get(key))
-        phases_s = record.get("phases_s")
-        if phases_s is not None:
-            if not isinstance(phases_s, dict):
-                fail(f"history[{i}].phases_s", "an object", phases_s)
-            for name, value in phases_s.items():
-                number(f"history[{i}].phases_s.{name}", value)
+        number_map(f"history[{i}].phases_s", record.get("phases_s"))
     phases = summary.get("phases")
     if phases is not None:
         if not isinstance(phases, dict):
             fail("phases", "an object", phases)
-        share = phases.get("share")
-        if share is not None:
-            if not isinstance(share, dict):
-                fail("phases.share", "an object", share)
-            for name, value in share.items():
-                number(f"phases.share.{name}", value)
+        number_map("phases.share", phases.get("share"))
     flow = summary.get("gradflow")
     if flow is not None:
         if not isinstance(flow, dict):
