@@ -1,0 +1,1 @@
+"""Learning-rate schedules (issue 12). Functional core only, in :mod:`.core`; not registered yet."""
