@@ -1,0 +1,1 @@
+"""Train-only data augmentation (issue 12). Functional core only, in :mod:`.core`; not registered yet."""
