@@ -1,0 +1,1 @@
+"""Weight averaging, EMA and SWA (issue 12). Functional core only, in :mod:`.core`; not registered yet."""
