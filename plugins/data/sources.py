@@ -33,7 +33,7 @@ def load_digits(test_fraction: float = 0.2) -> DatasetBundle:
     train_x, test_x = _standardise(x[train_idx], x[test_idx])
     return DatasetBundle(
         train=TensorSplit(train_x, y[train_idx]), test=TensorSplit(test_x, y[test_idx]),
-        input_shape=(1, 8, 8), num_outputs=10, info={"source": "sklearn.datasets.load_digits"},
+        input_shape=(1, 8, 8), num_outputs=len(bunch.target_names), info={"source": "sklearn.datasets.load_digits"},
     )
 
 
@@ -84,14 +84,9 @@ def _normaliser(mean, std):
     return transform
 
 
-def load_torchvision(name: str, root: Path, download: bool) -> DatasetBundle:
-    """A torchvision data set, kept as uint8 tensors and normalised per batch on the device."""
-    import torchvision.datasets as tvd
-
-    cls_name, folder, mean, std = TORCHVISION_SETS[name]
-    cls = getattr(tvd, cls_name)
-    root = expand(root)
-    expected = root / folder
+def check_data_root(name: str, root: Path, expected: Path, download: bool) -> None:
+    """Raise ``DataError`` when ``root`` (or the nearest existing parent) is not a directory, or when
+    ``expected`` (the files of data set ``name`` under ``root``) is absent and ``download`` is off."""
     try:
         anchor = next((p for p in (root, *root.parents) if p.exists()), None)
         present = expected.exists()
@@ -101,16 +96,45 @@ def load_torchvision(name: str, root: Path, download: bool) -> DatasetBundle:
         raise DataError(f"--data-root {root}: {anchor} is not a directory")
     if not download and not present:
         raise DataError(f"{name} files not found at {expected} (pass --download to fetch them, or --data-root DIR)")
+
+
+def num_classes(dataset, targets: torch.Tensor) -> int:
+    """The number of classes of a classification data set: its ``classes`` list when it has one
+    (torchvision's CIFAR, MNIST, ImageFolder ...), else the largest integer target + 1."""
+    classes = getattr(dataset, "classes", None)
+    if classes:
+        return len(classes)
+    return int(targets.max()) + 1 if len(targets) else 0
+
+
+def read_torchvision(name: str, root: Path, expected: Path, download: bool, make_train, make_test):
+    """``(make_train(root=..., download=...), make_test(...))``: a torchvision data set's two splits,
+    with its errors turned into one ``DataError`` naming ``expected`` (and no empty folders left
+    behind by a failed download)."""
     try:
         # A failed download (no network, say) leaves no empty folders behind.
         with removing_new_empty_dirs(root):
-            train = cls(str(root), train=True, download=download)
-            test = cls(str(root), train=False, download=download)
+            train = make_train(root=str(root), download=download)
+            test = make_test(root=str(root), download=download)
     except RuntimeError as exc:
         hint = "" if download else " (pass --download to fetch them again)"
         raise DataError(f"{name} files under {expected} are missing or corrupt: {' '.join(str(exc).split())[:240]}{hint}") from None
     except Exception as exc:  # truncated / garbled files surface as many exception types
         raise DataError(f"{name} files under {expected} could not be read ({type(exc).__name__}: {str(exc)[:120]})") from None
+    return train, test
+
+
+def load_torchvision(name: str, root: Path, download: bool) -> DatasetBundle:
+    """A torchvision data set, kept as uint8 tensors and normalised per batch on the device."""
+    import torchvision.datasets as tvd
+
+    cls_name, folder, mean, std = TORCHVISION_SETS[name]
+    cls = getattr(tvd, cls_name)
+    root = expand(root)
+    expected = root / folder
+    check_data_root(name, root, expected, download)
+    train, test = read_torchvision(name, root, expected, download, lambda **kw: cls(**kw, train=True),
+                                   lambda **kw: cls(**kw, train=False))
     try:
         train_x, test_x = _images_as_uint8(train), _images_as_uint8(test)
         train_y = torch.as_tensor(train.targets, dtype=torch.long)
@@ -119,6 +143,6 @@ def load_torchvision(name: str, root: Path, download: bool) -> DatasetBundle:
         raise DataError(f"{name} files under {expected} are malformed ({type(exc).__name__})") from None
     return DatasetBundle(
         train=TensorSplit(train_x, train_y), test=TensorSplit(test_x, test_y),
-        input_shape=tuple(train_x.shape[1:]), num_outputs=10,
+        input_shape=tuple(train_x.shape[1:]), num_outputs=num_classes(train, train_y),
         batch_transform=_normaliser(mean, std), info={"source": f"torchvision.datasets.{cls_name}", "root": str(root)},
     )
