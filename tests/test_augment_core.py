@@ -163,3 +163,9 @@ def test_normalise_keeps_floating_dtypes_and_refuses_mismatches():
         normalise(x, torch.zeros(2), torch.tensor([1.0, 0.0]))
     with pytest.raises(ValueError, match="N > 0"):
         channel_stats(torch.zeros(0, 3, 2, 2))
+
+
+@pytest.mark.parametrize("fn", [crop_flip, translate])
+def test_an_empty_batch_stays_empty(fn):
+    x = torch.zeros(0, 3, 8, 8)
+    assert fn(x, gen()).shape == (0, 3, 8, 8)

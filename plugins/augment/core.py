@@ -3,8 +3,8 @@
 Each augmentation takes a batch ``x`` of shape (N, C, H, W) (any dtype: uint8
 images as stored, float32, float16 or bfloat16; on any device) and a
 ``torch.Generator``, and returns a new batch of the same shape, dtype and
-device. The work is vectorised: one zero pad, then one gather with per-sample
-offsets (advanced indexing), no Python loop over samples.
+device. The work is vectorised: one zero pad, then one ``torch.gather`` with
+per-sample offsets, no Python loop over samples.
 
 Randomness comes only from ``generator``. It may live on the CPU or on
 ``x``'s device: the per-sample draws (a few integers per sample) are made on
@@ -76,13 +76,17 @@ def shifted_crops(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flips: to
     n, c, h, w = x.shape
     device = x.device
     dy, dx, flips = dy.to(device), dx.to(device), flips.to(device)
+    if x.numel() == 0:
+        return x.clone()
     padded = F.pad(x, (padding, padding, padding, padding)) if padding else x
+    padded_w = w + 2 * padding
     rows = dy[:, None] + torch.arange(h, device=device)  # (N, H)
     cols = torch.arange(w, device=device).expand(n, w)
     cols = torch.where(flips[:, None], cols.flip(1), cols) + dx[:, None]  # (N, W)
-    batch = torch.arange(n, device=device)[:, None, None, None]
-    channel = torch.arange(c, device=device)[None, :, None, None]
-    return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
+    # One gather over the flattened padded image with a per-sample index shared by the channels:
+    # about 3x faster on the CPU than four-tensor advanced indexing.
+    index = (rows[:, :, None] * padded_w + cols[:, None, :]).reshape(n, 1, h * w).expand(n, c, h * w)
+    return torch.gather(padded.reshape(n, c, -1), 2, index).reshape(n, c, h, w)
 
 
 def crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int = 4, flip: bool = True) -> torch.Tensor:
