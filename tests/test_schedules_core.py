@@ -194,3 +194,12 @@ def test_a_schedule_drives_an_optimizer_like_the_torch_scheduler():
         return w.detach()
 
     torch.testing.assert_close(train(True), train(False), rtol=1e-6, atol=1e-7)
+
+
+def test_numpy_and_torch_integer_steps_are_accepted():
+    import numpy as np
+
+    s = make_schedule("cosine", 0.1, total_steps=10)
+    assert s(np.int64(3)) == s(3) == cosine(3, 0.1, total_steps=np.int64(10))
+    with pytest.raises(ValueError, match="step"):
+        s(np.float64(3.0))

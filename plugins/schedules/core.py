@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import numbers
 from typing import Callable, Sequence
 
 import torch
@@ -40,9 +41,9 @@ __all__ = [
 
 
 def _check_step(step: int) -> int:
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
         raise ValueError(f"step must be a non-negative integer, got {step!r}")
-    return step
+    return int(step)
 
 
 def _check_positive(name: str, value: float) -> None:
@@ -51,7 +52,7 @@ def _check_positive(name: str, value: float) -> None:
 
 
 def _check_count(name: str, value: int, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
@@ -91,14 +92,14 @@ def gamma_per_step(gamma_per_epoch: float, steps_per_epoch: int) -> float:
 
 def constant(step: int, base_lr: float) -> float:
     """``base_lr`` at every step (the default: runs without a schedule are unchanged)."""
-    _check_step(step)
+    step = _check_step(step)
     _check_positive("base_lr", base_lr)
     return float(base_lr)
 
 
 def step_decay(step: int, base_lr: float, *, step_size: int, gamma: float = 0.1) -> float:
     """``base_lr * gamma ** (step // step_size)`` (torch's ``StepLR``); ``step_size`` in steps, gamma in (0, 1]."""
-    _check_step(step)
+    step = _check_step(step)
     _check_positive("base_lr", base_lr)
     _check_count("step_size", step_size)
     _check_gamma(gamma)
@@ -110,7 +111,7 @@ def multistep(step: int, base_lr: float, *, milestones: Sequence[int], gamma: fl
 
     ``milestones`` are strictly increasing positive step counts; gamma in (0, 1].
     """
-    _check_step(step)
+    step = _check_step(step)
     _check_positive("base_lr", base_lr)
     _check_gamma(gamma)
     milestones = list(milestones)
@@ -131,7 +132,7 @@ def cosine(step: int, base_lr: float, *, total_steps: int, min_lr: float = 0.0) 
     ``eta_min=min_lr``; Loshchilov & Hutter 2017 without restarts). Beyond
     ``total_steps`` it stays at ``min_lr`` (torch's would rise again).
     """
-    _check_step(step)
+    step = _check_step(step)
     _check_positive("base_lr", base_lr)
     _check_count("total_steps", total_steps)
     _check_min_lr(min_lr, base_lr)
@@ -144,7 +145,7 @@ def linear(step: int, base_lr: float, *, total_steps: int, min_lr: float = 0.0) 
 
     torch's ``LinearLR(start_factor=1, end_factor=min_lr/base_lr, total_iters=total_steps)``.
     """
-    _check_step(step)
+    step = _check_step(step)
     _check_positive("base_lr", base_lr)
     _check_count("total_steps", total_steps)
     _check_min_lr(min_lr, base_lr)
@@ -155,7 +156,7 @@ def linear(step: int, base_lr: float, *, total_steps: int, min_lr: float = 0.0) 
 def exponential(step: int, base_lr: float, *, gamma: float) -> float:
     """``base_lr * gamma ** step``: gamma is the decay *per optimizer step* (torch's ``ExponentialLR``
     stepped every optimizer step). For a gamma per epoch use :func:`gamma_per_step`."""
-    _check_step(step)
+    step = _check_step(step)
     _check_positive("base_lr", base_lr)
     _check_gamma(gamma)
     return base_lr * gamma ** step
@@ -175,7 +176,7 @@ def one_cycle(step: int, base_lr: float, *, total_steps: int, pct_start: float =
     ``base_lr / div_factor / final_div_factor``, where it then stays. Needs
     ``1 < pct_start * total_steps`` and ``pct_start < 1``.
     """
-    _check_step(step)
+    step = _check_step(step)
     _check_positive("base_lr", base_lr)
     _check_count("total_steps", total_steps, 2)
     _check_positive("div_factor", div_factor)
@@ -213,7 +214,7 @@ def warmup_factor(step: int, warmup_steps: int, start_factor: float | None = Non
     warm-up runs at ``(t + 1) / (warmup_steps + 1)`` of the target rate: no step
     is wasted at rate 0. Raises ``ValueError`` for ``start_factor`` outside (0, 1].
     """
-    _check_step(step)
+    step = _check_step(step)
     _check_count("warmup_steps", warmup_steps, 0)
     if warmup_steps == 0 or step >= warmup_steps:
         return 1.0
@@ -251,7 +252,7 @@ def make_schedule(name: str, base_lr: float, *, warmup_steps: int = 0, warmup_st
         warmup_factor(0, warmup_steps, warmup_start_factor)  # check start_factor now
 
     def schedule(step: int) -> float:
-        _check_step(step)
+        step = _check_step(step)
         if step < warmup_steps:
             return warmup_factor(step, warmup_steps, warmup_start_factor) * first
         return fn(step - warmup_steps, base_lr, **params)
