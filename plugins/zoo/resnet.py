@@ -12,10 +12,10 @@
   projections where the shape changes (identity elsewhere).
 * :func:`resnet18`: ResNet-18 (He et al. 2016, table 1: [2, 2, 2, 2] basic
   blocks, 64-128-256-512 channels times ``width``, projection (option B)
-  shortcuts) adapted to 32x32 inputs as in the pruning and fast-training
-  literature (e.g. Frankle et al. 2019/2020, the kuangliu/pytorch-cifar
-  model): a 3x3 stride-1 stem convolution and no max-pool. 11.17 M parameters
-  for 10 classes.
+  shortcuts) adapted to 32x32 inputs the way the pruning and fast-training
+  literature does (the common kuangliu/pytorch-cifar model): a 3x3 stride-1
+  stem convolution instead of the 7x7 stride-2 one, and no max-pool.
+  11.17 M parameters for 10 classes.
 
 Every model takes ``in_channels``, ``num_classes`` and ``width`` (a channel
 multiplier, channels rounded to at least 1). ``input_size`` (the smaller
