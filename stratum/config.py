@@ -140,6 +140,26 @@ def _jsonable(value: Any) -> Any:
 
 CORE_FIELDS = {f.name: f for f in attrs.fields(RunConfig) if option_meta(f) is not None}
 
+# Core options that only some components read: the sgd family of optimisers reads --momentum and
+# --nesterov, adam does not. Such an option counts as read by a run only when one of the run's
+# components names it in ``Component.reads`` (a bench axis over it multiplies only those runs);
+# every other core option is read by every run.
+SELECTIVE_CORE_OPTIONS = ("momentum", "nesterov")
+
+
+def option_readers(name: str, components: Iterable) -> list:
+    """The components among ``components`` that read option ``name``.
+
+    A plugin option is read by the components whose options class declares it; a
+    selective core option (:data:`SELECTIVE_CORE_OPTIONS`) by those naming it in
+    ``reads``; any other core option by every component (all of ``components``).
+    """
+    components = list(components)
+    if name in CORE_FIELDS and name not in SELECTIVE_CORE_OPTIONS:
+        return components
+    return [c for c in components if name in c.reads
+            or (c.options is not None and name in attrs.fields_dict(c.options))]
+
 
 def _field_default(field: attrs.Attribute) -> Any:
     default = field.default
