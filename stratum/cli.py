@@ -264,10 +264,19 @@ def build_run_command(ctx: click.Context) -> click.Command:
     ]
     params += [click_option(f) for f in CORE_FIELDS.values()]
     params += [click_option(f) for f in plugin_option_fields(pm.registries.all()).values()]
-    return click.Command(
+    return _grouped_run_command(pm, params)
+
+
+def _grouped_run_command(pm, params) -> click.Command:
+    """``stratum run`` with help grouped by core group and component (see :mod:`stratum.grouped_help`)."""
+    from .grouped_help import GroupedCommand, run_choices, run_fields
+
+    return GroupedCommand(
         "run", params=params, callback=_run_callback,
         help="Train one model with one strategy and print the result.",
         context_settings={"max_content_width": 100},
+        fields=run_fields(pm.registries), registries=lambda: pm.registries, choices=run_choices,
+        own_title="Run options",
     )
 
 

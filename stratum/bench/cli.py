@@ -74,13 +74,51 @@ def build_bench_command(ctx: click.Context) -> click.Command:
             continue
         params.append(click_option(field))
         run_names.append(name)
-    return click.Command(
+    return _grouped_bench_command(pm, params, run_names, run_fields)
+
+
+def _grouped_bench_command(pm, params, run_names: list[str], run_fields: dict) -> click.Command:
+    """``stratum bench`` with help grouped like ``stratum run --help`` (:mod:`stratum.grouped_help`):
+    the bench's own options, the core groups, and the components the bench's runs would use."""
+    from ..grouped_help import GroupedCommand
+
+    return GroupedCommand(
         "bench", params=params, callback=_make_callback(run_names),
         help="Run a matrix of strategies x regressors x feature sets x models x data sets x seeds in parallel, "
              "storing every result in an SQLite file (re-running resumes). Any `stratum run` option given here "
              "is fixed for every run.",
         context_settings={"max_content_width": 100},
+        fields={name: run_fields[name] for name in run_names}, registries=lambda: pm.registries,
+        choices=_help_choices(run_names, pm), own_title="Bench options",
     )
+
+
+def _help_choices(run_names: list[str], pm):
+    """For help: the name-valued options a bench command line sets, with every value its runs take
+    (its recipe < its --config TOML < its flags, merged as the bench does)."""
+
+    def choices(values: dict, fields) -> dict[str, list]:
+        from ..grouped_help import name_valued
+        from .matrix import known_fields
+        from .recipes import recipe_spec
+
+        explicit = {name: values[name] for name in run_names if values.get(name) not in (None, [])}
+        cli = cli_spec(values, explicit)
+        config_file = values.get("config_file")
+        toml = spec_from_toml(Path(config_file), known_fields(pm.registries)) if config_file else BenchSpec()
+        recipe = cli.recipe or toml.recipe
+        scale = cli.settings.get("scale") or toml.settings.get("scale") or "small"
+        spec = (recipe_spec(recipe, scale) if recipe else BenchSpec()).merged(toml).merged(cli)
+        chosen: dict[str, list] = {}
+        for name in name_valued(known_fields(pm.registries)):
+            taken = list(spec.axes.get(name, []))
+            taken += [spec.fixed[name]] if name in spec.fixed else []
+            taken += [v["values"][name] for v in spec.variants if name in v["values"]]
+            if taken:
+                chosen[name] = list({repr(v): v for v in taken}.values())
+        return chosen
+
+    return choices
 
 
 def cli_spec(params: dict, explicit_run: dict) -> BenchSpec:
