@@ -165,7 +165,8 @@ class GroupedCommand(click.Command):
             note = (f"Listing the core options and those of the components this command line uses: "
                     f"{component_label(components)} (kinds not chosen by flags or --config FILE take their defaults). "
                     f"To see the options of others, choose them (e.g. `--strategy focus --help`) "
-                    f"or use --help-all ({hidden} more option(s)); every flag is accepted either way.")
+                    f"or use --help-all ({hidden} more option{'' if hidden == 1 else 's'}); "
+                    "every flag is accepted either way.")
         formatter.write_paragraph()
         with formatter.indentation():
             formatter.write_text(note)
