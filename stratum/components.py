@@ -63,6 +63,10 @@ def _check_kind(instance, attribute, value):
         raise ValueError(f"unknown component kind {value!r}; expected one of {', '.join(KINDS)}")
 
 
+def _as_names(value) -> tuple:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 def _check_reads(instance, attribute, value):
     bad = [v for v in value if not isinstance(v, str) or not v.isidentifier()]
     if bad:
@@ -106,7 +110,7 @@ class Component:
     # a function of the component's options instance returning one.
     defaults: Any = attrs.field(default=None, kw_only=True)
     # Selective core options this component reads (see the module docstring).
-    reads: tuple = attrs.field(default=(), kw_only=True, converter=tuple, validator=_check_reads)
+    reads: tuple = attrs.field(default=(), kw_only=True, converter=_as_names, validator=_check_reads)
 
     def summary_line(self) -> str:
         first = self.description.strip().splitlines()[0] if self.description.strip() else ""

@@ -185,6 +185,15 @@ def test_each_optimizer_declares_only_the_options_it_reads(pm):
     assert [c.name for c in option_readers("nesterov", pm.registries.all())] == ["sgd"]
 
 
+def test_reads_takes_option_names():
+    import stratum
+
+    assert stratum.optimizer("x", None, reads="momentum").reads == ("momentum",)
+    assert stratum.optimizer("x", None, reads=["momentum", "nesterov"]).reads == ("momentum", "nesterov")
+    with pytest.raises(TypeError, match="reads of optimizer 'x'"):
+        stratum.optimizer("x", None, reads=[1])
+
+
 def test_registering_the_optimizers_does_not_import_torch():
     code = ("import sys, stratum_plugins.optimizers as o; o.stratum_register_optimizers(); "
             "print('torch' in sys.modules)")
