@@ -9,7 +9,7 @@ import attrs
 
 from stratum.cli import _default_text, _help_text
 from stratum.config import CORE_FIELDS
-from stratum.options import flag_name, option_meta
+from stratum.options import CORE_GROUPS, flag_name, option_meta
 from stratum.plugin_manager import create_plugin_manager
 
 INTRO = """# CLI reference
@@ -45,20 +45,50 @@ given with `--config FILE.toml` (keys are the option names, `batch_size` or `bat
 and flags on the command line. An unknown TOML key is an error that suggests the closest
 known key. Boolean flags have a `--no-` form.
 
+**Help by group and by component.** `stratum run --help` prints one section per core group
+({groups}), then one per component the command line uses: the components chosen by flags
+(`--strategy focus --model vgg11`) or by the TOML file of `--config FILE`, the defaults for
+every kind not chosen (strategy sgd, model vgg11, dataset digits, initializer he-normal,
+optimizer sgd), the components their options name (focus's regressor, features, policy) and
+every extension. So `stratum run --strategy focus --optimizer adam --help` lists the options
+that run reads, and plain `--help` those of the default run. `stratum run --help-all` lists the
+options of every registered component. Help only changes what is listed: every flag below is
+accepted whatever help shows, and reaches the component that declares it. `stratum bench
+--help` works the same way, its own options first, with the components its axes, fixed
+options, `--config` file and `--recipe` select.
+
 ### Core options
 
-| flag | meaning |
-|---|---|
 {core}
 
 ### Options declared by plugins
 
 Each plugin component may declare options; they are global flags and TOML keys like the
-core ones and reach only the component that declared them.
+core ones and reach only the component that declared them. `--help` lists each under its
+component(s), or under the `group=` it declares.
 
 | flag | component(s) | meaning |
 |---|---|---|
 {plugin}
+
+## Shell completion
+
+click's completion completes sub-commands, flags, component names for every name-valued option
+(`--strategy`, `--model`, `--dataset`, `--init`, `--optimizer`, `--profile a,b`, plugin options
+such as `--regressor`, `--features`, `--policy`; bench's `--strategies sgd,fo`, `--models`, ...),
+the choices of options that have them (`--resident`, `--capture-layers`, `--recipe`), and bench's
+`--axis KEY=V1,V2` / `--set KEY=VALUE` (option names, then values). Enable it once per shell,
+with the `stratum` command on your `PATH` (the names come from the plugins installed then):
+
+| shell | add to | line |
+|---|---|---|
+| bash | `~/.bashrc` | `eval "$(_STRATUM_COMPLETE=bash_source stratum)"` |
+| zsh | `~/.zshrc` | `eval "$(_STRATUM_COMPLETE=zsh_source stratum)"` |
+| fish | `~/.config/fish/completions/stratum.fish` | `_STRATUM_COMPLETE=fish_source stratum \\| source` |
+
+Completing runs `stratum` (plugins included) at each Tab; the `*_source` line only prints the
+shell's glue, so it can also be written to a file once
+(`_STRATUM_COMPLETE=bash_source stratum > ~/.stratum-complete.bash`) and that file sourced.
 """
 
 
@@ -80,7 +110,10 @@ def main() -> None:
     for name in cli.list_commands(ctx):
         command = cli.get_command(ctx, name)
         commands.append(f"| `stratum {name}` | {(command.get_short_help_str(200) or '').replace('|', '/')} |")
-    core = [f"| `{f}` | {h} |" for f, h in (row(field) for field in CORE_FIELDS.values())]
+    core = []
+    for group in CORE_GROUPS:
+        rows = [row(field) for field in CORE_FIELDS.values() if option_meta(field)["group"] == group]
+        core.append(f"#### {group}\n\n| flag | meaning |\n|---|---|\n" + "\n".join(f"| `{f}` | {h} |" for f, h in rows))
     owners: dict[str, list[str]] = {}
     fields = {}
     for component in pm.registries.all():
@@ -96,7 +129,8 @@ def main() -> None:
         flag, help_text = row(fields[name])
         who = ", ".join(owners[name][:4]) + (" ..." if len(owners[name]) > 4 else "")
         plugin.append(f"| `{flag}` | {who} | {help_text} |")
-    print(INTRO.format(commands="\n".join(commands), core="\n".join(core), plugin="\n".join(plugin)))
+    print(INTRO.format(commands="\n".join(commands), core="\n\n".join(core), plugin="\n".join(plugin),
+                       groups=", ".join(CORE_GROUPS)))
 
 
 if __name__ == "__main__":

@@ -70,7 +70,48 @@ def click_option(field) -> click.Option:
     return click.Option(
         [flag, field.name], type=click.STRING, multiple=meta["multiple"], default=None,
         metavar=meta["type"].__name__.upper() if meta["type"] is not str else "TEXT", help=_help_text(field),
+        shell_complete=option_completer(meta),
     )
+
+
+# ---------------------------------------------------------------------------
+# Shell completion (click's own: `eval "$(_STRATUM_COMPLETE=bash_source stratum)"`, see docs/cli.md)
+# ---------------------------------------------------------------------------
+
+
+def complete_values(candidates, incomplete: str, *, listed: bool = False) -> list:
+    """click completion items: the ``candidates`` starting with ``incomplete``.
+
+    ``listed`` completes the last item of a comma-separated list (``sgd,fo`` -> ``sgd,focus``),
+    for options that take several names in one value.
+    """
+    from click.shell_completion import CompletionItem
+
+    head, tail = "", incomplete
+    if listed and "," in incomplete:
+        head, tail = incomplete.rsplit(",", 1)
+        head += ","
+    return [CompletionItem(head + value) for value in candidates if str(value).startswith(tail)]
+
+
+def component_names(ctx: click.Context, kind: str) -> list[str]:
+    """The names registered for ``kind`` in this invocation's plugin manager (none if plugins fail)."""
+    try:
+        return sorted(component.name for component in get_pm(ctx).registries[kind])
+    except Exception:  # completion never fails loudly: no candidates instead
+        return []
+
+
+def option_completer(meta: dict):
+    """A click ``shell_complete`` callback for an option: component names for a name-valued
+    option (``kind=``), its choices for one with ``choices=``; ``None`` for any other."""
+    if meta.get("kind"):
+        kind, listed = meta["kind"], bool(meta.get("multiple"))
+        return lambda ctx, param, incomplete: complete_values(component_names(ctx, kind), incomplete, listed=listed)
+    if meta.get("choices"):
+        choices, listed = meta["choices"], bool(meta.get("multiple"))
+        return lambda ctx, param, incomplete: complete_values(choices, incomplete, listed=listed)
+    return None
 
 
 def explicit_values(ctx: click.Context, names) -> dict:
@@ -264,10 +305,19 @@ def build_run_command(ctx: click.Context) -> click.Command:
     ]
     params += [click_option(f) for f in CORE_FIELDS.values()]
     params += [click_option(f) for f in plugin_option_fields(pm.registries.all()).values()]
-    return click.Command(
+    return _grouped_run_command(pm, params)
+
+
+def _grouped_run_command(pm, params) -> click.Command:
+    """``stratum run`` with help grouped by core group and component (see :mod:`stratum.grouped_help`)."""
+    from .grouped_help import GroupedCommand, run_choices, run_fields
+
+    return GroupedCommand(
         "run", params=params, callback=_run_callback,
         help="Train one model with one strategy and print the result.",
         context_settings={"max_content_width": 100},
+        fields=run_fields(pm.registries), registries=lambda: pm.registries, choices=run_choices,
+        own_title="Run options",
     )
 
 

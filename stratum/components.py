@@ -29,6 +29,13 @@ component's options instance returning one. It applies only when the user did
 not set the option: an explicit value, even one equal to the core default,
 always wins. Run configs are resolved with it before a run starts
 (:func:`stratum.config.resolve_config`), so the summary records the value used.
+
+``reads`` names the core options that only some components read and that this
+one does (:data:`stratum.config.SELECTIVE_CORE_OPTIONS`: ``momentum``,
+``nesterov``; the sgd family of optimisers reads them, adam does not). A bench
+axis over such an option multiplies only the runs with a component that reads
+it, and is dropped with a warning when no run has one. Every other core option
+is read by every run; naming one here changes nothing.
 """
 
 from __future__ import annotations
@@ -54,6 +61,16 @@ KINDS = (
 def _check_kind(instance, attribute, value):
     if value not in KINDS:
         raise ValueError(f"unknown component kind {value!r}; expected one of {', '.join(KINDS)}")
+
+
+def _as_names(value) -> tuple:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _check_reads(instance, attribute, value):
+    bad = [v for v in value if not isinstance(v, str) or not v.isidentifier()]
+    if bad:
+        raise TypeError(f"reads of {instance.kind} {instance.name!r} must be option names, got {bad[0]!r}")
 
 
 def _check_options(instance, attribute, value):
@@ -92,6 +109,8 @@ class Component:
     # Defaults this component gives core options the user left unset: a dict, or
     # a function of the component's options instance returning one.
     defaults: Any = attrs.field(default=None, kw_only=True)
+    # Selective core options this component reads (see the module docstring).
+    reads: tuple = attrs.field(default=(), kw_only=True, converter=_as_names, validator=_check_reads)
 
     def summary_line(self) -> str:
         first = self.description.strip().splitlines()[0] if self.description.strip() else ""

@@ -37,39 +37,39 @@ else:  # pragma: no cover
 class RunConfig:
     """Everything that decides a run. Each field is a ``stratum run`` flag and a TOML key."""
 
-    strategy: str = option("sgd", "Training strategy: how parameters move.", kind="strategy")
-    model: str = option("vgg11", "Model architecture from the zoo.", kind="model")
-    dataset: str = option("digits", "Data set (digits is offline and the default).", kind="dataset")
-    init: str = option("he-normal", "Weight initialiser.", kind="initializer")
-    optimizer: str = option("sgd", "Optimiser that applies updates.", kind="optimizer")
-    epochs: int = option(12, "Maximum number of epochs.", min=1)
-    batch_size: int = option(32, "Mini-batch size.", min=1)
-    lr: float = option(0.01, "Learning rate.", min=0, min_exclusive=True)
-    momentum: float = option(0.9, "Momentum (sgd-family optimisers).", min=0, max=1, max_exclusive=True)
-    nesterov: bool = option(False, "Use Nesterov momentum (needs momentum > 0).")
-    weight_decay: float = option(0.0, "L2 weight decay.", min=0)
-    seed: int = option(0, "Seed for initialisation, shuffling and everything random.", min=0, max=SEED_MAX)
-    deterministic: bool = option(False, "Use deterministic kernels (slower; needed for bit-exact resume).")
-    device: str = option("auto", "cpu, cuda, cuda:N, or auto (cuda when available).", pattern=r"auto|cpu|cuda(:\d+)?")
-    threads: int = option(0, "torch intra-op threads (0 = torch's default).", min=0, max=THREADS_MAX)
-    val_fraction: float = option(0.1, "Share of the training data held out for validation.", min=0, max=0.9, min_exclusive=True)
-    split_seed: int = option(0, "Seed of the train/validation split (fixed across run seeds).", min=0, max=SEED_MAX)
-    patience: int = option(0, "Early stopping: epochs without a validation gain before stopping (0 = off).", min=0)
-    steps_per_epoch: int = option(0, "Cap on training steps per epoch (0 = a full pass).", min=0)
-    eval_batch_size: int = option(1024, "Batch size for validation and test evaluation.", min=1)
-    data_root: Path = option(Path("data"), "Where file-backed data sets live (the default is relative to the working directory).")
-    download: bool = option(False, "Allow torchvision data sets to download missing files.")
-    resident: str = option("auto", "Keep data as device tensors: auto (when small), always, never (DataLoader).", choices=("auto", "always", "never"))
-    loader_workers: int = option(0, "DataLoader worker processes when data is not resident.", min=0, max=PROCESSES_MAX)
-    profile: tuple = option((), "Profiler to attach (repeatable or comma-separated).", type=str, multiple=True, kind="profiler")
-    out: Path | None = option(None, "Run directory for checkpoints and the summary.", type=Path, output="dir")
-    json: Path | None = option(None, "Write the run summary JSON here.", type=Path, output="file")
+    strategy: str = option("sgd", "Training strategy: how parameters move.", kind="strategy", group="run")
+    model: str = option("vgg11", "Model architecture from the zoo.", kind="model", group="run")
+    dataset: str = option("digits", "Data set (digits is offline and the default).", kind="dataset", group="data")
+    init: str = option("he-normal", "Weight initialiser.", kind="initializer", group="run")
+    optimizer: str = option("sgd", "Optimiser that applies updates.", kind="optimizer", group="optimisation")
+    epochs: int = option(12, "Maximum number of epochs.", min=1, group="run")
+    batch_size: int = option(32, "Mini-batch size.", min=1, group="data")
+    lr: float = option(0.01, "Learning rate.", min=0, min_exclusive=True, group="optimisation")
+    momentum: float = option(0.9, "Momentum (sgd-family optimisers).", min=0, max=1, max_exclusive=True, group="optimisation")
+    nesterov: bool = option(False, "Use Nesterov momentum (needs momentum > 0).", group="optimisation")
+    weight_decay: float = option(0.0, "L2 weight decay.", min=0, group="optimisation")
+    seed: int = option(0, "Seed for initialisation, shuffling and everything random.", min=0, max=SEED_MAX, group="reproducibility")
+    deterministic: bool = option(False, "Use deterministic kernels (slower; needed for bit-exact resume).", group="reproducibility")
+    device: str = option("auto", "cpu, cuda, cuda:N, or auto (cuda when available).", pattern=r"auto|cpu|cuda(:\d+)?", group="run")
+    threads: int = option(0, "torch intra-op threads (0 = torch's default).", min=0, max=THREADS_MAX, group="run")
+    val_fraction: float = option(0.1, "Share of the training data held out for validation.", min=0, max=0.9, min_exclusive=True, group="data")
+    split_seed: int = option(0, "Seed of the train/validation split (fixed across run seeds).", min=0, max=SEED_MAX, group="reproducibility")
+    patience: int = option(0, "Early stopping: epochs without a validation gain before stopping (0 = off).", min=0, group="run")
+    steps_per_epoch: int = option(0, "Cap on training steps per epoch (0 = a full pass).", min=0, group="run")
+    eval_batch_size: int = option(1024, "Batch size for validation and test evaluation.", min=1, group="data")
+    data_root: Path = option(Path("data"), "Where file-backed data sets live (the default is relative to the working directory).", group="data")
+    download: bool = option(False, "Allow torchvision data sets to download missing files.", group="data")
+    resident: str = option("auto", "Keep data as device tensors: auto (when small), always, never (DataLoader).", choices=("auto", "always", "never"), group="data")
+    loader_workers: int = option(0, "DataLoader worker processes when data is not resident.", min=0, max=PROCESSES_MAX, group="data")
+    profile: tuple = option((), "Profiler to attach (repeatable or comma-separated).", type=str, multiple=True, kind="profiler", group="run")
+    out: Path | None = option(None, "Run directory for checkpoints and the summary.", type=Path, output="dir", group="output")
+    json: Path | None = option(None, "Write the run summary JSON here.", type=Path, output="file", group="output")
     name: str | None = option(None, "Run name (a sub-directory of --out): letters, digits, _ . - (at most 100, starting with a letter or digit).",
-                              type=str, pattern=r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
-    checkpoint_every: int = option(1, "Write a checkpoint every N epochs (needs --out).", min=1)
-    resume: bool = option(False, "Resume from the checkpoint in the run directory (none there yet: start fresh, with a note).")
-    quiet: bool = option(False, "Print only the final result table.")
-    tensorboard: Path | None = option(None, "Also log scalars to this TensorBoard directory.", type=Path, output="dir")
+                              type=str, pattern=r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}", group="output")
+    checkpoint_every: int = option(1, "Write a checkpoint every N epochs (needs --out).", min=1, group="output")
+    resume: bool = option(False, "Resume from the checkpoint in the run directory (none there yet: start fresh, with a note).", group="run")
+    quiet: bool = option(False, "Print only the final result table.", group="output")
+    tensorboard: Path | None = option(None, "Also log scalars to this TensorBoard directory.", type=Path, output="dir", group="output")
     # Options declared by plugin components: as set by the user, and after
     # resolve_config() every option of the components in use.
     options: dict = attrs.field(factory=dict, repr=False)
@@ -139,6 +139,26 @@ def _jsonable(value: Any) -> Any:
 
 
 CORE_FIELDS = {f.name: f for f in attrs.fields(RunConfig) if option_meta(f) is not None}
+
+# Core options that only some components read: the sgd family of optimisers reads --momentum and
+# --nesterov, adam does not. Such an option counts as read by a run only when one of the run's
+# components names it in ``Component.reads`` (a bench axis over it multiplies only those runs);
+# every other core option is read by every run.
+SELECTIVE_CORE_OPTIONS = ("momentum", "nesterov")
+
+
+def option_readers(name: str, components: Iterable) -> list:
+    """The components among ``components`` that read option ``name``.
+
+    A plugin option is read by the components whose options class declares it; a
+    selective core option (:data:`SELECTIVE_CORE_OPTIONS`) by those naming it in
+    ``reads``; any other core option by every component (all of ``components``).
+    """
+    components = list(components)
+    if name in CORE_FIELDS and name not in SELECTIVE_CORE_OPTIONS:
+        return components
+    return [c for c in components if name in c.reads
+            or (c.options is not None and name in attrs.fields_dict(c.options))]
 
 
 def _field_default(field: attrs.Attribute) -> Any:
@@ -221,6 +241,7 @@ def option_declaration(field: attrs.Attribute) -> dict[str, str]:
     models share ``width`` this way); anything else is a collision.
     """
     meta = dict(option_meta(field) or {})
+    meta.pop("group", None)  # where help lists it, not what the option is
     default = field.default
     if isinstance(default, attrs.Factory) and not default.takes_self:
         default = default.factory()

@@ -35,6 +35,10 @@ SEED_MAX = 2**63 - 1
 THREADS_MAX = 1024
 PROCESSES_MAX = 1024
 
+# The sections of `stratum run --help` that core options fall in, in the order shown.
+# A plugin option is listed under its component unless it names a group of its own.
+CORE_GROUPS = ("run", "data", "optimisation", "output", "reproducibility")
+
 
 def option(
     default: Any,
@@ -52,6 +56,7 @@ def option(
     cli: str | None = None,
     pattern: str | None = None,
     output: str | None = None,
+    group: str | None = None,
 ):
     """An attrs field for a user-facing option.
 
@@ -69,8 +74,16 @@ def option(
     run writes: before any training it is probed with
     :func:`stratum.paths.probe_output`, so an unwritable one fails in one line.
     A ``Path`` value has ``~`` expanded (flags and TOML alike).
+
+    ``group`` names the section of ``stratum run --help`` the option is listed in.
+    Core options each carry one of :data:`CORE_GROUPS`; a plugin option without
+    ``group`` is listed under its component (``"strategy focus"``), and an explicit
+    ``group`` wins. The group only places the option in help: it is not part of what
+    makes two declarations the same option (:func:`stratum.config.option_declaration`).
     Raises ``TypeError`` for an inconsistent declaration.
     """
+    if group is not None and (not isinstance(group, str) or not group.strip()):
+        raise TypeError(f"option(): group must be a non-empty string or None, got {group!r}")
     if output not in (None, "file", "dir"):
         raise TypeError(f"option(): output must be 'file', 'dir' or None, got {output!r}")
     if type is None:
@@ -96,6 +109,7 @@ def option(
         "cli": cli,
         "pattern": pattern,
         "output": output,
+        "group": group,
     }
     if multiple:
         default = attrs.Factory(lambda d=tuple(default): d)
@@ -103,6 +117,7 @@ def option(
 
 
 def option_meta(field: attrs.Attribute) -> dict | None:
+    """The stratum metadata of an option field (help, type, bounds, kind, group ...), or ``None``."""
     return field.metadata.get("stratum")
 
 

@@ -69,7 +69,7 @@ def test_plugins_lists_builtins_with_origin_and_version():
 
 
 def test_run_help_includes_plugin_options_and_defaults():
-    result = run_cli("run", "--help")
+    result = run_cli("run", "--help-all")  # plain --help lists only the options of the components in use
     assert result.exit_code == 0
     for flag in ("--strategy", "--model", "--dataset", "--epochs", "--batch-size", "--lr", "--seed", "--device",
                  "--init", "--config", "--json", "--out", "--quiet", "--width", "--difficulty"):

@@ -76,7 +76,7 @@ def test_a_local_plugin_loads_for_run_and_its_options_become_flags(tmp_path, mon
     assert [(p["name"], p["version"]) for p in local] == [(path.stem, "0.7")]
 
 
-@pytest.mark.parametrize("command", [["list", "model"], ["plugins"], ["run", "--help"]])
+@pytest.mark.parametrize("command", [["list", "model"], ["plugins"], ["run", "--help-all"]])
 def test_local_plugins_show_in_list_plugins_and_help(tmp_path, command):
     path = _write(tmp_path)
     result = run_cli("--plugin", path, *command)

@@ -35,14 +35,21 @@ def _bench_params() -> list[click.Parameter]:
         click.Option(["--db"], type=click.STRING, default=None,
                      help=f"SQLite results store (a file). [default: {DEFAULT_DB}, relative to the working directory]"),
         click.Option(["--name", "bench_name"], default=None, help="Bench name inside the store. [default: the recipe or 'bench']"),
-        click.Option(["--strategies"], default=None, help="Axis: strategies, comma-separated (e.g. sgd,focus)."),
-        click.Option(["--regressors"], default=None, help="Axis: focus-library regressors (multiplies only strategies that use one)."),
-        click.Option(["--features"], default=None, help="Axis: focus-library feature sets (multiplies only strategies that use them)."),
-        click.Option(["--models"], default=None, help="Axis: models, comma-separated."),
-        click.Option(["--datasets"], default=None, help="Axis: data sets, comma-separated."),
+        click.Option(["--strategies"], default=None, help="Axis: strategies, comma-separated (e.g. sgd,focus).",
+                     shell_complete=_complete_axis_names("strategies")),
+        click.Option(["--regressors"], default=None, help="Axis: focus-library regressors (multiplies only strategies that use one).",
+                     shell_complete=_complete_axis_names("regressors")),
+        click.Option(["--features"], default=None, help="Axis: focus-library feature sets (multiplies only strategies that use them).",
+                     shell_complete=_complete_axis_names("features")),
+        click.Option(["--models"], default=None, help="Axis: models, comma-separated.",
+                     shell_complete=_complete_axis_names("models")),
+        click.Option(["--datasets"], default=None, help="Axis: data sets, comma-separated.",
+                     shell_complete=_complete_axis_names("datasets")),
         click.Option(["--seeds"], default=None, help="Axis: seeds: a count N (0..N-1), a list 0,3,7 or a range 0-9."),
-        click.Option(["--axis"], multiple=True, metavar="KEY=V1,V2", help="Axis over any run option (repeatable)."),
-        click.Option(["--set", "fixed"], multiple=True, metavar="KEY=VALUE", help="Fix any run option for every run (repeatable)."),
+        click.Option(["--axis"], multiple=True, metavar="KEY=V1,V2", help="Axis over any run option (repeatable).",
+                     shell_complete=_complete_assignment(listed=True)),
+        click.Option(["--set", "fixed"], multiple=True, metavar="KEY=VALUE", help="Fix any run option for every run (repeatable).",
+                     shell_complete=_complete_assignment(listed=False)),
         click.Option(["--workers"], type=click.IntRange(min=1, max=PROCESSES_MAX), default=None,
                      help="Parallel runs. [default: the number of cores; each worker gets cores/workers torch threads]"),
         click.Option(["--executor"], type=click.Choice(["local", "dask", "ray"]), default=None,
@@ -61,6 +68,58 @@ def _bench_params() -> list[click.Parameter]:
     return opts
 
 
+def _kind_of(ctx: click.Context, option: str) -> str | None:
+    """The component kind a run option names (``strategy`` -> ``"strategy"``), or ``None``."""
+    from ..cli import get_pm
+    from ..options import option_meta
+    from .matrix import known_fields
+
+    field = known_fields(get_pm(ctx).registries).get(option)
+    return (option_meta(field) or {}).get("kind") if field is not None else None
+
+
+def _complete_axis_names(flag: str):
+    """Shell completion of a named axis (``--strategies sgd,fo`` -> ``sgd,focus``)."""
+
+    def complete(ctx, param, incomplete):
+        from ..cli import complete_values, component_names
+
+        kind = _kind_of(ctx, NAMED_AXES[flag])
+        return complete_values(component_names(ctx, kind), incomplete, listed=True) if kind else []
+
+    return complete
+
+
+def _complete_assignment(*, listed: bool):
+    """Shell completion of ``KEY=VALUE`` (``--set``) or ``KEY=V1,V2`` (``--axis``, ``listed``): run
+    option names before the ``=``; after it, component names or choices for options that have them."""
+
+    def complete(ctx, param, incomplete):
+        from ..cli import complete_values, get_pm, option_completer
+        from ..options import option_meta
+        from .matrix import known_fields
+
+        try:
+            fields = known_fields(get_pm(ctx).registries)
+        except Exception:  # completion never fails loudly
+            return []
+        if "=" not in incomplete:
+            names = sorted(name for name in fields if name not in RESERVED)
+            return complete_values([f"{name}=" for name in names], incomplete.replace("-", "_"))
+        key, value = incomplete.split("=", 1)
+        meta = dict(option_meta(fields[key]) or {}) if key.replace("-", "_") in fields else {}
+        if not meta:
+            return []
+        meta["multiple"] = listed or meta.get("multiple")
+        completer = option_completer(meta)
+        items = completer(ctx, param, value) if completer else []
+        for item in items:
+            item.value = f"{key}={item.value}"
+        return items
+
+    return complete
+
+
 def build_bench_command(ctx: click.Context) -> click.Command:
     from ..cli import click_option, get_pm
 
@@ -74,13 +133,51 @@ def build_bench_command(ctx: click.Context) -> click.Command:
             continue
         params.append(click_option(field))
         run_names.append(name)
-    return click.Command(
+    return _grouped_bench_command(pm, params, run_names, run_fields)
+
+
+def _grouped_bench_command(pm, params, run_names: list[str], run_fields: dict) -> click.Command:
+    """``stratum bench`` with help grouped like ``stratum run --help`` (:mod:`stratum.grouped_help`):
+    the bench's own options, the core groups, and the components the bench's runs would use."""
+    from ..grouped_help import GroupedCommand
+
+    return GroupedCommand(
         "bench", params=params, callback=_make_callback(run_names),
         help="Run a matrix of strategies x regressors x feature sets x models x data sets x seeds in parallel, "
              "storing every result in an SQLite file (re-running resumes). Any `stratum run` option given here "
              "is fixed for every run.",
         context_settings={"max_content_width": 100},
+        fields={name: run_fields[name] for name in run_names}, registries=lambda: pm.registries,
+        choices=_help_choices(run_names, pm), own_title="Bench options",
     )
+
+
+def _help_choices(run_names: list[str], pm):
+    """For help: the name-valued options a bench command line sets, with every value its runs take
+    (its recipe < its --config TOML < its flags, merged as the bench does)."""
+
+    def choices(values: dict, fields) -> dict[str, list]:
+        from ..grouped_help import name_valued
+        from .matrix import known_fields
+        from .recipes import recipe_spec
+
+        explicit = {name: values[name] for name in run_names if values.get(name) not in (None, [])}
+        cli = cli_spec(values, explicit)
+        config_file = values.get("config_file")
+        toml = spec_from_toml(Path(config_file), known_fields(pm.registries)) if config_file else BenchSpec()
+        recipe = cli.recipe or toml.recipe
+        scale = cli.settings.get("scale") or toml.settings.get("scale") or "small"
+        spec = (recipe_spec(recipe, scale) if recipe else BenchSpec()).merged(toml).merged(cli)
+        chosen: dict[str, list] = {}
+        for name in name_valued(known_fields(pm.registries)):
+            taken = list(spec.axes.get(name, []))
+            taken += [spec.fixed[name]] if name in spec.fixed else []
+            taken += [v["values"][name] for v in spec.variants if name in v["values"]]
+            if taken:
+                chosen[name] = list({repr(v): v for v in taken}.values())
+        return chosen
+
+    return choices
 
 
 def cli_spec(params: dict, explicit_run: dict) -> BenchSpec:

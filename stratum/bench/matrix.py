@@ -7,6 +7,10 @@ initialiser, optimiser and profilers it names, and, transitively, every
 component named by an option of those (a strategy's ``--regressor`` names a
 regressor, whose options then apply too). So ``--regressors a,b`` multiplies
 ``focus`` runs and leaves ``sgd`` runs alone, with no strategy named here.
+The core options only some components read (``--momentum``, ``--nesterov``:
+:data:`~stratum.config.SELECTIVE_CORE_OPTIONS`) apply only to runs with a
+component that names them in ``Component.reads``. An axis that applies to no
+run is dropped, with one warning line naming the components that would read it.
 
 Each run gets an id: a hash of the options that decide it (everything set,
 minus bookkeeping like thread counts), so the same run in a re-run, or in
@@ -21,7 +25,7 @@ from typing import Any, Iterable
 
 import attrs
 
-from ..config import CORE_FIELDS, check_names, make_config, plugin_option_fields
+from ..config import CORE_FIELDS, SELECTIVE_CORE_OPTIONS, check_names, make_config, option_readers, plugin_option_fields
 from ..errors import ConfigError, StratumError
 from ..options import coerce, option_meta
 from ..registry import closest
@@ -84,7 +88,8 @@ def _names(value) -> list:
 
 
 def used_options(values: dict, registries) -> set[str]:
-    """Names of the plugin options declared by the components this run would use."""
+    """Names of the plugin options declared by the components this run would use, and of
+    the selective core options they read (``Component.reads``)."""
     used: set[str] = set()
     seen: set[tuple[str, str]] = set()
     frontier = []
@@ -101,6 +106,7 @@ def used_options(values: dict, registries) -> set[str]:
             select(meta["kind"], values.get(field.name, _default(field)))
     while frontier:
         component = frontier.pop()
+        used.update(component.reads)
         if component.options is None:
             continue
         for field in attrs.fields(component.options):
@@ -117,7 +123,19 @@ def _default(field):
 
 
 def applies(name: str, values: dict, registries) -> bool:
-    return name in CORE_FIELDS or name in used_options(values, registries)
+    """Whether option ``name`` changes a run of ``values``: a core option every run reads, or
+    one a component of the run declares or reads."""
+    if name in CORE_FIELDS and name not in SELECTIVE_CORE_OPTIONS:
+        return True
+    return name in used_options(values, registries)
+
+
+def dropped_axis_warning(name: str, registries) -> str:
+    """The warning for an axis over ``name`` that no run reads, naming who would read it."""
+    readers = [f"{c.kind} {c.name}" for c in option_readers(name, registries.all())]
+    who = ", ".join(readers[:6]) + (f" and {len(readers) - 6} more" if len(readers) > 6 else "")
+    reader_text = f"only {who} read it" if readers else "no registered component reads it"
+    return f"axis {name!r} dropped: none of the runs reads it ({reader_text})"
 
 
 def _axis_order(axes: dict, fields: dict) -> list[str]:
@@ -175,7 +193,7 @@ def expand(spec: BenchSpec, registries, *, warn=None) -> list[RunPlan]:
         points = expanded
     for name, used in applied_somewhere.items():
         if not used and warn is not None:
-            warn(f"axis {name!r} applies to none of the runs (no selected component declares it); ignored")
+            warn(dropped_axis_warning(name, registries))
 
     varying = [n for n in _axis_order(axes, fields) if applied_somewhere.get(n) and len(axes[n]) > 1 and n != "seed"]
     plans: list[RunPlan] = []
