@@ -13,6 +13,9 @@ goes through a torch DataLoader (``--resident never``).
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import harness
 
 SETUPS = {
@@ -24,7 +27,8 @@ SETUPS = {
 def measure(values: dict) -> dict:
     from stratum_plugins.profilers.breakdown import summarise
 
-    summary = harness.train({**values, "profile": ["phases"]})
+    with contextlib.redirect_stdout(io.StringIO()):  # the profiler's own table
+        summary = harness.train({**values, "profile": ["phases"]})
     epochs = [{"epoch": r["epoch"], "mode": r["mode"], "steps": r["steps"], "seconds": r["phases_s"]}
               for r in summary["history"][1:]]
     b = summarise(epochs)

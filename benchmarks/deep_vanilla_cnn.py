@@ -13,16 +13,12 @@ reached ``--target``, and total seconds.
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
 import statistics
 
 import torch
 
-from stratum.config import make_config, plugin_option_fields
-from stratum.engine import Trainer
-from stratum.plugin_manager import create_plugin_manager
+import harness
 
 
 def first_reaching(history: list[dict], target: float):
@@ -33,37 +29,30 @@ def first_reaching(history: list[dict], target: float):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = harness.parser(__doc__, seeds=3)
     parser.add_argument("--depth", type=int, default=256)
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--inits", default="delta-orthogonal,gaussian")
     parser.add_argument("--target", type=float, default=90.0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    pm = create_plugin_manager()
-    fields = plugin_option_fields(pm.registries.all())
+    harness.set_threads(args.threads)
     print(f"vanilla-cnn depth {args.depth} (+3 stem convs), c={args.channels}, tanh, digits; sgd lr {args.lr} "
           f"momentum {args.momentum} batch {args.batch_size}, {args.epochs} epochs, seeds "
           f"{args.first_seed}..{args.first_seed + args.seeds - 1}; torch {torch.__version__}, python "
           f"{platform.python_version()}, cpu, float32, {args.threads} thread(s)", flush=True)
-    report = {"config": vars(args), "runs": {}}
+    report = {"runs": {}}
     for init in args.inits.split(","):
         runs = []
-        for seed in range(args.first_seed, args.first_seed + args.seeds):
-            config = make_config(dict(
+        for seed in harness.seed_range(args):
+            summary = harness.train(dict(
                 model="vanilla-cnn", vcnn_depth=args.depth, vcnn_channels=args.channels, init=init, dataset="digits",
                 epochs=args.epochs, lr=args.lr, momentum=args.momentum, batch_size=args.batch_size, seed=seed,
-                threads=args.threads, quiet=True,
-            ), plugin_fields=fields)
-            summary = Trainer(pm).run(config)
+                threads=args.threads,
+            ))
             epoch, seconds = first_reaching(summary["history"], args.target)
             run = {
                 "seed": seed, "test_acc_at_best_val": summary["test_acc_at_best_val"],
@@ -81,10 +70,7 @@ def main(argv=None):
         reached = sum(r["epoch_to_target"] is not None for r in runs)
         print(f"{init:<17} mean test acc at best val {statistics.fmean(accs):.1f}% (min {min(accs):.1f}, max "
               f"{max(accs):.1f}); {reached}/{len(runs)} runs reached {args.target:g}%", flush=True)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(report, fh, indent=2)
-    return report
+    return harness.finish(args, report)
 
 
 if __name__ == "__main__":

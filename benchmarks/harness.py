@@ -197,13 +197,13 @@ def environment(threads: int | None = None) -> dict:
 
 
 def finish(args: argparse.Namespace, results: dict) -> dict:
-    """Write ``results`` to ``args.json`` (when given) with ``"arguments"`` and ``"environment"`` added,
-    atomically; returns what was (or would have been) written."""
-    from stratum.io import atomic_write_json, json_safe
-
-    payload = {**results, "arguments": {k: v for k, v in vars(args).items() if k != "json"},
-               "environment": environment(getattr(args, "threads", None))}
-    payload = json_safe(payload)
+    """Write ``results`` to ``args.json`` when it was given, with ``"arguments"`` (the parsed
+    arguments) and ``"environment"`` (:func:`environment`) added, atomically (a failed write
+    leaves no partial file; raises ``OutputError`` naming ``--json``). Returns ``results``."""
     if args.json is not None:
+        from stratum.io import atomic_write_json
+
+        payload = {**results, "arguments": {k: v for k, v in vars(args).items() if k != "json"},
+                   "environment": environment(getattr(args, "threads", None))}
         atomic_write_json(Path(args.json), payload, "--json")
-    return payload
+    return results

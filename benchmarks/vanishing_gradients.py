@@ -11,16 +11,12 @@ first/last layer ratio, the profiler's verdict and the test accuracy reached.
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
 import statistics
 
 import torch
 
-from stratum.config import make_config, plugin_option_fields
-from stratum.engine import Trainer
-from stratum.plugin_manager import create_plugin_manager
+import harness
 
 # (activation, initialiser, batch norm)
 PAIRS = [("sigmoid", "xavier", False), ("sigmoid", "he-normal", False), ("sigmoid", "xavier", True),
@@ -28,30 +24,24 @@ PAIRS = [("sigmoid", "xavier", False), ("sigmoid", "he-normal", False), ("sigmoi
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = harness.parser(__doc__, seeds=3)
     parser.add_argument("--layers", type=int, default=20)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    pm = create_plugin_manager()
-    fields = plugin_option_fields(pm.registries.all())
+    harness.set_threads(args.threads)
     print(f"MLP {args.layers}x{args.width} on digits, sgd lr {args.lr} momentum 0.9, {args.epochs} epochs, "
           f"{args.seeds} seeds, torch {torch.__version__}, python {platform.python_version()}, cpu, {args.threads} thread(s)")
     report = {}
     for activation, init, batch_norm in PAIRS:
         ratios, accs, profiles, verdicts = [], [], [], []
-        for seed in range(args.seeds):
-            config = make_config(dict(
+        for seed in harness.seed_range(args):
+            summary = harness.train(dict(
                 model="mlp", hidden=[args.width] * args.layers, activation=activation, init=init, batch_norm=batch_norm,
                 dataset="digits", epochs=args.epochs, lr=args.lr, seed=seed, profile=["gradflow"],
-                gradflow_every=1, threads=args.threads, quiet=True,
-            ), plugin_fields=fields)
-            summary = Trainer(pm).run(config)
+                gradflow_every=1, threads=args.threads,
+            ))
             flow = summary["gradflow"]
             profiles.append(flow["mean_grad_norm"][0])
             ratios.append(flow["first_to_last"][0])
@@ -66,9 +56,7 @@ def main(argv=None):
         print(f"{key:<28} layer grad norms (input -> output, one in {max(1, layers // 6)}): {shown}, last {median_profile[-1]:.2e}")
         print(f"{'':<28} first/last = {statistics.median(ratios):.2e} (median), verdicts {verdicts}, "
               f"test acc at best val {statistics.fmean(accs):.1f}% (mean; runs: {', '.join(f'{a:.1f}' for a in accs)})")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"config": vars(args), "report": report}, fh, indent=2)
+    harness.finish(args, {"report": report})
     return report
 
 
