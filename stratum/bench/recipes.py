@@ -28,6 +28,11 @@ before the focus plugin is installed).
 ``small`` runs on a laptop CPU in minutes (digits, narrow models, fewer
 seeds); ``paper`` is the paper's setting (CIFAR-10 from ``--data-root``,
 full-width VGG) and needs a GPU to finish in reasonable time.
+
+:data:`RECIPES` holds the reproductions of the paper and the seeds (stability,
+depth, optimizers); :data:`STUDIES` the project's own studies that used to be
+scripts in ``benchmarks/`` (focus-*, lottery-*), whose ``paper`` scale is the
+study's full scale on CPU; :func:`all_recipes` is both, what ``--recipe`` takes.
 """
 
 from __future__ import annotations
@@ -166,6 +171,11 @@ RECIPES: dict[str, Recipe] = {
     "stability": Recipe("stability", "sgd vs focus, 20 seeds, early stopping at patience 5 (Fig. 4)", stability),
     "depth": Recipe("depth", "vgg11/13/16/19, sgd vs focus, time saved by depth (Table 2)", depth),
     "optimizers": Recipe("optimizers", "SGD/Momentum/AdaGrad/RMSProp/Adam on cubic regression, loss curves (seed 004)", optimizers),
+}
+
+# The project's own studies, formerly scripts in benchmarks/: ``paper`` is each study's full
+# scale (not the paper's CIFAR-10 setting), ``small`` the quick one.
+STUDIES: dict[str, Recipe] = {
     "focus-tune": Recipe("focus-tune", "focus study stage 1: SGD learning rate per VGG depth on tuning seeds", focus_tune),
     "focus": Recipe("focus", "focus study stage 2: sgd vs focus methods x VGG depth x 5 seeds at the tuned --lr", focus),
     "focus-spread": Recipe("focus-spread", "focus study stage 3: final-accuracy spread with patience 5", focus_spread),
@@ -174,6 +184,12 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+def all_recipes() -> dict[str, Recipe]:
+    """Every recipe ``stratum bench --recipe`` takes: the paper's (:data:`RECIPES`) and the studies (:data:`STUDIES`)."""
+    return {**RECIPES, **STUDIES}
+
+
 def recipe_spec(name: str, scale: str) -> BenchSpec:
-    """The :class:`BenchSpec` of recipe ``name`` (a key of :data:`RECIPES`) at ``scale`` (``small`` or ``paper``)."""
-    return RECIPES[name].build(scale)
+    """The :class:`BenchSpec` of recipe ``name`` (a key of :func:`all_recipes`) at ``scale`` (``small`` or
+    ``paper``). Raises ``KeyError`` for an unknown name (the CLI and the TOML reader check names first)."""
+    return all_recipes()[name].build(scale)
