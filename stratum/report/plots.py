@@ -214,10 +214,24 @@ def loss_curves(groups, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def lottery(groups, directory: Path) -> list[Path]:
-    """One ``lottery-<config>.png`` per configuration whose runs hold a lottery search."""
+def weights_remaining_axes(axes) -> None:
+    """Style a lottery plot's two matplotlib axes (accuracy, early-stop iteration): weights remaining
+    in percent on a reversed log x axis (dense on the left), labelled ticks, grid, legend."""
     from matplotlib.ticker import FuncFormatter
 
+    for ax, ylabel in zip(axes, ("test accuracy at early stop (%)", "early-stop iteration")):
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "1235" else ""))
+        ax.invert_xaxis()
+        ax.set_xlabel("weights remaining (%)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+
+
+def lottery(groups, directory: Path) -> list[Path]:
+    """One ``lottery-<config>.png`` per configuration whose runs hold a lottery search."""
     from .studies import LOTTERY_BRANCHES, lottery_levels
 
     written = []
@@ -241,15 +255,7 @@ def lottery(groups, directory: Path) -> list[Path]:
             for ax, key in zip(axes, ("acc", "iter")):
                 ax.errorbar([x for x, _ in points], [c[key][0] for _, c in points],
                             yerr=[c[key][1] or 0.0 for _, c in points], marker="o", capsize=3, label=labels[branch])
-        for ax, ylabel in zip(axes, ("test accuracy at early stop (%)", "early-stop iteration")):
-            ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "1235" else ""))
-            ax.invert_xaxis()
-            ax.set_xlabel("weights remaining (%)")
-            ax.set_ylabel(ylabel)
-            ax.grid(True, alpha=0.3)
-            ax.legend()
+        weights_remaining_axes(axes)
         fig.suptitle(f"{g.label}, {len(per_seed)} seeds")
         name = f"lottery-{unique_slug(g.label, names, fallback='config')}.png"
         written.append(_save(fig, safe_join(Path(directory), name)))
