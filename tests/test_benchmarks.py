@@ -16,11 +16,13 @@ from stratum.report.compare import group_rows
 from stratum.report.studies import (
     focus_epoch_effects,
     focus_table,
+    deep_vanilla_cnn_table,
     focus_tune_table,
     lottery_levels,
     lottery_table,
     study,
     t_interval,
+    vanishing_gradients_table,
 )
 
 from .conftest import FAST, run_cli
@@ -117,7 +119,8 @@ def test_harness_trains_with_run_scoped_callbacks(harness):
 
 
 def test_the_paper_recipes_and_the_studies_are_all_offered():
-    assert set(STUDIES) == {"focus-tune", "focus", "focus-spread", "lottery-lenet", "lottery-conv"}
+    assert set(STUDIES) == {"focus-tune", "focus", "focus-spread", "deep-vanilla-cnn", "vanishing-gradients",
+                            "lottery-lenet", "lottery-conv"}
     assert all_recipes() == {**RECIPES, **STUDIES}
     help_text = run_cli("bench", "--help").stdout
     for name in STUDIES:
@@ -128,6 +131,8 @@ def test_the_paper_recipes_and_the_studies_are_all_offered():
     ("focus-tune", "small", 2 * 3 * 2), ("focus-tune", "paper", 4 * 4 * 2),
     ("focus", "small", 7 * 2 * 5), ("focus", "paper", 7 * 4 * 5),
     ("focus-spread", "small", 2 * 6), ("focus-spread", "paper", 2 * 20),
+    ("deep-vanilla-cnn", "small", 2 * 3), ("deep-vanilla-cnn", "paper", 2 * 3),
+    ("vanishing-gradients", "small", 5 * 3), ("vanishing-gradients", "paper", 5 * 10),
     ("lottery-lenet", "small", 3), ("lottery-lenet", "paper", 5),
     ("lottery-conv", "small", 3), ("lottery-conv", "paper", 5),
 ])
@@ -160,6 +165,18 @@ def test_lottery_recipes_prune_twenty_percent_per_round():
     assert lenet["prune_fraction"] == pytest.approx(1 - 0.8 ** 15)
     small = recipe_spec("lottery-conv", "small").fixed
     assert small["prune_rounds"] == 3 and small["epochs"] == 4 and small["prune_fraction"] == pytest.approx(1 - 0.8 ** 3)
+
+
+def test_seed_recipes_carry_the_old_scripts_settings(pm):
+    vcnn = recipe_spec("deep-vanilla-cnn", "paper")
+    assert vcnn.fixed["vcnn_depth"] == 256 and vcnn.fixed["epochs"] == 20 and vcnn.fixed["lr"] == 5e-4
+    assert vcnn.settings["baseline"] == "init=gaussian"
+    flow = recipe_spec("vanishing-gradients", "small")
+    assert flow.fixed["hidden"] == [64] * 20 and flow.fixed["profile"] == ["gradflow"]
+    assert [v["name"] for v in flow.variants] == ["sigmoid+xavier", "sigmoid+he-normal", "sigmoid+xavier+batch-norm",
+                                                  "tanh+xavier", "relu+he-normal"]
+    plans = expand(flow, pm.registries)
+    assert {p.values["batch_norm"] for p in plans if p.point["variant"] == "sigmoid+xavier+batch-norm"} == {True}
 
 
 def test_method_names_become_variants():
@@ -252,6 +269,37 @@ def test_lottery_levels_average_over_seeds_with_t_intervals():
     headers, table = lottery_table(groups)
     assert headers[0] == "level" and table[0]["ticket test acc %"] == "90.0 ± 0.0"
     assert table[0]["reinit test acc %"] is None and table[1]["weights remaining %"] == 80.0
+
+
+def test_deep_vanilla_cnn_table_counts_runs_reaching_the_target():
+    def history(accs):
+        return [{"epoch": i + 1, "test_acc": a} for i, a in enumerate(accs)]
+
+    rows = [_row("init=delta-orthogonal", {"init": "delta-orthogonal"}, history([50, 91, 95]), seed=0,
+                 test_acc_at_best_val=94.0, peak_test_acc=95.0),
+            _row("init=delta-orthogonal", {"init": "delta-orthogonal"}, history([60, 80, 92]), seed=1,
+                 test_acc_at_best_val=92.0, peak_test_acc=92.0),
+            _row("init=gaussian", {"init": "gaussian"}, history([9, 9, 9]), test_acc_at_best_val=9.0, peak_test_acc=9.0)]
+    headers, table = deep_vanilla_cnn_table(group_rows(rows))
+    delta, gauss = table
+    assert delta["runs reaching 90%"] == 2 and delta["first epoch >= 90% (median)"] == 2.5
+    assert (delta["test acc at best val (mean)"], delta["min"], delta["max"]) == (93.0, 92.0, 94.0)
+    assert gauss["runs reaching 90%"] == 0 and gauss["first epoch >= 90% (median)"] is None
+    assert set(delta) == set(headers)
+
+
+def test_vanishing_gradients_table_shows_every_third_layer_and_the_output():
+    layers = 21
+    profile = [10.0 ** -(layers - i) for i in range(layers)]
+    flow = {"mean_grad_norm": [profile], "first_to_last": [profile[0] / profile[-1]], "verdict": ["vanishing"]}
+    rows = [_row("sigmoid+xavier", {"variant": "sigmoid+xavier"}, [], seed=s, gradflow=flow, test_acc_at_best_val=11.0)
+            for s in (0, 1)] + [_row("no-profile", {"variant": "x"}, [])]
+    headers, table = vanishing_gradients_table(group_rows(rows))
+    assert headers[2:11] == ["layer 1", "layer 4", "layer 7", "layer 10", "layer 13", "layer 16", "layer 19", "output",
+                             "first/last"]
+    (row,) = table
+    assert row["layer 1"] == profile[0] and row["output"] == profile[-1] and row["verdict"] == "vanishing (2/2)"
+    assert row["test acc at best val"] == 11.0
 
 
 def test_a_real_lottery_run_feeds_the_lottery_table_and_plot(pm, tmp_path):

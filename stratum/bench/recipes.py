@@ -21,6 +21,12 @@ before the focus plugin is installed).
   evaluation seed at that rate (``--lr``); ``focus-spread`` is the stability
   claim with early stopping (seeds 200 on). The report adds what each focus
   epoch did, the fit R^2 and how much sooner each method peaked.
+* ``deep-vanilla-cnn`` (seed 003, formerly ``benchmarks/deep_vanilla_cnn.py``): a
+  256-layer vanilla tanh CNN on digits, delta-orthogonal against Gaussian at the
+  tanh critical point; the report adds accuracy and the first epoch at 90%.
+* ``vanishing-gradients`` (seed 004, formerly ``benchmarks/vanishing_gradients.py``):
+  a 20 x 64 MLP with five activation/initialiser pairs under ``--profile gradflow``;
+  the report adds the first epoch's per-layer gradient norms and verdicts.
 * ``lottery-lenet``, ``lottery-conv`` (formerly ``benchmarks/lottery_ticket.py``):
   a lottery-ticket search per seed; the report's own table is the mean and 95%
   t-interval of each branch's accuracy and early-stop iteration per sparsity level.
@@ -167,6 +173,31 @@ def _lottery(name: str):
     return build
 
 
+def deep_vanilla_cnn(scale: str) -> BenchSpec:
+    # paper: what docs/seed-systems.md measured (minutes per run); small: an eighth of the depth, half the epochs.
+    depth, epochs = (256, 20) if scale == "paper" else (32, 10)
+    fixed = {"model": "vanilla-cnn", "vcnn_depth": depth, "vcnn_channels": 32, "dataset": "digits", "epochs": epochs,
+             "lr": 5e-4, "momentum": 0.9, "batch_size": 32}
+    return BenchSpec(name="deep-vanilla-cnn", recipe="deep-vanilla-cnn", fixed=fixed,
+                     axes={"init": ["delta-orthogonal", "gaussian"], "seed": [0, 1, 2]},
+                     settings={"baseline": "init=gaussian"})
+
+
+# (activation, initialiser, batch norm) of the vanishing-gradients comparison.
+VANISHING_PAIRS = [("sigmoid", "xavier", False), ("sigmoid", "he-normal", False), ("sigmoid", "xavier", True),
+                   ("tanh", "xavier", False), ("relu", "he-normal", False)]
+
+
+def vanishing_gradients(scale: str) -> BenchSpec:
+    fixed = {"model": "mlp", "hidden": [64] * 20, "dataset": "digits", "epochs": 5, "lr": 0.01,
+             "profile": ["gradflow"], "gradflow_every": 1}
+    variants = [{"name": f"{a}+{i}" + ("+batch-norm" if bn else ""),
+                 "values": {"activation": a, "init": i, "batch_norm": bn}} for a, i, bn in VANISHING_PAIRS]
+    return BenchSpec(name="vanishing-gradients", recipe="vanishing-gradients", fixed=fixed, variants=variants,
+                     axes={"seed": list(range(10 if scale == "paper" else 3))},
+                     settings={"baseline": "variant=relu+he-normal"})
+
+
 RECIPES: dict[str, Recipe] = {
     "stability": Recipe("stability", "sgd vs focus, 20 seeds, early stopping at patience 5 (Fig. 4)", stability),
     "depth": Recipe("depth", "vgg11/13/16/19, sgd vs focus, time saved by depth (Table 2)", depth),
@@ -179,6 +210,10 @@ STUDIES: dict[str, Recipe] = {
     "focus-tune": Recipe("focus-tune", "focus study stage 1: SGD learning rate per VGG depth on tuning seeds", focus_tune),
     "focus": Recipe("focus", "focus study stage 2: sgd vs focus methods x VGG depth x 5 seeds at the tuned --lr", focus),
     "focus-spread": Recipe("focus-spread", "focus study stage 3: final-accuracy spread with patience 5", focus_spread),
+    "deep-vanilla-cnn": Recipe("deep-vanilla-cnn", "256-layer tanh CNN on digits, delta-orthogonal vs gaussian (seed 003)",
+                               deep_vanilla_cnn),
+    "vanishing-gradients": Recipe("vanishing-gradients", "20x64 MLP, five activation/init pairs, per-layer gradient "
+                                  "norms (seed 004)", vanishing_gradients),
     "lottery-lenet": Recipe("lottery-lenet", "lottery tickets, LeNet-300-100 on digits, per sparsity level", _lottery("lottery-lenet")),
     "lottery-conv": Recipe("lottery-conv", "lottery tickets, Conv-2 on synthetic, per sparsity level", _lottery("lottery-conv")),
 }

@@ -15,6 +15,12 @@
   (the paper claims about 25%). A configuration whose runs record ``ema_test``
   (the ``ema-weights`` profiler of ``benchmarks/ema_weights.py``) is read on
   its EMA weights.
+* ``deep-vanilla-cnn``: per initialiser, the test accuracy at the best
+  validation epoch (mean, min, max), the peak, and how many runs reached 90%
+  test accuracy and at which epoch (median).
+* ``vanishing-gradients``: per activation/initialiser, the first epoch's mean
+  gradient norm of every third layer and the output layer (median over seeds),
+  the first/last ratio, gradflow's verdicts and the test accuracy.
 * ``lottery-lenet``, ``lottery-conv``: per pruning level, the mean and 95%
   t-interval over seeds of the test accuracy at the early-stopping point and of
   that point's iteration, for the winning ticket and both controls.
@@ -209,6 +215,69 @@ def focus_table(groups, baseline_strategy: str = "sgd") -> tuple[list[str], list
     return headers, rows
 
 
+def first_epoch_reaching(history: list[dict], target: float, key: str = "test_acc") -> int | None:
+    """The first epoch whose ``key`` is at least ``target``, or ``None``."""
+    return next((row["epoch"] for row in history if row.get(key) is not None and row[key] >= target), None)
+
+
+def deep_vanilla_cnn_table(groups, target: float = 90.0) -> tuple[list[str], list[dict]]:
+    """Per configuration: test accuracy at the best validation epoch (mean, min, max), peak test
+    accuracy (mean), runs reaching ``target`` % test accuracy and the first such epoch (median)."""
+    reach = f"runs reaching {target:g}%"
+    first = f"first epoch >= {target:g}% (median)"
+    headers = ["configuration", "runs", "test acc at best val (mean)", "min", "max", "peak test acc (mean)", reach,
+               first, "diverged"]
+    rows = []
+    for g in groups:
+        if not g.runs:
+            continue
+        at_best = [r["summary"].get("test_acc_at_best_val") for r in g.runs]
+        epochs = [first_epoch_reaching(r["summary"].get("history") or [], target) for r in g.runs]
+        finite = [a for a in at_best if a is not None]
+        rows.append({"configuration": g.label, "runs": len(g.runs), "test acc at best val (mean)": stats.mean(finite),
+                     "min": min(finite) if finite else None, "max": max(finite) if finite else None,
+                     "peak test acc (mean)": stats.mean([r["summary"].get("peak_test_acc") for r in g.runs]),
+                     reach: sum(e is not None for e in epochs), first: stats.median([e for e in epochs if e is not None]),
+                     "diverged": sum(bool(r["summary"].get("diverged")) for r in g.runs)})
+    return headers, rows
+
+
+def vanishing_gradients_table(groups) -> tuple[list[str], list[dict]]:
+    """Per configuration with ``gradflow`` results: the first epoch's mean gradient norm of every third
+    layer and of the output layer (median over seeds), the median first/last ratio, the verdicts
+    (the most common, with its count) and the mean test accuracy at the best validation epoch."""
+    from collections import Counter
+
+    profiles = {}
+    for g in groups:
+        flows = [r["summary"].get("gradflow") for r in g.runs]
+        flows = [f for f in flows if f and f.get("mean_grad_norm")]
+        if flows:
+            profiles[g.label] = (g, flows)
+    layers = max((len(f["mean_grad_norm"][0]) for _, flows in profiles.values() for f in flows), default=0)
+    step = max(1, layers // 6)
+    shown = [i for i in range(0, layers - 1, step)] + ([layers - 1] if layers else [])
+    names = [f"layer {i + 1}" for i in shown[:-1]] + (["output"] if layers else [])
+    headers = ["configuration", "runs", *names, "first/last", "verdict", "test acc at best val"]
+    rows = []
+    for label, (g, flows) in profiles.items():
+        first_epoch = [f["mean_grad_norm"][0] for f in flows]
+        row = {"configuration": label, "runs": len(flows)}
+        for name, index in zip(names, shown):
+            row[name] = stats.median([p[index] for p in first_epoch if index < len(p) and p[index] is not None])
+        row["first/last"] = stats.median([f["first_to_last"][0] for f in flows if f.get("first_to_last")
+                                          and f["first_to_last"][0] is not None])
+        verdicts = Counter(f["verdict"][0] for f in flows if f.get("verdict"))
+        if verdicts:
+            verdict, count = verdicts.most_common(1)[0]
+            row["verdict"] = f"{verdict} ({count}/{len(flows)})"
+        else:
+            row["verdict"] = None
+        row["test acc at best val"] = stats.mean([r["summary"].get("test_acc_at_best_val") for r in g.runs])
+        rows.append(row)
+    return headers, rows
+
+
 LOTTERY_BRANCHES = ("ticket", "reinit", "random-mask")
 
 
@@ -293,6 +362,12 @@ def study(recipe: str | None, groups, registries=None):
     if recipe in ("focus", "focus-spread"):
         headers, rows = focus_table(groups)
         return "focus epochs, fit R2 and time to each run's own peak (the focus study)", headers, rows
+    if recipe == "deep-vanilla-cnn":
+        headers, rows = deep_vanilla_cnn_table(groups)
+        return "deep vanilla tanh CNN: accuracy and the first epoch at 90% (seed 003)", headers, rows
+    if recipe == "vanishing-gradients":
+        headers, rows = vanishing_gradients_table(groups)
+        return "first epoch's mean gradient norm per layer, input side first (median over seeds; seed 004)", headers, rows
     if recipe in ("lottery-lenet", "lottery-conv"):
         headers, rows = lottery_table(groups)
         return "lottery tickets: test acc at early stop and its iteration, mean ± 95% t-interval over seeds", headers, rows
