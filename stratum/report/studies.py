@@ -348,27 +348,31 @@ def lottery_table(groups) -> tuple[list[str], list[dict]]:
     return headers, rows
 
 
+_LOTTERY = ("lottery tickets: test acc at early stop and its iteration, mean ± 95% t-interval over seeds",
+            lambda groups, registries: lottery_table(groups))
+_FOCUS = ("focus epochs, fit R2 and time to each run's own peak (the focus study)",
+          lambda groups, registries: focus_table(groups))
+# recipe -> (title, (groups, registries) -> (headers, rows))
+STUDY_TABLES = {
+    "depth": ("time to peak accuracy by depth (the paper's Table 2)", depth_table),
+    "optimizers": ("optimisers on the cubic regression (seed 004)", lambda groups, registries: optimizers_table(groups)),
+    "focus-tune": ("learning rate per model: median over seeds of the mean validation accuracy (pass the chosen one as --lr)",
+                   lambda groups, registries: focus_tune_table(groups)),
+    "focus": _FOCUS,
+    "focus-spread": _FOCUS,
+    "deep-vanilla-cnn": ("deep vanilla tanh CNN: accuracy and the first epoch at 90% (seed 003)",
+                         lambda groups, registries: deep_vanilla_cnn_table(groups)),
+    "vanishing-gradients": ("first epoch's mean gradient norm per layer, input side first (median over seeds; seed 004)",
+                            lambda groups, registries: vanishing_gradients_table(groups)),
+    "lottery-lenet": _LOTTERY,
+    "lottery-conv": _LOTTERY,
+}
+
+
 def study(recipe: str | None, groups, registries=None):
-    """(title, headers, rows) of a recipe's own table, or ``None``."""
-    if recipe == "depth":
-        headers, rows = depth_table(groups, registries)
-        return "time to peak accuracy by depth (the paper's Table 2)", headers, rows
-    if recipe == "optimizers":
-        headers, rows = optimizers_table(groups)
-        return "optimisers on the cubic regression (seed 004)", headers, rows
-    if recipe == "focus-tune":
-        headers, rows = focus_tune_table(groups)
-        return "learning rate per model: median over seeds of the mean validation accuracy (pass the chosen one as --lr)", headers, rows
-    if recipe in ("focus", "focus-spread"):
-        headers, rows = focus_table(groups)
-        return "focus epochs, fit R2 and time to each run's own peak (the focus study)", headers, rows
-    if recipe == "deep-vanilla-cnn":
-        headers, rows = deep_vanilla_cnn_table(groups)
-        return "deep vanilla tanh CNN: accuracy and the first epoch at 90% (seed 003)", headers, rows
-    if recipe == "vanishing-gradients":
-        headers, rows = vanishing_gradients_table(groups)
-        return "first epoch's mean gradient norm per layer, input side first (median over seeds; seed 004)", headers, rows
-    if recipe in ("lottery-lenet", "lottery-conv"):
-        headers, rows = lottery_table(groups)
-        return "lottery tickets: test acc at early stop and its iteration, mean ± 95% t-interval over seeds", headers, rows
-    return None
+    """(title, headers, rows) of a recipe's own table (see :data:`STUDY_TABLES`), or ``None``."""
+    if recipe not in STUDY_TABLES:
+        return None
+    title, table = STUDY_TABLES[recipe]
+    headers, rows = table(groups, registries)
+    return title, headers, rows
