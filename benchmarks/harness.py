@@ -9,7 +9,7 @@ which writes the results as JSON (atomically, with the environment from
 :func:`stratum.environment.capture`) when ``--json`` was given.
 
 Studies whose matrix ``stratum bench`` can express are bench recipes
-(``stratum bench --recipe NAME``), not scripts: see docs/performance.md.
+(``stratum bench --recipe NAME``), not scripts: see docs/measurement.md (Recipes).
 
 Run a script from the repository root (``python benchmarks/NAME.py``); it finds
 this module beside itself.
