@@ -19,8 +19,6 @@ where the case does not set them).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sqlite3
 import subprocess
@@ -29,6 +27,8 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import harness
 
 TIMEOUT_S = 90
 FAST = ["--model", "mlp", "--hidden", "16", "--epochs", "1", "--steps-per-epoch", "2", "--threads", "1"]
@@ -57,9 +57,8 @@ def option_cases() -> list[tuple[str, str, list[str]]]:
     """Out-of-range and ill-typed values for every numeric option, discovered from the registries."""
     from stratum.config import CORE_FIELDS, plugin_option_fields
     from stratum.options import flag_name, option_meta
-    from stratum.plugin_manager import create_plugin_manager
 
-    pm = create_plugin_manager()
+    pm = harness.plugin_manager()
     fields = {**CORE_FIELDS, **plugin_option_fields(pm.registries.all())}
     cases = []
     for name, field in sorted(fields.items()):
@@ -262,12 +261,11 @@ def execute(case, tmp: Path) -> dict:
             "stderr_tail": stderr[-400:], "seconds": round(time.perf_counter() - t0, 2)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--json", type=Path, default=None, help="Write every case and its outcome here.")
+def main(argv=None) -> dict:
+    parser = harness.parser(__doc__, threads=None)
+    parser.add_argument("--workers", type=int, default=2, help="cases run at the same time")
     parser.add_argument("--only", default=None, help="Only cases whose name contains this.")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         cases = static_cases(file_setup(tmp), tmp) + option_cases() + report_cases(tmp)
@@ -295,8 +293,7 @@ def main() -> None:
     for cls, (ok, n) in sorted(by_class.items()):
         print(f"{cls:<14} {ok}/{n}")
     print(f"handled {handled} of {len(results)} bad inputs with one line and exit 2")
-    if args.json:
-        args.json.write_text(json.dumps({"handled": handled, "total": len(results), "cases": results}, indent=2))
+    return harness.finish(args, {"handled": handled, "total": len(results), "cases": results})
 
 
 if __name__ == "__main__":

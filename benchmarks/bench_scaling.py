@@ -12,6 +12,9 @@ default thread split (each worker gets cores // workers torch threads, so
     python benchmarks/bench_scaling.py --runs 12 --epochs 6 --model mlp   # sub-second runs
     python benchmarks/bench_scaling.py --runs 8 --sleep-ms 50             # pool parallelism without CPU work
 
+Not a bench recipe: it compares ``--workers`` settings of the bench itself, which a
+recipe (one matrix, one worker count) cannot express.
+
 ``--sleep-ms`` runs the test suite's ``sleepy`` strategy (a tiny model that sleeps after
 every step, from ``tests/bench_fixtures.py``, installed as a temporary plugin
 distribution): it checks that the pool runs in parallel even when the cores are busy.
@@ -19,21 +22,16 @@ distribution): it checks that the pool runs in parallel even when the cores are 
 
 from __future__ import annotations
 
-import argparse
 import io
-import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
+import harness
 from stratum.bench.api import run_bench
 from stratum.bench.runner import cpu_count
 from stratum.bench.spec import BenchSpec
 from stratum.bench.store import Store
-from stratum.plugin_manager import create_plugin_manager
 
 
 def install_sleepy_plugin() -> None:
@@ -63,8 +61,8 @@ def one(pm, spec: BenchSpec, workers: int, directory: Path) -> dict:
             "mean_run_s": sum(durations) / len(durations)}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv=None) -> dict:
+    parser = harness.parser(__doc__, short=True, threads=None)
     parser.add_argument("--runs", type=int, default=12, help="seeds in the matrix (one run each)")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--threads", type=int, default=0,
@@ -73,11 +71,10 @@ def main():
                         help="vgg11 at width 0.25 (runs of a few seconds, like a real sweep) or a 256-128 MLP "
                              "(sub-second runs, where pool start-up and polling show)")
     parser.add_argument("--sleep-ms", type=int, default=0, help="use sleep-bound runs (see above) instead of sgd")
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.sleep_ms:
         install_sleepy_plugin()
-    pm = create_plugin_manager()
+    pm = harness.plugin_manager()
     if args.sleep_ms:
         spec = BenchSpec(axes={"strategy": ["sleepy"], "seed": list(range(args.runs))},
                          fixed={"model": "mlp", "hidden": [8], "dataset": "cubic", "epochs": 2, "steps_per_epoch": 10,
@@ -87,8 +84,7 @@ def main():
         spec = BenchSpec(axes={"strategy": ["sgd"], "seed": list(range(args.runs))},
                          fixed={**model, "dataset": "digits", "epochs": args.epochs, "batch_size": 32,
                                 **({"threads": args.threads} if args.threads else {})})
-    results = {"cores": cpu_count(), "versions": {"torch": torch.__version__, "python": platform.python_version()},
-               "matrix": spec.to_dict(), "cases": []}
+    results = {"cores": cpu_count(), "matrix": spec.to_dict(), "cases": []}
     with tempfile.TemporaryDirectory() as tmp:
         # Warm the worker fork server once so neither case pays its start-up alone.
         run_bench(BenchSpec(axes={"seed": [0]}, fixed={"model": "mlp", "hidden": [8], "dataset": "cubic", "epochs": 1}),
@@ -103,9 +99,7 @@ def main():
     results["speedup_steady"] = b["runs_per_hour_steady"] / a["runs_per_hour_steady"]
     print(f"throughput --workers 2 / --workers 1: {results['speedup_wall']:.2f}x wall, {results['speedup_steady']:.2f}x steady "
           f"({results['cores']} cores)")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=2)
+    return harness.finish(args, results)
 
 
 if __name__ == "__main__":

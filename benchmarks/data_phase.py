@@ -13,18 +13,10 @@ goes through a torch DataLoader (``--resident never``).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
-import json
-import platform
 
-import torch
-
-from stratum.config import make_config, plugin_option_fields
-from stratum.engine import Trainer
-from stratum.plugin_manager import create_plugin_manager
-from stratum_plugins.profilers.breakdown import summarise
+import harness
 
 SETUPS = {
     "vgg11-w0.25-synthetic-b128": dict(model="vgg11", width=0.25, dataset="synthetic", batch_size=128),
@@ -32,10 +24,11 @@ SETUPS = {
 }
 
 
-def measure(pm, values: dict) -> dict:
-    config = make_config({**values, "profile": ["phases"]}, plugin_fields=plugin_option_fields(pm.registries.all()))
-    with contextlib.redirect_stdout(io.StringIO()):
-        summary = Trainer(pm).run(config)
+def measure(values: dict) -> dict:
+    from stratum_plugins.profilers.breakdown import summarise
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the profiler's own table
+        summary = harness.train({**values, "profile": ["phases"]})
     epochs = [{"epoch": r["epoch"], "mode": r["mode"], "steps": r["steps"], "seconds": r["phases_s"]}
               for r in summary["history"][1:]]
     b = summarise(epochs)
@@ -44,29 +37,23 @@ def measure(pm, values: dict) -> dict:
             "share_of_train": b["share_of_train"], "share": b["share"]}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv=None):
+    parser = harness.parser(__doc__, short=True)
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps-per-epoch", type=int, default=0)
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    pm = create_plugin_manager()
-    results = {"versions": {"torch": torch.__version__, "python": platform.python_version()}, "threads": args.threads,
-               "device": "cpu", "dtype": "float32", "setups": {}}
+    args = parser.parse_args(argv)
+    harness.set_threads(args.threads)
+    results = {"device": "cpu", "dtype": "float32", "setups": {}}
     for name, setup in SETUPS.items():
         for resident in ("always", "never"):
-            values = {**setup, "epochs": args.epochs, "threads": args.threads, "device": "cpu", "quiet": True,
+            values = {**setup, "epochs": args.epochs, "threads": args.threads, "device": "cpu",
                       "resident": resident, "steps_per_epoch": args.steps_per_epoch}
-            r = measure(pm, values)
+            r = measure(values)
             label = f"{name} ({'resident tensors' if resident == 'always' else 'DataLoader'})"
             results["setups"][label] = r
             print(f"{label}: data {100 * r['data_share_of_step']:.2f}% of a step "
                   f"({r['data_ms_per_step']:.3f} of {r['step_ms']:.3f} ms), {100 * r['data_share_of_iteration']:.2f}% of the iteration")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=2)
+    return harness.finish(args, results)
 
 
 if __name__ == "__main__":

@@ -19,11 +19,13 @@ recorded with every run.
 ``--step-ratio N`` times N interleaved training steps (forward, loss, backward,
 SGD step; batch 32, one thread) of the default model in both geometries in one
 process: a cost ratio that machine load affects far less than the wall times.
+
+Not a bench recipe: it times the whole ``stratum run`` process as a user starts it
+(interpreter, imports, output), which a run inside a bench worker does not include.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -33,6 +35,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import harness
 
 # Today's default before issue 15: the legacy pooling rule and 20 epochs (the default is 12 since).
 LEGACY = ["--vgg-pooling", "legacy", "--epochs", "20"]
@@ -62,32 +66,31 @@ def run_once(seed: int, extra: list[str], out: Path) -> dict:
     }
 
 
-def step_ratio(rounds: int, batch: int = 32) -> None:
+def step_ratio(rounds: int, batch: int = 32) -> dict:
     """Median seconds of one training step of the default model, new against legacy geometry, interleaved."""
     import torch
     import torch.nn.functional as F
 
     from stratum_plugins.zoo.models import build_vgg
 
-    torch.set_num_threads(1)
+    harness.set_threads(1)
     torch.manual_seed(0)
     models = {rule: build_vgg("vgg11", (1, 8, 8), 10, pooling=rule) for rule in ("live", "legacy")}
     optims = {rule: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for rule, m in models.items()}
     x, y = torch.randn(batch, 1, 8, 8), torch.randint(0, 10, (batch,))
-    times: dict[str, list[float]] = {rule: [] for rule in models}
-    for i in range(rounds + 3):
-        for rule, model in models.items():
-            t0 = time.perf_counter()
-            optims[rule].zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            optims[rule].step()
-            if i >= 3:  # warm-up
-                times[rule].append(time.perf_counter() - t0)
+
+    def step(rule):
+        optims[rule].zero_grad()
+        F.cross_entropy(models[rule](x), y).backward()
+        optims[rule].step()
+
+    times = harness.interleaved({rule: (lambda rule=rule: step(rule)) for rule in models}, repeats=rounds, warmup=3)
     med = {rule: statistics.median(t) for rule, t in times.items()}
-    ratios = [a / b for a, b in zip(times["live"], times["legacy"])]
+    ratio = harness.median_ratio(times["live"], times["legacy"])
     print(f"one step, batch {batch}, 1 thread, {rounds} interleaved rounds: live {med['live'] * 1e3:.1f} ms, "
           f"legacy {med['legacy'] * 1e3:.1f} ms; ratio of medians {med['live'] / med['legacy']:.2f}x, "
-          f"median per-round ratio {statistics.median(ratios):.2f}x; load {os.getloadavg()[0]:.1f}")
+          f"median per-round ratio {ratio:.2f}x; load {os.getloadavg()[0]:.1f}")
+    return {"step_s": {rule: harness.summarise(t) for rule, t in times.items()}, "median_per_round_ratio": ratio}
 
 
 def describe(label: str, rows: list[dict]) -> None:
@@ -100,18 +103,16 @@ def describe(label: str, rows: list[dict]) -> None:
           f"load median {med('load'):.1f}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> dict:
+    parser = harness.parser(__doc__, threads=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--compare", action="store_true", help="also run the pre-issue-15 default, interleaved")
     parser.add_argument("--args", default="", help="extra flags for the new default (to try a candidate recipe)")
-    parser.add_argument("--json", type=Path, default=None, help="write every row here")
     parser.add_argument("--step-ratio", type=int, default=0, metavar="N",
                         help="only time N interleaved training steps of both geometries in-process")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.step_ratio:
-        step_ratio(args.step_ratio)
-        return
+        return harness.finish(args, step_ratio(args.step_ratio))
     arms = {"new": shlex.split(args.args)}
     if args.compare:
         arms["legacy"] = LEGACY
@@ -133,8 +134,7 @@ def main() -> None:
             ratios = [n[key] / o[key] for n, o in zip(rows["new"], rows["legacy"])]
             print(f"new / legacy {key}: median of per-seed ratios {statistics.median(ratios):.2f}x "
                   f"(range {min(ratios):.2f}-{max(ratios):.2f})")
-    if args.json is not None:
-        args.json.write_text(json.dumps(rows, indent=1))
+    return harness.finish(args, rows)
 
 
 if __name__ == "__main__":

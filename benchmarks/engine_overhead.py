@@ -20,19 +20,14 @@ compared against a fresh block of plain-loop epochs run right before it.
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
-import platform
 import statistics
 import time
 
 import torch
 
+import harness
 import stratum
-from stratum.config import make_config, plugin_option_fields
-from stratum.engine import Trainer, build_run
-from stratum.plugin_manager import create_plugin_manager
 from stratum.seeding import generator
 
 
@@ -111,42 +106,39 @@ def lightning_epochs(model, x, y, batch_size, lr, momentum, epochs) -> list[floa
     return timer.times
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> dict:
+    parser = harness.parser(__doc__, threads=2)
     parser.add_argument("--epochs", type=int, default=7, help="timed epochs (after one warm-up epoch)")
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--train-size", type=int, default=6000)
     parser.add_argument("--no-lightning", action="store_true")
-    parser.add_argument("--json", help="also write the numbers here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
-    pm = create_plugin_manager()
+    from stratum.engine import Trainer
+
+    harness.set_threads(args.threads)
     values = dict(
         strategy="sgd", model="vgg11", width=args.width, dataset="synthetic", synthetic_train=args.train_size,
         batch_size=args.batch_size, lr=0.005, momentum=0.9, epochs=args.epochs + 1, threads=args.threads,
         device="cpu", seed=0,
     )
-    config = make_config(values, plugin_fields=plugin_option_fields(pm.registries.all()))
-    run = build_run(config, pm)
+    run = harness.build(values)
+    config = run.config
     x, y = run.data.train.x, run.data.train.y
     plain_model = copy.deepcopy(run.model)
     plain_optimizer = torch.optim.SGD(plain_model.parameters(), lr=config.lr, momentum=config.momentum)
     interleave = Interleave(plain_model, plain_optimizer, x, y, config.batch_size, config.seed)
-    Trainer(pm, extra_plugins=[("interleave", interleave)]).fit(run)
+    Trainer(harness.plugin_manager(), extra_plugins=[("interleave", interleave)]).fit(run)
 
     # Drop the first (warm-up) epoch of each.
     stratum_s, plain_s = interleave.stratum_s[1:], interleave.plain_s[1:]
-    ratios = [s / p for s, p in zip(stratum_s, plain_s)]
     result = {
         "setup": {"model": "vgg11", "width": args.width, "dataset": "synthetic 3x32x32", "train_samples": len(x),
-                  "batch_size": args.batch_size, "threads": args.threads, "device": "cpu",
-                  "torch": torch.__version__, "python": platform.python_version(), "timed_epochs": len(ratios)},
+                  "batch_size": args.batch_size, "threads": args.threads, "device": "cpu", "timed_epochs": len(stratum_s)},
         "plain_epoch_s_median": statistics.median(plain_s),
         "stratum_epoch_s_median": statistics.median(stratum_s),
-        "stratum_over_plain_median_of_ratios": statistics.median(ratios),
+        "stratum_over_plain_median_of_ratios": harness.median_ratio(stratum_s, plain_s),
         "stratum_over_plain_ratio_of_medians": statistics.median(stratum_s) / statistics.median(plain_s),
     }
     if not args.no_lightning:
@@ -164,9 +156,7 @@ def main() -> None:
 
     for key, value in result.items():
         print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(result, fh, indent=2)
+    return harness.finish(args, result)
 
 
 if __name__ == "__main__":

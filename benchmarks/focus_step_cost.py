@@ -16,40 +16,23 @@ optimiser step. ``observe`` is the focus strategy's extra work on every step
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
-import sys
 import time
 
 import torch
 
-
-def build(args):
-    from stratum.config import make_config, plugin_option_fields
-    from stratum.engine import build_run
-    from stratum.plugin_manager import create_plugin_manager
-
-    pm = create_plugin_manager()
-    values = dict(model=args.model, width=args.width, dataset="synthetic", batch_size=args.batch_size,
-                  threads=args.threads, lr=0.01, synthetic_train=2048, synthetic_test=64, seed=0)
-    config = make_config(values, plugin_fields=plugin_option_fields(pm.registries.all()))
-    return build_run(config, pm)
+import harness
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None) -> dict:
+    parser = harness.parser(__doc__, short=True, repeats=15)
     parser.add_argument("--model", default="vgg11")
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=15, help="timed rounds (each: one focus step, one SGD step)")
     parser.add_argument("--capture-steps", type=int, default=12)
     parser.add_argument("--regressors", default="linear,mlp,xgboost")
     parser.add_argument("--features", default="paper,trajectory")
-    parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    harness.set_threads(args.threads)
 
     from stratum_plugins.focus.capture import Capture, CaptureConfig
     from stratum_plugins.focus.features import FEATURE_SETS
@@ -57,7 +40,8 @@ def main(argv=None) -> int:
     from stratum_plugins.focus.regressors import MLPRegressor, RidgeRegressor, XGBoostRegressor
     from stratum_plugins.focus.step import FocusUpdater
 
-    run = build(args)
+    run = harness.build(dict(model=args.model, width=args.width, dataset="synthetic", batch_size=args.batch_size,
+                             threads=args.threads, lr=0.01, synthetic_train=2048, synthetic_test=64, seed=0))
     model, optimizer = run.model, run.optimizer
     generator = torch.Generator().manual_seed(0)
     batches = iter(())
@@ -104,26 +88,17 @@ def main(argv=None) -> int:
             fit_s = time.perf_counter() - t0
             updater = FocusUpdater(model, library, "auto", capture.config.trajectory)
             saved = [p.detach().clone() for p in model.parameters()]
-            for _ in range(2):
-                updater.step(optimizer)  # warm-up
-            focus, sgd, observe = [], [], []
-            for _ in range(args.repeats):
-                t = time.perf_counter()
-                updater.step(optimizer)
-                focus.append(time.perf_counter() - t)
-                t = time.perf_counter()
-                sgd_step()
-                sgd.append(time.perf_counter() - t)
-                t = time.perf_counter()
-                updater.observe()
-                observe.append(time.perf_counter() - t)
+            # One round: a focus step, an SGD step, the focus strategy's per-step observation.
+            times = harness.interleaved({"focus": lambda: updater.step(optimizer), "sgd": sgd_step,
+                                         "observe": updater.observe}, repeats=args.repeats, warmup=2)
             with torch.no_grad():
                 for p, s in zip(model.parameters(), saved):
                     p.copy_(s)
+            medians = {name: harness.summarise(t)["median"] for name, t in times.items()}
             row = {
                 "features": feature_name, "regressor": regressor_name,
-                "focus_ms": 1000 * statistics.median(focus), "sgd_ms": 1000 * statistics.median(sgd),
-                "observe_ms": 1000 * statistics.median(observe), "fit_s": fit_s,
+                "focus_ms": 1000 * medians["focus"], "sgd_ms": 1000 * medians["sgd"],
+                "observe_ms": 1000 * medians["observe"], "fit_s": fit_s,
                 "trajectory_mb": updater.nbytes() / 2**20,
             }
             row["ratio"] = row["focus_ms"] / row["sgd_ms"]
@@ -133,15 +108,12 @@ def main(argv=None) -> int:
     info = {
         "model": args.model, "width": args.width, "batch_size": args.batch_size, "threads": args.threads,
         "device": "cpu", "dtype": "float32", "parameters": sum(p.numel() for p in model.parameters()),
-        "torch": torch.__version__, "python": sys.version.split()[0], "repeats": args.repeats, "rows": rows,
+        "repeats": args.repeats, "rows": rows,
     }
     print(f"# {args.model} width {args.width}, batch {args.batch_size}, cpu, {args.threads} thread(s), "
           f"{info['parameters']:,} parameters, torch {torch.__version__}")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(info, fh, indent=2)
-    return 0
+    return harness.finish(args, info)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -20,22 +20,10 @@ fixed per-step cost weighs most.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
-import json
-import platform
 import statistics
-import time
 
-import torch
-
+import harness
 import stratum
-from stratum.config import make_config, plugin_option_fields
-from stratum.engine import Trainer
-from stratum.plugin_manager import create_plugin_manager
-from stratum.timing import NullTimer
-from stratum_plugins.profilers.timers import WallClockTimer
 
 SETUPS = {
     "vgg11-w0.25-synthetic-b128": dict(model="vgg11", width=0.25, dataset="synthetic", batch_size=128),
@@ -48,6 +36,9 @@ class AlternateTimer:
     (same model, same data, same machine moment) are compared with and without it."""
 
     def __init__(self):
+        from stratum.timing import NullTimer
+        from stratum_plugins.profilers.timers import WallClockTimer
+
         self.timer = WallClockTimer()
         self.null = NullTimer()
 
@@ -62,63 +53,55 @@ class AlternateTimer:
         self.timer.take()
 
 
-def end_to_end(pm, values: dict, pairs: int) -> dict:
+def end_to_end(values: dict, pairs: int) -> dict:
     """Per-step training time of timed vs untimed epochs, paired by adjacency (epoch 1 is warm-up)."""
-    fields = plugin_option_fields(pm.registries.all())
-    config = make_config({**values, "epochs": 2 * pairs + 1}, plugin_fields=fields)
-    summary = Trainer(pm, extra_plugins=[("alternate-timer", AlternateTimer())]).run(config)
+    summary = harness.train({**values, "epochs": 2 * pairs + 1}, callbacks=[AlternateTimer()])
     per_step = [r["train_s"] / r["steps"] for r in summary["history"]]
-    ratios = [per_step[2 * k] / per_step[2 * k - 1] for k in range(1, pairs + 1)]  # epoch 2k (timed) / 2k-1
+    timed = [per_step[2 * k] for k in range(1, pairs + 1)]  # epoch 2k (timed) against 2k-1 (untimed)
     plain = [per_step[2 * k - 1] for k in range(1, pairs + 1)]
-    timed = [per_step[2 * k] for k in range(1, pairs + 1)]
+    ratios = [t / p for t, p in zip(timed, plain)]
     return {"ratio_median": statistics.median(ratios), "ratios": ratios,
             "step_ms_plain": 1000 * statistics.median(plain), "step_ms_phases": 1000 * statistics.median(timed)}
 
 
 def per_step_cost(loops: int = 200_000) -> float:
     """Seconds spent in one step's timer calls (begin + data, forward, loss, backward, update)."""
+    from stratum_plugins.profilers.timers import WallClockTimer
+
     timer = WallClockTimer()
     timer.start()
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for _ in range(loops):
-            timer.begin()
-            timer.mark("data")
-            timer.mark("forward")
-            timer.mark("loss")
-            timer.mark("backward")
-            timer.mark("update")
-        best = min(best, (time.perf_counter() - t0) / loops)
-    return best
+
+    def one_step():
+        timer.begin()
+        timer.mark("data")
+        timer.mark("forward")
+        timer.mark("loss")
+        timer.mark("backward")
+        timer.mark("update")
+
+    return harness.best_of(one_step, loops=loops)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv=None):
+    parser = harness.parser(__doc__, short=True)
     parser.add_argument("--pairs", type=int, default=10, help="timed/untimed epoch pairs per setup")
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps-per-epoch", type=int, default=30, help="cap on steps per epoch (0 = full pass)")
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    pm = create_plugin_manager()
-    timer_cost = per_step_cost()
-    results = {"versions": {"torch": torch.__version__, "python": platform.python_version()}, "threads": args.threads,
-               "device": "cpu", "dtype": "float32", "timer_cost_us_per_step": 1e6 * timer_cost, "setups": {}}
+    parser.add_argument("--loops", type=int, default=200_000, help="timer-call loops for the per-step cost")
+    args = parser.parse_args(argv)
+    harness.set_threads(args.threads)
+    timer_cost = per_step_cost(args.loops)
+    results = {"device": "cpu", "dtype": "float32", "timer_cost_us_per_step": 1e6 * timer_cost, "setups": {}}
     print(f"timer calls per step (begin + 5 marks): {1e6 * timer_cost:.2f} us")
     for name, setup in SETUPS.items():
-        values = {**setup, "threads": args.threads, "device": "cpu", "quiet": True,
-                  "steps_per_epoch": args.steps_per_epoch}
-        r = end_to_end(pm, values, args.pairs)
+        values = {**setup, "threads": args.threads, "device": "cpu", "steps_per_epoch": args.steps_per_epoch}
+        r = end_to_end(values, args.pairs)
         r["per_step_bound"] = timer_cost / (r["step_ms_plain"] / 1000)
         results["setups"][name] = r
         print(f"{name}: step {r['step_ms_plain']:.3f} ms plain, {r['step_ms_phases']:.3f} ms with phases; "
               f"end-to-end overhead {100 * (r['ratio_median'] - 1):+.2f}% (median of {args.pairs} epoch pairs: "
               f"{', '.join(f'{100 * (x - 1):+.1f}%' for x in r['ratios'])}); "
               f"per-step bound {100 * r['per_step_bound']:.3f}%")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=2)
+    return harness.finish(args, results)
 
 
 if __name__ == "__main__":

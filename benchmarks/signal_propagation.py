@@ -22,16 +22,14 @@ its centre tap and never sees the padding.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import platform
 import statistics
 import time
 
 import torch
 from torch import nn
 
+import harness
 from stratum.seeding import generator
 from stratum_plugins.deltaorth.critical import critical_point
 from stratum_plugins.deltaorth.init import init_model_
@@ -78,27 +76,20 @@ def jacobian_singular_values(body: nn.Sequential, a0: torch.Tensor) -> torch.Ten
     return torch.linalg.svdvals(jac.double())
 
 
-def summarise(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = harness.parser(__doc__, seeds=5)
     parser.add_argument("--depth", type=int, default=10_000)
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--spatial", type=int, default=4, help="height = width of the feature maps")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--jacobian-depth", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--q-star", type=float, default=0.026, help="the point on the tanh critical line")
     parser.add_argument("--parts", default="norm,jacobian", help="which measurements: norm, jacobian or both")
-    parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    harness.set_threads(args.threads)
+    seeds = harness.seed_range(args)
     checkpoints = sorted({d for d in (10, 100, 1000, 10_000) if d <= args.depth} | {args.depth})
-    report = {"config": vars(args), "torch": torch.__version__, "python": platform.python_version(), "dtype": "float32",
-              "device": "cpu", "norm_ratio": {}, "jacobian": {}}
+    report = {"dtype": "float32", "device": "cpu", "norm_ratio": {}, "jacobian": {}}
     sigma_w2, sigma_b2 = critical_point(args.q_star)
     print(f"critical point at q*={args.q_star}: sigma_w^2={sigma_w2:.4f} sigma_b^2={sigma_b2:.3e}; "
           f"depth {args.depth}, c={args.channels}, {args.spatial}x{args.spatial} maps, {args.seeds} seeds, "
@@ -108,7 +99,7 @@ def main(argv=None) -> dict:
         for scheme in ("delta-orthogonal", "gaussian"):
             per_depth = {d: [] for d in checkpoints}
             t0 = time.perf_counter()
-            for seed in range(args.seeds):
+            for seed in seeds:
                 body = build_body(args.depth, args.channels, scheme, seed, padding, args.q_star)
                 ratios = norm_ratios(body, input_activations(args.batch, args.channels, args.spatial, seed, args.q_star),
                                      checkpoints)
@@ -116,7 +107,7 @@ def main(argv=None) -> dict:
                     per_depth[d].append(r)
                 del body
             key = f"{scheme}/{padding}"
-            report["norm_ratio"][key] = {str(d): summarise(v) for d, v in per_depth.items()}
+            report["norm_ratio"][key] = {str(d): harness.summarise(v) for d, v in per_depth.items()}
             final = report["norm_ratio"][key][str(args.depth)]
             inside = sum(0.5 <= r <= 2.0 for r in per_depth[args.depth])
             cells = "  ".join(f"L={d}: {statistics.median(v):.3g}" for d, v in per_depth.items())
@@ -125,7 +116,7 @@ def main(argv=None) -> dict:
     for padding in ("zeros", "circular") if "jacobian" in parts else ():
         for scheme in ("delta-orthogonal", "gaussian"):
             stats = []
-            for seed in range(args.seeds):
+            for seed in seeds:
                 body = build_body(args.jacobian_depth, args.channels, scheme, seed, padding, args.q_star)
                 s = jacobian_singular_values(body, input_activations(1, args.channels, args.spatial, seed, args.q_star))
                 stats.append({"min": s.min().item(), "max": s.max().item(), "std": s.std().item(),
@@ -139,10 +130,7 @@ def main(argv=None) -> dict:
                   f"max {agg['max']:.3g} std {agg['std']:.3g} mean s^2 {agg['mean_sq']:.3g} max/min {agg['max_over_min']:.3g} "
                   f"share in [0.5, 2] {agg['within_half_to_2']:.2f} "
                   f"(median over seeds)")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(report, fh, indent=2)
-    return report
+    return harness.finish(args, report)
 
 
 if __name__ == "__main__":

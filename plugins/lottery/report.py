@@ -79,7 +79,8 @@ def plot_png(results: list[dict], branches: list[str], title: str = "") -> bytes
     # The object-oriented API with the Agg canvas: no pyplot state, no GUI backend.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter
+
+    from stratum.report.plots import weights_remaining_axes
 
     fig = Figure(figsize=(10, 4))
     FigureCanvasAgg(fig)
@@ -93,15 +94,7 @@ def plot_png(results: list[dict], branches: list[str], title: str = "") -> bytes
         label = BRANCH_LABELS.get(b, b)
         ax_acc.plot(x, [r["test_acc_at_early_stop"] for r in rows], marker="o", label=label)
         ax_iter.plot(x, [r["early_stop_iteration"] for r in rows], marker="o", label=label)
-    for ax, ylabel in ((ax_acc, "test accuracy at early stop (%)"), (ax_iter, "early-stop iteration")):
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "1235" else ""))
-        ax.invert_xaxis()
-        ax.set_xlabel("weights remaining (%)")
-        ax.set_ylabel(ylabel)
-        ax.grid(True, alpha=0.3)
-        ax.legend()
+    weights_remaining_axes((ax_acc, ax_iter))
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -23,13 +23,15 @@ DEFAULT_DB = Path("bench.sqlite")
 
 
 def _bench_params() -> list[click.Parameter]:
-    from .recipes import RECIPES, SCALES
+    from .recipes import SCALES, all_recipes
+
+    recipes = all_recipes()
 
     opts = [
         click.Option(["--config", "config_file"], type=UserPath(dir_okay=False), default=None,
                      help="Bench TOML ([bench], [axes], [run], [[variant]]); flags given here win over it."),
-        click.Option(["--recipe"], type=click.Choice(sorted(RECIPES)), default=None,
-                     help="A built-in study: " + "; ".join(f"{k}: {v.summary}" for k, v in sorted(RECIPES.items())) + "."),
+        click.Option(["--recipe"], type=click.Choice(sorted(recipes)), default=None,
+                     help="A built-in study: " + "; ".join(f"{k}: {v.summary}" for k, v in sorted(recipes.items())) + "."),
         click.Option(["--scale"], type=click.Choice(SCALES), default=None, help="Recipe scale. [default: small]"),
         # A plain string: results_db_path() sees exactly what was typed ('', ':memory:', 'dir/', '~/b.sqlite').
         click.Option(["--db"], type=click.STRING, default=None,

@@ -13,16 +13,39 @@ before the focus plugin is installed).
   seed's settings on the ``cubic`` regression (y = x^3 + 0.1 noise, 1,500
   points, an MLP with 20 hidden units, batch 20, lr 0.01, 10 epochs); the
   result is a loss-curve plot (``--plot DIR``, default next to the store).
+* ``focus-tune``, ``focus``, ``focus-spread`` (issue 3's time-to-accuracy study,
+  formerly ``benchmarks/focus_study.py``), three stages on digits with VGG at
+  width 0.25: ``focus-tune`` picks one SGD learning rate per model (tuning seeds
+  100 and 101; the report's own table names it); ``focus`` runs every method
+  (a variant: ``sgd`` or ``focus:<regressor>:<features>:<policy>``) x model x
+  evaluation seed at that rate (``--lr``); ``focus-spread`` is the stability
+  claim with early stopping (seeds 200 on). The report adds what each focus
+  epoch did, the fit R^2 and how much sooner each method peaked.
+* ``deep-vanilla-cnn`` (seed 003, formerly ``benchmarks/deep_vanilla_cnn.py``): a
+  256-layer vanilla tanh CNN on digits, delta-orthogonal against Gaussian at the
+  tanh critical point; the report adds accuracy and the first epoch at 90%.
+* ``vanishing-gradients`` (seed 004, formerly ``benchmarks/vanishing_gradients.py``):
+  a 20 x 64 MLP with five activation/initialiser pairs under ``--profile gradflow``;
+  the report adds the first epoch's per-layer gradient norms and verdicts.
+* ``lottery-lenet``, ``lottery-conv`` (formerly ``benchmarks/lottery_ticket.py``):
+  a lottery-ticket search per seed; the report's own table is the mean and 95%
+  t-interval of each branch's accuracy and early-stop iteration per sparsity level.
 
 ``small`` runs on a laptop CPU in minutes (digits, narrow models, fewer
 seeds); ``paper`` is the paper's setting (CIFAR-10 from ``--data-root``,
 full-width VGG) and needs a GPU to finish in reasonable time.
+
+:data:`RECIPES` holds the reproductions of the paper and the seeds (stability,
+depth, optimizers); :data:`STUDIES` the project's own studies that used to be
+scripts in ``benchmarks/`` (focus-*, lottery-*), whose ``paper`` scale is the
+study's full scale on CPU; :func:`all_recipes` is both, what ``--recipe`` takes.
 """
 
 from __future__ import annotations
 
 import attrs
 
+from ..errors import ConfigError
 from .spec import BenchSpec
 
 SCALES = ("small", "paper")
@@ -77,12 +100,131 @@ def optimizers(scale: str) -> BenchSpec:
                      variants=[dict(v) for v in OPTIMIZER_VARIANTS], settings={"baseline": "variant=SGD"})
 
 
+# The focus study (issue 3). Its method names: ``sgd`` or ``focus:<regressor>:<features>:<policy>``.
+FOCUS_REGRESSORS = ("linear", "mlp", "xgboost")
+FOCUS_FEATURES = ("paper", "trajectory")
+
+
+def method_variant(method: str) -> dict:
+    """``sgd`` or ``focus:<regressor>:<features>:<policy>[:key=value...]`` -> a variant
+    ``{"name": method, "values": {run options}}``. Raises :class:`ConfigError` for any other form."""
+    if method == "sgd":
+        return {"name": method, "values": {"strategy": "sgd"}}
+    parts = method.split(":")
+    if parts[0] != "focus" or len(parts) < 4 or any("=" not in p for p in parts[4:]):
+        raise ConfigError(f"bad method {method!r}: use sgd or focus:<regressor>:<features>:<policy>[:key=value...]")
+    values = {"strategy": "focus", "regressor": parts[1], "features": parts[2], "policy": parts[3]}
+    for item in parts[4:]:  # extra options for this method only
+        key, _, value = item.partition("=")
+        values[key.replace("-", "_")] = value
+    return {"name": method, "values": values}
+
+
+def _focus_fixed(scale: str) -> dict:
+    # quick (small) is what docs/results.md ran: 15 epochs; paper is the study's full scale, 30.
+    return {"dataset": "digits", "width": 0.25, "batch_size": 32, "epochs": 30 if scale == "paper" else 15,
+            "prior_epochs": 3}
+
+
+def _focus_models(scale: str) -> list[str]:
+    return ["vgg11", "vgg13", "vgg16", "vgg19"] if scale == "paper" else ["vgg11", "vgg16"]
+
+
+def focus_tune(scale: str) -> BenchSpec:
+    lrs = [0.005, 0.01, 0.02, 0.05] if scale == "paper" else [0.01, 0.02, 0.05]
+    fixed = {k: v for k, v in _focus_fixed(scale).items() if k != "prior_epochs"}
+    return BenchSpec(name="focus-tune", recipe="focus-tune", fixed={**fixed, "strategy": "sgd"},
+                     axes={"model": _focus_models(scale), "lr": lrs, "seed": [100, 101]})
+
+
+def focus(scale: str) -> BenchSpec:
+    methods = ["sgd"] + [f"focus:{r}:{f}:plateau" for f in FOCUS_FEATURES for r in FOCUS_REGRESSORS]
+    return BenchSpec(name="focus", recipe="focus", fixed=_focus_fixed(scale),
+                     axes={"model": _focus_models(scale), "seed": list(range(5))},
+                     variants=[method_variant(m) for m in methods])
+
+
+def focus_spread(scale: str) -> BenchSpec:
+    fixed = _focus_fixed(scale)
+    fixed.update(model="vgg11", patience=5, epochs=2 * fixed["epochs"])
+    seeds = list(range(200, 220 if scale == "paper" else 206))
+    return BenchSpec(name="focus-spread", recipe="focus-spread", fixed=fixed, axes={"seed": seeds},
+                     variants=[method_variant(m) for m in ("sgd", "focus:linear:paper:plateau")])
+
+
+# Lottery tickets (Frankle & Carbin's settings scaled to CPU): 20% of the remaining weights per round.
+LOTTERY_SETTINGS = {
+    "lottery-lenet": dict(model="lenet300", dataset="digits", optimizer="adam", lr=1.2e-3, batch_size=60, epochs=60,
+                          prune_rounds=15, prune_scope="layer", prune_output="half"),
+    "lottery-conv": dict(model="conv2", width=0.25, dataset="synthetic", synthetic_train=2000, optimizer="adam", lr=1e-3,
+                         batch_size=60, epochs=12, prune_rounds=10, prune_scope="layer", prune_output="half"),
+}
+
+
+def _lottery(name: str):
+    def build(scale: str) -> BenchSpec:
+        fixed = dict(LOTTERY_SETTINGS[name], strategy="lottery")
+        if scale != "paper":  # a look in minutes: a third of the rounds and epochs, three seeds
+            fixed.update(prune_rounds=max(1, fixed["prune_rounds"] // 3), epochs=max(1, fixed["epochs"] // 3))
+        fixed["prune_fraction"] = round(1 - 0.8 ** fixed["prune_rounds"], 12)
+        seeds = list(range(5 if scale == "paper" else 3))
+        return BenchSpec(name=name, recipe=name, fixed=fixed, axes={"seed": seeds})
+
+    return build
+
+
+def deep_vanilla_cnn(scale: str) -> BenchSpec:
+    # paper: what docs/seed-systems.md measured (minutes per run); small: an eighth of the depth, half the epochs.
+    depth, epochs = (256, 20) if scale == "paper" else (32, 10)
+    fixed = {"model": "vanilla-cnn", "vcnn_depth": depth, "vcnn_channels": 32, "dataset": "digits", "epochs": epochs,
+             "lr": 5e-4, "momentum": 0.9, "batch_size": 32}
+    return BenchSpec(name="deep-vanilla-cnn", recipe="deep-vanilla-cnn", fixed=fixed,
+                     axes={"init": ["delta-orthogonal", "gaussian"], "seed": [0, 1, 2]},
+                     settings={"baseline": "init=gaussian"})
+
+
+# (activation, initialiser, batch norm) of the vanishing-gradients comparison.
+VANISHING_PAIRS = [("sigmoid", "xavier", False), ("sigmoid", "he-normal", False), ("sigmoid", "xavier", True),
+                   ("tanh", "xavier", False), ("relu", "he-normal", False)]
+
+
+def vanishing_gradients(scale: str) -> BenchSpec:
+    fixed = {"model": "mlp", "hidden": [64] * 20, "dataset": "digits", "epochs": 5, "lr": 0.01,
+             "profile": ["gradflow"], "gradflow_every": 1}
+    variants = [{"name": f"{a}+{i}" + ("+batch-norm" if bn else ""),
+                 "values": {"activation": a, "init": i, "batch_norm": bn}} for a, i, bn in VANISHING_PAIRS]
+    return BenchSpec(name="vanishing-gradients", recipe="vanishing-gradients", fixed=fixed, variants=variants,
+                     axes={"seed": list(range(10 if scale == "paper" else 3))},
+                     settings={"baseline": "variant=relu+he-normal"})
+
+
 RECIPES: dict[str, Recipe] = {
     "stability": Recipe("stability", "sgd vs focus, 20 seeds, early stopping at patience 5 (Fig. 4)", stability),
     "depth": Recipe("depth", "vgg11/13/16/19, sgd vs focus, time saved by depth (Table 2)", depth),
     "optimizers": Recipe("optimizers", "SGD/Momentum/AdaGrad/RMSProp/Adam on cubic regression, loss curves (seed 004)", optimizers),
 }
 
+# The project's own studies, formerly scripts in benchmarks/: ``paper`` is each study's full
+# scale (not the paper's CIFAR-10 setting), ``small`` the quick one.
+STUDIES: dict[str, Recipe] = {
+    "focus-tune": Recipe("focus-tune", "focus study stage 1: SGD learning rate per VGG depth on tuning seeds", focus_tune),
+    "focus": Recipe("focus", "focus study stage 2: sgd vs focus methods x VGG depth x 5 seeds at the tuned --lr", focus),
+    "focus-spread": Recipe("focus-spread", "focus study stage 3: final-accuracy spread with patience 5", focus_spread),
+    "deep-vanilla-cnn": Recipe("deep-vanilla-cnn", "256-layer tanh CNN on digits, delta-orthogonal vs gaussian (seed 003)",
+                               deep_vanilla_cnn),
+    "vanishing-gradients": Recipe("vanishing-gradients", "20x64 MLP, five activation/init pairs, per-layer gradient "
+                                  "norms (seed 004)", vanishing_gradients),
+    "lottery-lenet": Recipe("lottery-lenet", "lottery tickets, LeNet-300-100 on digits, per sparsity level", _lottery("lottery-lenet")),
+    "lottery-conv": Recipe("lottery-conv", "lottery tickets, Conv-2 on synthetic, per sparsity level", _lottery("lottery-conv")),
+}
+
+
+def all_recipes() -> dict[str, Recipe]:
+    """Every recipe ``stratum bench --recipe`` takes: the paper's (:data:`RECIPES`) and the studies (:data:`STUDIES`)."""
+    return {**RECIPES, **STUDIES}
+
 
 def recipe_spec(name: str, scale: str) -> BenchSpec:
-    return RECIPES[name].build(scale)
+    """The :class:`BenchSpec` of recipe ``name`` (a key of :func:`all_recipes`) at ``scale`` (``small`` or
+    ``paper``). Raises ``KeyError`` for an unknown name (the CLI and the TOML reader check names first)."""
+    return all_recipes()[name].build(scale)

@@ -160,7 +160,7 @@ def parse_assignment(text: str, flag: str) -> tuple[str, str]:
 
 def _setting(source: str, key: str, value: Any) -> Any:
     """One [bench] setting, checked against its type and range."""
-    from .recipes import RECIPES, SCALES
+    from .recipes import SCALES, all_recipes
 
     where = f"{source}: [bench] {key}"
     if isinstance(value, dict):
@@ -173,7 +173,7 @@ def _setting(source: str, key: str, value: Any) -> Any:
         return value
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where} must be a non-empty string, got {value!r}")
-    choices = {"executor": EXECUTORS, "scale": SCALES, "recipe": tuple(sorted(RECIPES))}.get(key)
+    choices = {"executor": EXECUTORS, "scale": SCALES, "recipe": tuple(sorted(all_recipes()))}.get(key)
     if choices and value not in choices:
         raise ConfigError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
     return value

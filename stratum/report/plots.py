@@ -13,6 +13,9 @@
   the first seed of each configuration profiled with ``--profile gradflow``.
 * ``loss_curves.png``: mean per-step training loss per configuration
   (``--profile losses``), as in seed 004's optimiser comparison.
+* ``lottery-<config>.png``: for lottery-ticket runs, test accuracy at early stop
+  and the early-stop iteration against the weights remaining (log scale), mean
+  and 95% t-interval over seeds, for the ticket and both controls.
 """
 
 from __future__ import annotations
@@ -211,6 +214,54 @@ def loss_curves(groups, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def weights_remaining_axes(axes) -> None:
+    """Style a lottery plot's two matplotlib axes (accuracy, early-stop iteration): weights remaining
+    in percent on a reversed log x axis (dense on the left), labelled ticks, grid, legend."""
+    from matplotlib.ticker import FuncFormatter
+
+    for ax, ylabel in zip(axes, ("test accuracy at early stop (%)", "early-stop iteration")):
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "1235" else ""))
+        ax.invert_xaxis()
+        ax.set_xlabel("weights remaining (%)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+
+
+def lottery(groups, directory: Path) -> list[Path]:
+    """One ``lottery-<config>.png`` per configuration whose runs hold a lottery search."""
+    from .studies import LOTTERY_BRANCHES, lottery_levels
+
+    written = []
+    names: set[str] = set()
+    labels = {"ticket": "winning ticket", "reinit": "random re-init", "random-mask": "random mask"}
+    for g in groups:
+        per_seed = [(r["summary"].get("lottery") or {}).get("results") for r in g.runs]
+        per_seed = [results for results in per_seed if results]
+        if not per_seed:
+            continue
+        rows = lottery_levels(per_seed)
+        plt = _pyplot()
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for branch in LOTTERY_BRANCHES:
+            points = [(100 * r["weights_remaining"], r[branch]) for r in rows if branch in r]
+            if branch != "ticket" and rows and "ticket" in rows[0]:
+                points = [(100 * rows[0]["weights_remaining"], rows[0]["ticket"])] + points  # all start dense
+            points = [(x, cell) for x, cell in points if cell["acc"][0] is not None]
+            if not points:
+                continue
+            for ax, key in zip(axes, ("acc", "iter")):
+                ax.errorbar([x for x, _ in points], [c[key][0] for _, c in points],
+                            yerr=[c[key][1] or 0.0 for _, c in points], marker="o", capsize=3, label=labels[branch])
+        weights_remaining_axes(axes)
+        fig.suptitle(f"{g.label}, {len(per_seed)} seeds")
+        name = f"lottery-{unique_slug(g.label, names, fallback='config')}.png"
+        written.append(_save(fig, safe_join(Path(directory), name)))
+    return written
+
+
 def write_all(groups, directory: Path) -> list[Path]:
     directory = Path(directory)
     written = []
@@ -223,4 +274,5 @@ def write_all(groups, directory: Path) -> list[Path]:
         if item is not None:
             written.append(item)
     written += gradflow(groups, directory)
+    written += lottery(groups, directory)
     return written

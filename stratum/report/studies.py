@@ -5,6 +5,25 @@
   accuracies with their difference.
 * ``optimizers``: seed 004's comparison: per optimiser, the final training
   loss and the best validation and final test loss (mean across seeds).
+* ``focus-tune``: the learning rate chosen per data set and model: the best
+  median (over tuning seeds) of the mean validation accuracy over all epochs
+  (the area under the validation curve; ties go to the smaller rate).
+* ``focus`` and ``focus-spread``: per configuration, what its focus epochs did
+  to validation and test accuracy against the kept epoch before each, the
+  median R^2 of the fitted library, the time to the run's own peak and how much
+  sooner than the ``sgd`` configuration of the same data set and model it came
+  (the paper claims about 25%). A configuration whose runs record ``ema_test``
+  (the ``ema-weights`` profiler of ``benchmarks/ema_weights.py``) is read on
+  its EMA weights.
+* ``deep-vanilla-cnn``: per initialiser, the test accuracy at the best
+  validation epoch (mean, min, max), the peak, and how many runs reached 90%
+  test accuracy and at which epoch (median).
+* ``vanishing-gradients``: per activation/initialiser, the first epoch's mean
+  gradient norm of every third layer and the output layer (median over seeds),
+  the first/last ratio, gradflow's verdicts and the test accuracy.
+* ``lottery-lenet``, ``lottery-conv``: per pruning level, the mean and 95%
+  t-interval over seeds of the test accuracy at the early-stopping point and of
+  that point's iteration, for the winning ticket and both controls.
 """
 
 from __future__ import annotations
@@ -91,12 +110,269 @@ def optimizers_table(groups) -> tuple[list[str], list[dict]]:
     return headers, rows
 
 
+def _context(g) -> tuple:
+    return (g.value("dataset"), g.value("model"))
+
+
+def tune_score(run: dict) -> float:
+    """The tuning score of one run: its mean validation accuracy over all epochs (a missing one counts 0)."""
+    history = run["summary"].get("history") or []
+    return stats.mean([h.get("val_acc") or 0.0 for h in history]) or 0.0
+
+
+def focus_tune_table(groups) -> tuple[list[str], list[dict]]:
+    """One row per (data set, model, lr): runs, the score (median over seeds of :func:`tune_score`), and
+    ``chosen`` on the rate each data set and model should use (the best score; ties: the smaller rate)."""
+    headers = ["dataset", "model", "lr", "runs", "unfinished", "mean val acc (median over seeds)", "chosen"]
+    rows = []
+    for g in groups:
+        if not g.runs and not g.unfinished:
+            continue
+        rows.append({"dataset": g.value("dataset"), "model": g.value("model"), "lr": g.value("lr"), "runs": len(g.runs),
+                     "unfinished": len(g.unfinished),
+                     "mean val acc (median over seeds)": stats.median([tune_score(r) for r in g.runs]), "chosen": ""})
+    for context in dict.fromkeys((r["dataset"], r["model"]) for r in rows):
+        mine = [r for r in rows if (r["dataset"], r["model"]) == context]
+        if any(r["unfinished"] or r["mean val acc (median over seeds)"] is None for r in mine):
+            continue  # not decided until every tuning run is in
+        best = max(mine, key=lambda r: (r["mean val acc (median over seeds)"], -float(r["lr"] or 0)))
+        best["chosen"] = "yes"
+    return headers, rows
+
+
+def focus_epoch_effects(runs: list[dict], key: str = "test_acc") -> dict:
+    """What each focus epoch did: the change in validation and ``key`` accuracy against the last kept
+    epoch before it. ``{"epochs", "mean_delta_val", "mean_delta_test", "share_improving_val",
+    "rolled_back"}`` (the means and share ``None`` when no run had a focus epoch)."""
+    dval, dtest, rolled = [], [], 0
+    for r in runs:
+        history = r["summary"].get("history") or []
+        for i, row in enumerate(history):
+            if row.get("mode") != "focus" or i == 0:
+                continue
+            previous = next((h for h in reversed(history[:i]) if not h.get("rolled_back")), None)
+            if previous is None or row.get("val_acc") is None or previous.get("val_acc") is None:
+                continue
+            dval.append(row["val_acc"] - previous["val_acc"])
+            if row.get(key) is not None and previous.get(key) is not None:
+                dtest.append(row[key] - previous[key])
+            rolled += bool(row.get("rolled_back"))
+    return {"epochs": len(dval), "mean_delta_val": stats.mean(dval), "mean_delta_test": stats.mean(dtest),
+            "share_improving_val": sum(d > 0 for d in dval) / len(dval) if dval else None, "rolled_back": rolled}
+
+
+def own_peak_times(runs: list[dict], key: str = "test_acc", clock: str = "cum_s") -> list[float]:
+    """Per run: seconds on ``clock`` when it first reached its own peak ``key`` (rolled-back epochs excluded)."""
+    out = []
+    for r in runs:
+        rows = [h for h in r["summary"].get("history") or [] if not h.get("rolled_back") and h.get(key) is not None]
+        if rows:
+            peak = max(h[key] for h in rows)
+            out.append(next(h[clock] for h in rows if h[key] >= peak))
+    return out
+
+
+def _accuracy_key(g) -> str:
+    """``ema_test`` for a configuration whose runs record the EMA weights' accuracy, else ``test_acc``."""
+    if g.runs and all(any(h.get("ema_test") is not None for h in r["summary"].get("history") or []) for r in g.runs):
+        return "ema_test"
+    return "test_acc"
+
+
+def focus_table(groups, baseline_strategy: str = "sgd") -> tuple[list[str], list[dict]]:
+    """The focus study's own columns, one row per configuration (see the module docstring)."""
+    headers = ["configuration", "runs", "weights", "peak test acc", "time to peak s", "time to peak s (all-in)",
+               "peak sooner than sgd %", "focus epochs", "mean dval", "mean dtest", "improving val %", "rolled back",
+               "median fit R2"]
+    done = [g for g in groups if g.runs]
+    baselines = {}
+    for g in done:
+        if g.strategy == baseline_strategy and _accuracy_key(g) == "test_acc":
+            baselines.setdefault(_context(g), g)
+    rows = []
+    for g in done:
+        key = _accuracy_key(g)
+        peak_time = stats.median(own_peak_times(g.runs, key))
+        base = baselines.get(_context(g))
+        base_time = stats.median(own_peak_times(base.runs)) if base is not None else None
+        effects = focus_epoch_effects(g.runs, key)
+        r2 = [v for r in g.runs for layer in (r["summary"].get("fit_r2") or {}).values() for v in layer.values()
+              if v is not None]
+        rows.append({
+            "configuration": g.label, "runs": len(g.runs), "weights": "EMA" if key == "ema_test" else "raw",
+            "peak test acc": stats.median([max(h.get(key) or 0.0 for h in r["summary"].get("history") or [{}])
+                                           for r in g.runs]),
+            "time to peak s": peak_time,
+            "time to peak s (all-in)": stats.median(own_peak_times(g.runs, key, clock="cum_all_in_s")),
+            "peak sooner than sgd %": (100.0 * (1 - peak_time / base_time)
+                                       if g is not base and peak_time is not None and base_time else None),
+            "focus epochs": effects["epochs"] or None, "mean dval": effects["mean_delta_val"],
+            "mean dtest": effects["mean_delta_test"],
+            "improving val %": None if effects["share_improving_val"] is None else 100.0 * effects["share_improving_val"],
+            "rolled back": effects["rolled_back"] if effects["epochs"] else None,
+            "median fit R2": stats.median(r2),
+        })
+    return headers, rows
+
+
+def first_epoch_reaching(history: list[dict], target: float, key: str = "test_acc") -> int | None:
+    """The first epoch whose ``key`` is at least ``target``, or ``None``."""
+    return next((row["epoch"] for row in history if row.get(key) is not None and row[key] >= target), None)
+
+
+def deep_vanilla_cnn_table(groups, target: float = 90.0) -> tuple[list[str], list[dict]]:
+    """Per configuration: test accuracy at the best validation epoch (mean, min, max), peak test
+    accuracy (mean), runs reaching ``target`` % test accuracy and the first such epoch (median)."""
+    reach = f"runs reaching {target:g}%"
+    first = f"first epoch >= {target:g}% (median)"
+    headers = ["configuration", "runs", "test acc at best val (mean)", "min", "max", "peak test acc (mean)", reach,
+               first, "diverged"]
+    rows = []
+    for g in groups:
+        if not g.runs:
+            continue
+        at_best = [r["summary"].get("test_acc_at_best_val") for r in g.runs]
+        epochs = [first_epoch_reaching(r["summary"].get("history") or [], target) for r in g.runs]
+        finite = [a for a in at_best if a is not None]
+        rows.append({"configuration": g.label, "runs": len(g.runs), "test acc at best val (mean)": stats.mean(finite),
+                     "min": min(finite) if finite else None, "max": max(finite) if finite else None,
+                     "peak test acc (mean)": stats.mean([r["summary"].get("peak_test_acc") for r in g.runs]),
+                     reach: sum(e is not None for e in epochs), first: stats.median([e for e in epochs if e is not None]),
+                     "diverged": sum(bool(r["summary"].get("diverged")) for r in g.runs)})
+    return headers, rows
+
+
+def vanishing_gradients_table(groups) -> tuple[list[str], list[dict]]:
+    """Per configuration with ``gradflow`` results: the first epoch's mean gradient norm of every third
+    layer and of the output layer (median over seeds), the median first/last ratio, the verdicts
+    (the most common, with its count) and the mean test accuracy at the best validation epoch."""
+    from collections import Counter
+
+    profiles = {}
+    for g in groups:
+        flows = [r["summary"].get("gradflow") for r in g.runs]
+        flows = [f for f in flows if f and f.get("mean_grad_norm")]
+        if flows:
+            profiles[g.label] = (g, flows)
+    layers = max((len(f["mean_grad_norm"][0]) for _, flows in profiles.values() for f in flows), default=0)
+    step = max(1, layers // 6)
+    shown = [i for i in range(0, layers - 1, step)] + ([layers - 1] if layers else [])
+    names = [f"layer {i + 1}" for i in shown[:-1]] + (["output"] if layers else [])
+    headers = ["configuration", "runs", *names, "first/last", "verdict", "test acc at best val"]
+    rows = []
+    for label, (g, flows) in profiles.items():
+        first_epoch = [f["mean_grad_norm"][0] for f in flows]
+        row = {"configuration": label, "runs": len(flows)}
+        for name, index in zip(names, shown):
+            row[name] = stats.median([p[index] for p in first_epoch if index < len(p) and p[index] is not None])
+        row["first/last"] = stats.median([f["first_to_last"][0] for f in flows if f.get("first_to_last")
+                                          and f["first_to_last"][0] is not None])
+        verdicts = Counter(f["verdict"][0] for f in flows if f.get("verdict"))
+        if verdicts:
+            verdict, count = verdicts.most_common(1)[0]
+            row["verdict"] = f"{verdict} ({count}/{len(flows)})"
+        else:
+            row["verdict"] = None
+        row["test acc at best val"] = stats.mean([r["summary"].get("test_acc_at_best_val") for r in g.runs])
+        rows.append(row)
+    return headers, rows
+
+
+LOTTERY_BRANCHES = ("ticket", "reinit", "random-mask")
+
+
+def t_interval(values: list[float]) -> tuple[float | None, float | None]:
+    """(mean, half-width of the 95% Student-t interval) of ``values``; the half-width is ``None``
+    for fewer than two values, both are ``None`` for none."""
+    import math
+    import statistics
+
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, None
+    from scipy.stats import t
+
+    return mean, float(t.ppf(0.975, len(values) - 1)) * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def _pm(ci: tuple, spec: str) -> str | None:
+    mean, half = ci
+    if mean is None:
+        return None
+    return f"{mean:{spec}}" if half is None else f"{mean:{spec}} ± {half:{spec}}"
+
+
+def lottery_levels(per_seed: list[list[dict]]) -> list[dict]:
+    """Per pruning level: the share of weights remaining and, per branch, ``{"acc": (mean, half),
+    "iter": (mean, half), "n"}`` over the seeds' results (level 0 is the dense run, listed as ticket)."""
+    rows = []
+    for level in sorted({r["level"] for results in per_seed for r in results}):
+        row = {"level": level}
+        for branch in LOTTERY_BRANCHES:
+            picked = [r for results in per_seed for r in results
+                      if r["level"] == level and (r["branch"] == branch or (level == 0 and r["branch"] == "dense"))]
+            if not picked:
+                continue
+            masked = [r["weights_remaining"] for r in picked if r["branch"] != "random-mask"]
+            row["weights_remaining"] = stats.mean(masked) if masked else picked[0]["weights_remaining"]
+            row[branch] = {"acc": t_interval([r["test_acc_at_early_stop"] for r in picked]),
+                           "iter": t_interval([r["early_stop_iteration"] for r in picked]), "n": len(picked)}
+            if level == 0:
+                break
+        rows.append(row)
+    return rows
+
+
+def lottery_table(groups) -> tuple[list[str], list[dict]]:
+    """The lottery recipes' table: per configuration and level, mean ± 95% t-interval over seeds."""
+    headers = ["level", "weights remaining %"]
+    for branch in LOTTERY_BRANCHES:
+        headers += [f"{branch} test acc %", f"{branch} ES iter"]
+    done = [g for g in groups if g.runs]
+    if len(done) > 1:
+        headers.insert(0, "configuration")
+    rows = []
+    for g in done:
+        per_seed = [(r["summary"].get("lottery") or {}).get("results") or [] for r in g.runs]
+        for level in lottery_levels(per_seed):
+            row = {"configuration": g.label, "level": level["level"],
+                   "weights remaining %": 100.0 * level["weights_remaining"]}
+            for branch in LOTTERY_BRANCHES:
+                cell = level.get(branch)
+                row[f"{branch} test acc %"] = _pm(cell["acc"], ".1f") if cell else None
+                row[f"{branch} ES iter"] = _pm(cell["iter"], ".0f") if cell else None
+            rows.append(row)
+    return headers, rows
+
+
+_LOTTERY = ("lottery tickets: test acc at early stop and its iteration, mean ± 95% t-interval over seeds",
+            lambda groups, registries: lottery_table(groups))
+_FOCUS = ("focus epochs, fit R2 and time to each run's own peak (the focus study)",
+          lambda groups, registries: focus_table(groups))
+# recipe -> (title, (groups, registries) -> (headers, rows))
+STUDY_TABLES = {
+    "depth": ("time to peak accuracy by depth (the paper's Table 2)", depth_table),
+    "optimizers": ("optimisers on the cubic regression (seed 004)", lambda groups, registries: optimizers_table(groups)),
+    "focus-tune": ("learning rate per model: median over seeds of the mean validation accuracy (pass the chosen one as --lr)",
+                   lambda groups, registries: focus_tune_table(groups)),
+    "focus": _FOCUS,
+    "focus-spread": _FOCUS,
+    "deep-vanilla-cnn": ("deep vanilla tanh CNN: accuracy and the first epoch at 90% (seed 003)",
+                         lambda groups, registries: deep_vanilla_cnn_table(groups)),
+    "vanishing-gradients": ("first epoch's mean gradient norm per layer, input side first (median over seeds; seed 004)",
+                            lambda groups, registries: vanishing_gradients_table(groups)),
+    "lottery-lenet": _LOTTERY,
+    "lottery-conv": _LOTTERY,
+}
+
+
 def study(recipe: str | None, groups, registries=None):
-    """(title, headers, rows) of a recipe's own table, or ``None``."""
-    if recipe == "depth":
-        headers, rows = depth_table(groups, registries)
-        return "time to peak accuracy by depth (the paper's Table 2)", headers, rows
-    if recipe == "optimizers":
-        headers, rows = optimizers_table(groups)
-        return "optimisers on the cubic regression (seed 004)", headers, rows
-    return None
+    """(title, headers, rows) of a recipe's own table (see :data:`STUDY_TABLES`), or ``None``."""
+    if recipe not in STUDY_TABLES:
+        return None
+    title, table = STUDY_TABLES[recipe]
+    headers, rows = table(groups, registries)
+    return title, headers, rows
