@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from .plugin_manager import hookimpl  # noqa: E402
+from .hookspecs import hookimpl  # noqa: E402
 from .components import (  # noqa: E402
     Component,
     dataset,

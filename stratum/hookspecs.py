@@ -45,6 +45,10 @@ from __future__ import annotations
 import pluggy
 
 hookspec = pluggy.HookspecMarker("stratum")
+#: Decorator for hook implementations (``@stratum.hookimpl``), beside the specs it implements,
+#: as pluggy's and datasette's hosts do. ``stratum.hookimpl`` and
+#: ``stratum.plugin_manager.hookimpl`` are this same marker.
+hookimpl = pluggy.HookimplMarker("stratum")
 
 
 # ---------------------------------------------------------------------------
