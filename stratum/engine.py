@@ -87,6 +87,8 @@ class Run:
     # stratum.deadweights.dead_parameters of the model on this data set's input shape
     # (None when the model's forward could not be traced on the meta device).
     dead_parameters: dict | None = None
+    # True once the strategy's stages before epoch 1 have run (run_stages).
+    prepared: bool = False
 
     @property
     def registries(self):
@@ -255,8 +257,10 @@ def build_run(config: RunConfig, pm) -> Run:
             f"model {config.model!r} has batch norm, which needs at least 2 per training batch"
         )
     run.shuffle_generator = generator(config.seed, "shuffle")
+    # The engine builds the optimizer and hands it over: strategy setup finds it on run.optimizer.
+    run.optimizer = build_optimizer(run)
     strategy_component = registries.get("strategy", config.strategy)
-    strategy = strategy_component.factory(run)
+    strategy = strategy_component.factory(run, options_for(strategy_component, config))
     if not isinstance(strategy, Strategy):
         raise StratumError(f"strategy {config.strategy!r} from {pm.describe(strategy_component.plugin)} returned "
                            f"{type(strategy).__name__}, not a stratum.Strategy")
@@ -264,8 +268,38 @@ def build_run(config: RunConfig, pm) -> Run:
     run.mode = strategy.initial_mode
     strategy.setup(run)
     if run.optimizer is None:
-        raise StratumError(f"strategy {config.strategy!r} did not create an optimizer in setup()")
+        raise StratumError(f"strategy {config.strategy!r} left no optimizer after setup()")
     return run
+
+
+def _overrides(strategy: Strategy, method: str) -> bool:
+    return getattr(type(strategy), method) is not getattr(Strategy, method)
+
+
+def run_stages(run: Run) -> None:
+    """Run the strategy's stages before epoch 1, once per run, each timed by the engine.
+
+    1. ``prior``: :meth:`Strategy.build_prior`; when it returns ``True`` its wall clock is
+       added to ``run.prior_s`` (counted in ``cum_all_in_s`` only).
+    2. ``setup``: :meth:`Strategy.prepare`; its wall clock is added to ``run.setup_s``
+       (counted in ``cum_s``, so in time to accuracy).
+
+    A stage the strategy does not override is skipped (its clock stays 0). Called by
+    :meth:`Trainer.execute` before :meth:`Strategy.execute`, and by :meth:`Trainer.fit`
+    for a run built with :func:`build_run` and fitted directly. Raises what the stages raise.
+    """
+    if run.prepared:
+        return
+    strategy = run.strategy
+    if _overrides(strategy, "build_prior"):
+        t0 = time.perf_counter()
+        if strategy.build_prior(run):
+            run.prior_s += time.perf_counter() - t0
+    if _overrides(strategy, "prepare"):
+        t0 = time.perf_counter()
+        strategy.prepare(run)
+        run.setup_s += time.perf_counter() - t0
+    run.prepared = True
 
 
 def check_dead_parameters(model: torch.nn.Module, input_shape) -> dict | None:
@@ -308,10 +342,12 @@ class Trainer:
         (``run.model``) and the strategy (``run.strategy``). Raises like :meth:`run`."""
         with self.pm.guard():
             run = build_run(config, self.pm)
+            run_stages(run)
             return run, run.strategy.execute(self, run)
 
     # -- one fit -----------------------------------------------------------------
     def fit(self, run: Run, *, checkpoint_name: str = CHECKPOINT_FILENAME, resume: bool | None = None) -> dict:
+        run_stages(run)  # a no-op when Trainer.execute ran them already
         config = run.config
         resume = config.resume if resume is None else resume
         run_dir = run.run_dir()

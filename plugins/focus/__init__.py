@@ -86,10 +86,8 @@ class PolicyOptions:
     guard_tolerance: float = option(0.0, "guarded: roll back a focus epoch that lowers val accuracy by more than this (points).", min=0)
 
 
-def _focus_factory(run):
-    from stratum.config import options_for
-
-    return FocusStrategy(run, options_for(run.registries.get("strategy", "focus"), run.config))
+def _focus_factory(run, options):
+    return FocusStrategy(run, options)
 
 
 @stratum.hookimpl
