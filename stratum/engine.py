@@ -29,7 +29,6 @@ from typing import Any
 import attrs
 import torch
 
-from . import __version__
 from .checkpoint import FILENAME as CHECKPOINT_FILENAME
 from .checkpoint import RUN_SCHEMA as CHECKPOINT_SCHEMA
 from .checkpoint import load_checkpoint, save_checkpoint

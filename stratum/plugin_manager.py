@@ -763,7 +763,7 @@ def create_plugin_manager(block: Iterable[str] = (), autoload: bool | None = Non
 
 
 def _stratum_version() -> str:
-    from . import __version__
+    from .version import __version__
 
     return __version__
 

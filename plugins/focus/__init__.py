@@ -142,7 +142,7 @@ def stratum_register_switching_policies():
 def _capture_extension(run, options: CaptureOutOptions):
     if options.capture_out is None:
         return None
-    from .capture import CaptureExtension
+    from .source import CaptureExtension
     from .strategy import capture_config_from
 
     return CaptureExtension(capture_config_from(options, seed=run.config.seed), options.capture_out)
