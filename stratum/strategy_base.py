@@ -17,10 +17,12 @@ expects the strategy's ``stratum_apply_update`` to produce the update.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 
-# ``Run`` and ``Trainer`` below are stratum.engine's (annotations only: the strategy
-# layer does not import the engine, which imports it).
+if TYPE_CHECKING:  # pragma: no cover - annotations only: the engine imports this module, not the reverse
+    from .engine import Run, Trainer
 
 
 @attrs.frozen

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Iterable
+from typing import Iterable
 
 import attrs
 
 from ..config import CORE_FIELDS, check_names, make_config, plugin_option_fields
 from ..errors import ConfigError, StratumError
-from ..options import coerce, option_meta
-from ..registry import closest
+from ..options import option_meta
 from .spec import MAX_RUNS, RESERVED, BenchSpec, canonical  # noqa: F401  (RESERVED, canonical: moved to .spec, still read from here)
 
 # Options a bench controls itself: not allowed as axes or fixed values.
