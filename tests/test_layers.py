@@ -251,3 +251,16 @@ def test_layers_import_one_way(module, forbidden):
                 elif f != "stratum" and _under(f)(target):
                     bad.append(f"{m}:{line} imports {target}")
     assert not bad, "\n".join(bad)
+
+
+def test_a_plugin_manager_imports_no_engine_distributed_or_report():
+    # at run time too: the core fallback (stratum.engine_plugin) is all a new manager registers
+    import subprocess
+    import sys
+
+    code = ("import sys; from stratum.plugin_manager import StratumPluginManager; pm = StratumPluginManager(); "
+            "assert pm.has_plugin('stratum.engine'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[:2] in (['stratum', 'engine'], "
+            "['stratum', 'distributed'], ['stratum', 'report'])))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

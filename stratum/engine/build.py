@@ -27,6 +27,12 @@ STAGES_KEY = "_stages"
 
 
 def build_optimizer(run: Run, params=None) -> torch.optim.Optimizer:
+    """A fresh ``--optimizer`` over ``params`` (default: all of ``run.model``'s parameters).
+
+    The engine calls it once in :func:`build_run` and hands the result over on
+    ``run.optimizer``; a strategy may call it again for a fresh optimizer (lottery rounds).
+    Raises :class:`StratumError` naming the plugin when the factory returns no optimizer.
+    """
     component = run.registries.get("optimizer", run.config.optimizer)
     params = list(run.model.parameters()) if params is None else params
     optimizer = component.factory(params, run.config, options_for(component, run.config))
@@ -44,6 +50,8 @@ def _checked(pm, component, value, expected: type):
 
 
 def load_dataset(config: RunConfig, registries, pm=None):
+    """The ``--dataset`` component's :class:`~stratum.data.DatasetBundle` for ``config``; with
+    ``pm``, a factory that returns something else is a :class:`StratumError` naming its plugin."""
     component = registries.get("dataset", config.dataset)
     request = DataRequest(root=Path(config.data_root), download=config.download, seed=config.split_seed)
     bundle = component.factory(request, options_for(component, config))

@@ -59,6 +59,14 @@ class Trainer:
 
     # -- one fit -----------------------------------------------------------------
     def fit(self, run: Run, *, checkpoint_name: str = CHECKPOINT_FILENAME, resume: bool | None = None) -> dict:
+        """One fit of ``run`` from its current state; returns the summary.
+
+        Runs the strategy's stages first if nobody has (:func:`run_stages`); registers the
+        run-scoped plugins (in :func:`run_scoped_plugins` order) for this fit only; with
+        ``resume`` (default: ``--resume``) continues from ``checkpoint_name`` in the run
+        directory. Raises like :meth:`run`; :class:`~stratum.errors.RunInterrupted` on a
+        signal (a checkpoint written first when there is a run directory).
+        """
         run_stages(run)  # a no-op when Trainer.execute ran them already
         config = run.config
         resume = config.resume if resume is None else resume
