@@ -1,8 +1,8 @@
 """stratum: a pluggable training-strategy framework for PyTorch."""
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 
-from .plugin_manager import hookimpl  # noqa: E402
+from .hookspecs import hookimpl  # noqa: E402
 from .components import (  # noqa: E402
     Component,
     dataset,

@@ -17,7 +17,7 @@ import attrs
 import click
 from click.core import ParameterSource
 
-from . import __version__
+from .version import __version__
 from .components import KINDS
 from .config import CORE_FIELDS, check_outputs, load_toml, make_config, plugin_option_fields
 from .errors import OutputError, RunInterrupted, StratumError

@@ -6,7 +6,7 @@ The ``factory`` is whatever that kind calls for (see ``docs/plugin-guide.md``):
 ==============  ============================================================
 kind            factory signature
 ==============  ============================================================
-strategy        ``factory(run) -> stratum.Strategy``
+strategy        ``factory(run, options) -> stratum.Strategy``
 model           ``factory(spec: ModelSpec, options) -> torch.nn.Module``
 dataset         ``factory(request: DataRequest, options) -> DatasetBundle``
 initializer     ``factory(module: nn.Module, options, generator) -> None``

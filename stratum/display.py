@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .plugin_manager import hookimpl
+from .hookspecs import hookimpl
 
 
 def epoch_label(strategy: str, mode: str, modes) -> str:

@@ -30,7 +30,7 @@ import gc
 import os
 
 from .errors import StratumError
-from .plugin_manager import hookimpl
+from .hookspecs import hookimpl
 
 
 def _dist():

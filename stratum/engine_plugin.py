@@ -1,37 +1,26 @@
-"""stratum's own hook implementations: the fallbacks every run relies on."""
+"""stratum's own hook implementations: the core fallbacks every run relies on.
+
+Only the ``optimizer.step()`` fallback of ``stratum_apply_update`` lives here. It is
+core behaviour, not an optional plugin: every :class:`~stratum.plugin_manager.StratumPluginManager`
+registers this module (plugin name ``stratum.engine``) when it is created, and the name is no
+entry point, so ``--block-plugin`` cannot remove it and no run is ever left without an update
+rule. The engine's optional extensions (TensorBoard, data-parallel) are the built-in plugin
+``extensions`` (``plugins/extensions/``).
+
+This module imports nothing but the hook marker (no torch, no engine, no report).
+"""
 
 from __future__ import annotations
 
-from .plugin_manager import hookimpl
+from .hookspecs import hookimpl
+
+#: The plugin name this module is registered under.
+PLUGIN_NAME = "stratum.engine"
 
 
 @hookimpl(trylast=True)
 def stratum_apply_update(run, step):
-    """Apply the gradients in ``.grad`` with the run's optimiser."""
+    """Apply the gradients in ``.grad`` with the run's optimiser (``run.optimizer.step()``);
+    runs only when no other implementation returned a result first."""
     run.optimizer.step()
     return "optimizer"
-
-
-@hookimpl
-def stratum_register_extensions():
-    """``--tensorboard DIR`` logging, and data parallelism when launched by torchrun."""
-    from .components import extension
-    from .distributed import data_parallel_extension
-
-    return [
-        extension("tensorboard", _tensorboard_logger, "Log a run's scalars to TensorBoard when --tensorboard DIR is set."),
-        extension("data-parallel", data_parallel_extension,
-                  "Under torchrun: DDP with each global batch sharded across ranks (gloo on CPU, nccl on CUDA)."),
-    ]
-
-
-def _tensorboard_logger(run, options):
-    if run.config.tensorboard is None:
-        return None
-    from .distributed import is_main_process
-
-    if not is_main_process():  # under torchrun only rank 0 writes
-        return None
-    from .report.tensorboard import TensorBoardLogger
-
-    return TensorBoardLogger(run)

@@ -73,9 +73,7 @@ def source_checkouts(cwd: str | os.PathLike | None = None) -> dict:
     editable install of a clone); ``cwd``: the repository of the working directory,
     if any (the user's experiment code).
     """
-    import stratum
-
-    package = Path(stratum.__file__).resolve().parent
+    package = Path(__file__).resolve().parent  # the stratum package
     try:
         cwd = Path.cwd() if cwd is None else Path(cwd)
     except OSError:  # the working directory was removed
@@ -119,7 +117,7 @@ def gpu_name(device=None) -> str | None:
 def library_versions() -> dict:
     """``{"python", "stratum", "torch", "numpy", "xgboost"}`` versions; ``None`` for a library
     that is not installed. Read from package metadata: nothing is imported for this."""
-    from . import __version__
+    from .version import __version__
 
     versions = {"stratum": __version__, "python": platform.python_version()}
     for name in LIBRARIES:

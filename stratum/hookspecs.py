@@ -27,12 +27,18 @@ Two families:
         ... more epochs ...
       fit_end
 
-  The active strategy, the active profilers and any ``--capture`` helper are
-  registered as *run-scoped* plugins: they receive lifecycle hooks for that
-  fit only. A lifecycle hook that raises ends the run with an error that names
-  the plugin and the hook.
+  The active strategy, the active profilers, the extensions that take part
+  (``--capture-out``, ``--tensorboard`` ...) and the extra plugins (the display,
+  ``stratum.fit`` callbacks) are registered as *run-scoped* plugins: they
+  receive lifecycle hooks for that fit only, called in this order: strategy,
+  profilers (``--profile`` order), extensions, extra plugins (the order given);
+  then the plugins loaded for the whole process; stratum's ``trylast``
+  ``optimizer.step()`` fallback last. ``tryfirst=True``/``trylast=True`` move an
+  implementation before/after all of them (docs/architecture.md, "Who is called
+  first around a hook"). A lifecycle hook that raises ends the run with an error
+  that names the plugin and the hook.
 
-``run`` is always the :class:`stratum.engine.Run` being trained: it exposes
+``run`` is always the :class:`stratum.engine.Run` being trained (``stratum/engine/run.py``): it exposes
 ``config``, ``model``, ``optimizer``, ``device``, ``data``, ``task``, ``strategy``,
 ``epoch``, ``global_step``, ``mode``, ``history``, ``summary`` (a dict plugins
 may add JSON-safe entries to), ``timer`` (phase marks), ``hooks`` and ``fit_tag``
@@ -45,6 +51,10 @@ from __future__ import annotations
 import pluggy
 
 hookspec = pluggy.HookspecMarker("stratum")
+#: Decorator for hook implementations (``@stratum.hookimpl``), beside the specs it implements,
+#: as pluggy's and datasette's hosts do. ``stratum.hookimpl`` and
+#: ``stratum.plugin_manager.hookimpl`` are this same marker.
+hookimpl = pluggy.HookimplMarker("stratum")
 
 
 # ---------------------------------------------------------------------------

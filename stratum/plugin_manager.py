@@ -48,7 +48,7 @@ PLUGINS_ENV = "STRATUM_PLUGINS"
 LOCAL_ORIGIN = "local"
 BUILTIN_DISTRIBUTION = "stratum"
 
-hookimpl = pluggy.HookimplMarker("stratum")
+hookimpl = hookspecs.hookimpl  # re-exported: defined beside the hookspecs
 
 # registration hook name -> component kind it must return
 REGISTRATION_HOOKS = {
@@ -117,6 +117,18 @@ class StratumPluginManager(pluggy.PluginManager):
         self.scoped: dict[str, tuple[str | None, str, str | None]] = {}
         # local plugins (--plugin, STRATUM_PLUGINS): spec as loaded (absolute path or module) -> plugin name
         self.local_plugins: dict[str, str] = {}
+        self._register_core()
+
+    def _register_core(self) -> None:
+        """Register stratum's core hook implementations (:mod:`stratum.engine_plugin`: the
+        ``optimizer.step()`` fallback of ``stratum_apply_update``). Its name is no entry point,
+        so no ``--block-plugin`` can remove it. Imports no torch, engine or report code."""
+        from . import engine_plugin
+
+        self.register(engine_plugin, name=engine_plugin.PLUGIN_NAME)
+        self.records[engine_plugin.PLUGIN_NAME] = PluginRecord(
+            engine_plugin.PLUGIN_NAME, "builtin", _stratum_version(), engine_plugin.__name__, "loaded"
+        )
 
     def register(self, plugin, name=None):
         """pluggy's ``register``, remembering the order plugins were registered in."""
@@ -743,13 +755,7 @@ def create_plugin_manager(block: Iterable[str] = (), autoload: bool | None = Non
     Raises :class:`ConfigError` for a blocked name no plugin has and for a local plugin
     spec that cannot be loaded (see :meth:`StratumPluginManager.load_local_plugins`).
     """
-    pm = StratumPluginManager()
-    from . import engine_plugin  # stratum's own fallbacks, e.g. optimizer.step()
-
-    pm.register(engine_plugin, name="stratum.engine")
-    pm.records["stratum.engine"] = PluginRecord(
-        "stratum.engine", "builtin", _stratum_version(), engine_plugin.__name__, "loaded"
-    )
+    pm = StratumPluginManager()  # with stratum's core fallbacks (stratum.engine_plugin)
     pm.load_entry_points(block=block, autoload=autoload)
     pm.load_local_plugins(plugins, "--plugin")
     pm.load_local_plugins(plugins_from_env(), PLUGINS_ENV)
@@ -757,7 +763,7 @@ def create_plugin_manager(block: Iterable[str] = (), autoload: bool | None = Non
 
 
 def _stratum_version() -> str:
-    from . import __version__
+    from .version import __version__
 
     return __version__
 

@@ -1,7 +1,10 @@
 """The strategy contract.
 
-A strategy decides how parameters move. stratum constructs it with
-``factory(run)``, calls :meth:`Strategy.setup`, then registers the instance as
+A strategy decides how parameters move. stratum builds the run's optimizer
+(``run.optimizer``), constructs the strategy with ``factory(run, options)``
+(``options``: the instance of the component's options class resolved from the
+run's config, ``None`` when it declares none; a :class:`Strategy` subclass is
+itself such a factory), calls :meth:`Strategy.setup`, then registers the instance as
 a run-scoped pluggy plugin for the fit: it steers training by implementing
 lifecycle hooks (``stratum_apply_update``, ``stratum_decide_switch`` ...)
 as methods decorated with ``@stratum.hookimpl``.
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover - annotations only: the engine imports this module, not the reverse
     from .engine import Run, Trainer
 
 
@@ -53,14 +56,42 @@ class Strategy:
     initial_mode = "sgd"
 
     def __init__(self, run: "Run", options=None):
+        """``run``: the run being built (model, data and ``run.optimizer`` are ready);
+        ``options``: this strategy's resolved options instance, or ``None``."""
         self.options = options
 
     # -- construction ----------------------------------------------------------
     def setup(self, run: "Run") -> None:
-        """Build ``run.optimizer``. Runs before any hook fires and before a resume."""
-        from .engine import build_optimizer
+        """Cheap checks and wiring, before any hook fires and before a resume. Never trains.
 
-        run.optimizer = build_optimizer(run)
+        ``run.optimizer`` is already built by the engine from ``--optimizer``; a strategy
+        may replace it (it must leave one). Resolve the names of the components the
+        strategy uses here, so that a typo fails before any work. Default: nothing.
+        """
+
+    # -- stages before epoch 1 -------------------------------------------------
+    # The engine calls these once per run, after setup() and before the first fit (a
+    # resumed run too), each under a timed phase of its own; a stage the strategy does
+    # not override is skipped. See docs/architecture.md, "Stages before epoch 1".
+    def build_prior(self, run: "Run") -> bool:
+        """Stage ``prior``: obtain what the strategy learns from outside this run (focus:
+        a prior, built on an SGD source run or read from a file).
+
+        This is the one place a strategy may train before epoch 1, and only on a separate
+        run it builds itself (``stratum.engine.build_run`` + ``Trainer(pm).fit``), leaving
+        global random state as it found it. Return ``True`` when something was built: the
+        engine then adds the stage's wall clock to ``run.prior_s`` (the all-in clock,
+        ``cum_all_in_s``, not ``cum_s``); return ``False`` when nothing was (a prior read
+        from a file, or found on disk by a resumed run). Default: nothing, ``False``.
+        """
+        return False
+
+    def prepare(self, run: "Run") -> None:
+        """Stage ``setup``: method costs paid before epoch 1 (focus fits its library here).
+
+        The engine adds the stage's wall clock to ``run.setup_s``, which counts in ``cum_s``
+        and so in time to accuracy. Must not train on the run's data. Default: nothing.
+        """
 
     # -- driving ---------------------------------------------------------------
     def execute(self, trainer: "Trainer", run: "Run") -> dict:

@@ -37,8 +37,8 @@ PLUGIN_SOURCE = textwrap.dedent('''
             time.sleep(self.options.sleepy_ms / 1000.0)
 
 
-    def _sleepy(run):
-        return Sleepy(run, run.options_for("strategy", "sleepy"))
+    def _sleepy(run, options):
+        return Sleepy(run, options)
 
 
     @stratum.hookimpl

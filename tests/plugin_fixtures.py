@@ -111,9 +111,9 @@ TRAPDOOR = textwrap.dedent('''
             return {}
 
 
-    def make_strategy(run):
+    def make_strategy(run, options):
         trap("strategy")
-        return TrapStrategy(run)
+        return TrapStrategy(run, options)
 
 
     class TrapProfiler:

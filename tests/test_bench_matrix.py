@@ -31,7 +31,7 @@ class ToyPlugin:
 
     @stratum.hookimpl
     def stratum_register_strategies(self):
-        return stratum.strategy("toy", lambda run: stratum.Strategy(run), "toy", options=ToyOptions)
+        return stratum.strategy("toy", lambda run, options: stratum.Strategy(run, options), "toy", options=ToyOptions)
 
     @stratum.hookimpl
     def stratum_register_regressors(self):

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from stratum.engine import Trainer, build_run
+from stratum.engine import Trainer, build_run, run_stages
 
 from .conftest import assert_one_line_error, fast_args, run_cli
 
@@ -101,7 +101,9 @@ def test_strategy_state_survives_a_weights_only_round_trip(make_cfg, pm):
     torch.save(state, buffer)
     buffer.seek(0)
     loaded = torch.load(buffer, weights_only=True)
-    other = build_run(cfg, pm).strategy
+    other_run = build_run(cfg, pm)
+    run_stages(other_run)  # the prior and the library are stages after build_run (issue 11)
+    other = other_run.strategy
     other.load_state_dict(loaded)
     again = other.state_dict()
     assert again["focus_steps"] == state["focus_steps"] and again["last_mode"] == state["last_mode"]

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import stratum
-from stratum.engine import Trainer, build_run
+from stratum.engine import Trainer, build_run, run_stages
 from stratum_plugins.focus.library import Library
 from stratum_plugins.focus.source import build_prior
 from stratum_plugins.focus.capture import CaptureConfig
@@ -54,6 +54,7 @@ class _Override:
 
 
 def _override(run, fn):
+    run_stages(run)  # the library is fitted in the strategy's setup stage, after build_run (issue 11)
     run.strategy.updater.library = _Override(run.strategy.library, fn)
 
 

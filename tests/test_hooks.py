@@ -143,7 +143,7 @@ def test_decide_switch_changes_mode_and_is_recorded(pm, make_cfg):
     class Register:
         @stratum.hookimpl
         def stratum_register_strategies(self):
-            return stratum.strategy("two-mode", lambda run: TwoModeStrategy(run), "test strategy")
+            return stratum.strategy("two-mode", lambda run, options: TwoModeStrategy(run, options), "test strategy")
 
     pm.register_object(Register(), name="two-mode-plugin")
     summary = Trainer(pm).run(make_cfg(strategy="two-mode", epochs=3, steps_per_epoch=2))
@@ -158,7 +158,7 @@ def test_decide_switch_changes_mode_and_is_recorded(pm, make_cfg):
 @pytest.mark.parametrize(
     "hook, kind, factory",
     [
-        ("stratum_register_strategies", "strategy", lambda run: None),
+        ("stratum_register_strategies", "strategy", lambda run, options: None),
         ("stratum_register_models", "model", lambda spec, options: None),
         ("stratum_register_datasets", "dataset", lambda request, options: None),
         ("stratum_register_initializers", "initializer", lambda model, options, g: None),

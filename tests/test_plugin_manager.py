@@ -102,7 +102,7 @@ def test_duplicate_registration_is_a_clear_error_unless_override(pm):
     class Dup:
         @stratum.hookimpl
         def stratum_register_strategies(self):
-            return stratum.strategy("sgd", lambda run: None, "impostor")
+            return stratum.strategy("sgd", lambda run, options: None, "impostor")
 
     pm.register_object(Dup(), name="dup")
     with pytest.raises(DuplicateNameError, match="'dup' registers strategy 'sgd'"):

@@ -10,7 +10,7 @@ from stratum.registry import Registries, Registry
 
 
 def _strategy(name, **kw):
-    return stratum.strategy(name, lambda run: None, f"{name} strategy", **kw)
+    return stratum.strategy(name, lambda run, options: None, f"{name} strategy", **kw)
 
 
 def test_unknown_name_lists_available_and_suggests_closest(pm):

@@ -185,7 +185,7 @@ def test_toolbox_terms_reach_updates_a_strategy_applies_itself(pm, make_cfg):
     class Register:
         @stratum.hookimpl
         def stratum_register_strategies(self):
-            return stratum.strategy("zero-predictor", lambda run: _PredictedGradients(run), "test strategy")
+            return stratum.strategy("zero-predictor", lambda run, options: _PredictedGradients(run), "test strategy")
 
     pm.register_object(Register(), name="zero-predictor-plugin")
     start = build_run(make_cfg(strategy="zero-predictor"), pm).model.state_dict()

@@ -86,10 +86,8 @@ class PolicyOptions:
     guard_tolerance: float = option(0.0, "guarded: roll back a focus epoch that lowers val accuracy by more than this (points).", min=0)
 
 
-def _focus_factory(run):
-    from stratum.config import options_for
-
-    return FocusStrategy(run, options_for(run.registries.get("strategy", "focus"), run.config))
+def _focus_factory(run, options):
+    return FocusStrategy(run, options)
 
 
 @stratum.hookimpl
@@ -144,7 +142,7 @@ def stratum_register_switching_policies():
 def _capture_extension(run, options: CaptureOutOptions):
     if options.capture_out is None:
         return None
-    from .capture import CaptureExtension
+    from .source import CaptureExtension
     from .strategy import capture_config_from
 
     return CaptureExtension(capture_config_from(options, seed=run.config.seed), options.capture_out)

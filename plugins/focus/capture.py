@@ -442,24 +442,3 @@ class Capture:
             "bound_bytes": self.bound_bytes(),
             "capture_s": self.capture_s,
         }
-
-
-class CaptureExtension(Capture):
-    """``--capture-out PATH``: capture any strategy's run and write a prior when it ends."""
-
-    def __init__(self, config: CaptureConfig, path):
-        super().__init__(config)
-        self.path = path
-
-    @stratum.hookimpl
-    def stratum_fit_end(self, run, summary):
-        from .prior import save_prior
-        from .source import prior_from_capture
-
-        if self.state is None:
-            return
-        self.flush()
-        prior = prior_from_capture(run.config, run.pm, self, summary)
-        save_prior(self.path, prior)
-        summary["capture"] = {"prior": str(self.path), "rows": sum(r.size for r in self.reservoirs.values()),
-                              "capture_s": self.capture_s, "bytes": self.nbytes()}

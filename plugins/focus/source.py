@@ -1,7 +1,8 @@
 """Building a prior: an SGD *source run* with a :class:`~.capture.Capture` attached.
 
 Used by ``stratum prior build`` and by ``stratum run --strategy focus`` when no
-``--prior`` is given. The source run is a normal stratum run of strategy
+``--prior`` is given; :class:`CaptureExtension` (``--capture-out``) writes a prior
+from any run the same way. The source run is a normal stratum run of strategy
 ``sgd`` on the same model and data set as asked, with its own seed; an optional
 ``data_fraction`` trains it on a seeded random subset of the *training* split
 (never validation or test). Global random state (torch, numpy, python) is saved
@@ -19,13 +20,14 @@ import attrs
 import numpy as np
 import torch
 
+import stratum
 from stratum.data import has_batch_norm, make_batches
 from stratum.engine import Trainer, build_run, versions
 from stratum.seeding import generator as derived_generator
 from stratum.seeding import rng_state, set_rng_state
 
 from .capture import Capture, CaptureConfig
-from .prior import FORMAT, Prior
+from .prior import FORMAT, Prior, save_prior
 
 # Options of the target run that must not leak into a source run.
 _SOURCE_RESETS = dict(strategy="sgd", out=None, json=None, name=None, resume=False, profile=(),
@@ -131,3 +133,21 @@ def _model_options(config, pm) -> dict:
 
     opts = options_for(component, config)
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in attrs.asdict(opts).items() if k in names}
+
+
+class CaptureExtension(Capture):
+    """``--capture-out PATH``: capture any strategy's run and write a prior when it ends."""
+
+    def __init__(self, config: CaptureConfig, path):
+        super().__init__(config)
+        self.path = path
+
+    @stratum.hookimpl
+    def stratum_fit_end(self, run, summary):
+        if self.state is None:
+            return
+        self.flush()
+        prior = prior_from_capture(run.config, run.pm, self, summary)
+        save_prior(self.path, prior)
+        summary["capture"] = {"prior": str(self.path), "rows": sum(r.size for r in self.reservoirs.values()),
+                              "capture_s": self.capture_s, "bytes": self.nbytes()}

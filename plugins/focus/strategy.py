@@ -2,11 +2,14 @@
 
 Lifecycle (see docs/focus.md):
 
-1. ``setup``: build the optimiser; load ``--prior`` or build one on an SGD
-   source run (seed ``seed + prior_seed_offset``, ``prior_epochs`` epochs; its
-   wall clock becomes ``run.prior_s``, counted only in the all-in clock); check
-   the prior's architecture against the model; fit the focus library (its wall
-   clock is added to ``run.setup_s``, so it counts in ``cum_s``).
+1. ``setup``: resolve the feature set, regressor and policy (a typo must not
+   cost a source run); the engine has built the optimiser already.
+   Stage ``prior`` (:meth:`FocusStrategy.build_prior`, timed by the engine): load
+   ``--prior`` or build one on an SGD source run (seed ``seed + prior_seed_offset``,
+   ``prior_epochs`` epochs; the stage's wall clock becomes ``run.prior_s``, counted
+   only in the all-in clock). Stage ``setup`` (:meth:`FocusStrategy.prepare`, timed by
+   the engine): check the prior's architecture against the model and fit the focus
+   library (the stage's wall clock is added to ``run.setup_s``, so it counts in ``cum_s``).
 2. Mode ``sgd`` (uses data): the engine's forward/backward and optimiser step.
 3. Mode ``focus`` (no data): ``stratum_apply_update`` writes predicted
    gradients to ``.grad`` and steps the same optimiser.
@@ -25,8 +28,6 @@ import torch
 
 import stratum
 from stratum import Mode, Strategy, SwitchDecision
-from stratum.config import options_for
-from stratum.engine import build_optimizer
 from stratum.errors import PriorError
 from stratum.options import SEED_MAX
 
@@ -34,7 +35,8 @@ from .capture import CaptureConfig, architecture_signature
 from .library import fit_library
 from .policies import FOCUS, SGD
 from .prior import Prior, check_architecture, load_prior, save_prior
-from .source import build_prior, source_config
+from .source import build_prior as build_prior_on_source_run
+from .source import source_config
 from .step import FocusUpdater
 from .trajectory import TrajectorySpec
 
@@ -103,25 +105,40 @@ class FocusStrategy(Strategy):
         self.snapshot: dict | None = None
         self.snapshot_epoch = 0
         self.optimizer_state = "keep"
+        self._prior: Prior | None = None  # between the prior and setup stages
+        self._feature_set = None
+        self._regressor_component = None
+        self._regressor_options = None
 
-    # -- setup -----------------------------------------------------------------------
+    # -- setup and the stages before epoch 1 -------------------------------------------
     def setup(self, run) -> None:
+        """Resolve every component name and option first: a typo must not cost a source run."""
         opts = self.options
-        run.optimizer = build_optimizer(run)
-        # resolve every name first: a typo must not cost a source run
         registries = run.registries
         feature_component = registries.get("feature_set", opts.features)
-        regressor_component = registries.get("regressor", opts.regressor)
+        self._regressor_component = registries.get("regressor", opts.regressor)
         policy_component = registries.get("policy", opts.policy)
-        feature_set = feature_component.factory(options_for(feature_component, run.config))
-        regressor_options = options_for(regressor_component, run.config)
-        self.policy = policy_component.factory(options_for(policy_component, run.config))
+        self._feature_set = feature_component.factory(run.options_for("feature_set", opts.features))
+        self._regressor_options = run.options_for("regressor", opts.regressor)
+        self.policy = policy_component.factory(run.options_for("policy", opts.policy))
         self.optimizer_state = opts.focus_optimizer_state
         if self.optimizer_state == "auto":  # a feature set may need momentum dropped at switches (denoise does)
-            self.optimizer_state = getattr(feature_set, "optimizer_state", "keep")
-        prior = self._obtain_prior(run)
+            self.optimizer_state = getattr(self._feature_set, "optimizer_state", "keep")
+
+    def build_prior(self, run) -> bool:
+        """Stage ``prior``: read ``--prior`` (or the prior a resumed run built), or build one on an
+        SGD source run. ``True`` when one was built (its wall clock counts in ``run.prior_s``)."""
+        built = self.options.prior is None and not self._saved_prior_to_resume(run)
+        self._prior = self._obtain_prior(run)
+        return built
+
+    def prepare(self, run) -> None:
+        """Stage ``setup``: check the prior against the model, fit the focus library (counted in ``cum_s``)."""
+        opts = self.options
+        prior = self._prior
         self.prior_dead_share = prior.metadata.get("dead_share")  # None for priors written before issue 15
         check_architecture(prior.metadata["architecture"], architecture_signature(run.model), self.prior_label)
+        regressor_component, regressor_options = self._regressor_component, self._regressor_options
 
         def make_regressor():
             regressor = regressor_component.factory(regressor_options)
@@ -131,15 +148,19 @@ class FocusStrategy(Strategy):
 
         t0 = time.perf_counter()
         self.library = fit_library(
-            prior.tensors, feature_set, make_regressor, source_lr=prior.source_lr,
+            prior.tensors, self._feature_set, make_regressor, source_lr=prior.source_lr,
             max_samples=opts.focus_fit_samples, holdout=opts.focus_holdout, seed=run.config.seed, device=run.device,
         )
         capture = CaptureConfig.from_dict(prior.metadata["capture"])
         self.updater = FocusUpdater(run.model, self.library, capture.layers, capture.trajectory, opts.focus_uncaptured)
         self.fit_s = time.perf_counter() - t0
-        run.setup_s += self.fit_s
+        self._prior = None  # the library holds what it needs
         if not self.library.models:
             raise PriorError(f"prior {self.prior_label} has too few capture rows to fit any layer")
+
+    def _saved_prior_to_resume(self, run) -> bool:
+        run_dir = run.run_dir()
+        return bool(run.config.resume and run_dir is not None and (run_dir / AUTO_PRIOR_NAME).exists())
 
     def _obtain_prior(self, run) -> Prior:
         opts = self.options
@@ -159,10 +180,9 @@ class FocusStrategy(Strategy):
             print(f"stratum: focus: building a prior on an SGD source run (seed {src.seed}, {src.epochs} epochs)",
                   flush=True)
         capture = capture_config_from(opts, seed=src.seed)
-        prior, info = build_prior(src, run.pm, capture, data_fraction=opts.prior_data_fraction)
+        prior, info = build_prior_on_source_run(src, run.pm, capture, data_fraction=opts.prior_data_fraction)
         if saved is not None:
             save_prior(saved, prior)
-        run.prior_s += info["seconds"]
         self.capture_s = info["capture_s"]
         self.prior_info = info
         self.prior_label = str(saved) if saved is not None else f"built: sgd source run, seed {src.seed}"

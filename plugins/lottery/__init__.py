@@ -61,8 +61,8 @@ def _conv_factory(name, spec, options: ConvOptions):
         raise ConfigError(str(exc)) from None
 
 
-def _factory(run):
-    return LotteryStrategy(run, run.options_for("strategy", "lottery"))
+def _factory(run, options):
+    return LotteryStrategy(run, options)
 
 
 @stratum.hookimpl

@@ -224,13 +224,15 @@ def _make_callback(run_names: list[str]):
         from ..cli import explicit_values, get_pm
         from .api import run_bench
         from .matrix import plan_runs
-        from .recipes import recipe_spec
+        from .recipes import SCALES, all_recipes, recipe_spec
 
         pm = get_pm(ctx)
         cli = cli_spec(params, explicit_values(ctx, run_names))
         from .matrix import known_fields
 
-        toml = spec_from_toml(params["config_file"], known_fields(pm.registries)) if params.get("config_file") else BenchSpec()
+        toml = (spec_from_toml(params["config_file"], known_fields(pm.registries),
+                               choices={"recipe": tuple(sorted(all_recipes())), "scale": SCALES})
+                if params.get("config_file") else BenchSpec())
         recipe = cli.recipe or toml.recipe
         scale = cli.settings.get("scale") or toml.settings.get("scale") or "small"
         spec = recipe_spec(recipe, scale) if recipe else BenchSpec()

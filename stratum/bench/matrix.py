@@ -21,18 +21,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Iterable
+from typing import Iterable
 
 import attrs
 
 from ..config import CORE_FIELDS, SELECTIVE_CORE_OPTIONS, check_names, make_config, option_readers, plugin_option_fields
 from ..errors import ConfigError, StratumError
-from ..options import coerce, option_meta
-from ..registry import closest
-from .spec import MAX_RUNS, BenchSpec
+from ..options import option_meta
+from .spec import MAX_RUNS, RESERVED, BenchSpec, canonical  # noqa: F401  (RESERVED, canonical: moved to .spec, still read from here)
 
 # Options a bench controls itself: not allowed as axes or fixed values.
-RESERVED = ("json", "resume", "name", "out", "quiet")
 # Options that do not change what a run computes: left out of its id.
 NOT_IN_IDENTITY = ("threads", "tensorboard", "quiet", "json", "out", "name", "resume")
 
@@ -57,28 +55,6 @@ class RunPlan:
 
 def known_fields(registries) -> dict[str, attrs.Attribute]:
     return {**CORE_FIELDS, **plugin_option_fields(registries.all())}
-
-
-def _jsonable(value: Any) -> Any:
-    from pathlib import Path
-
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def canonical(name: str, value: Any, fields: dict, source: str) -> Any:
-    """``value`` coerced to the option's type, as JSON-safe data."""
-    field = fields.get(name)
-    if field is None:
-        hint = closest(name, fields)
-        suggestion = f"; did you mean {hint!r}?" if hint else ""
-        raise ConfigError(f"{source}: unknown run option {name!r}{suggestion}")
-    if name in RESERVED:
-        raise ConfigError(f"{source}: {name!r} is managed by the bench and cannot be set (results go to the store)")
-    return _jsonable(coerce(field, value, source))
 
 
 def _names(value) -> list:

@@ -34,7 +34,8 @@ import attrs
 
 from ..config import load_toml
 from ..errors import ConfigError
-from ..options import PROCESSES_MAX, SEED_MAX
+from ..options import PROCESSES_MAX, SEED_MAX, coerce
+from ..registry import closest
 
 # CLI/TOML axis names -> the run option each one varies.
 NAMED_AXES = {
@@ -50,6 +51,8 @@ BENCH_SETTINGS = ("name", "workers", "executor", "address", "recipe", "scale")
 EXECUTORS = ("local", "dask", "ray")
 # A bench larger than this is almost certainly a typo (and would not fit in memory as a plan).
 MAX_RUNS = 100_000
+# Run options the bench manages itself (results go to the store): never set by a spec.
+RESERVED = ("json", "resume", "name", "out", "quiet")
 
 
 @attrs.define
@@ -158,10 +161,8 @@ def parse_assignment(text: str, flag: str) -> tuple[str, str]:
     return key, value.strip()
 
 
-def _setting(source: str, key: str, value: Any) -> Any:
-    """One [bench] setting, checked against its type and range."""
-    from .recipes import SCALES, all_recipes
-
+def _setting(source: str, key: str, value: Any, choices: dict) -> Any:
+    """One [bench] setting, checked against its type and range (``choices``: setting -> allowed values)."""
     where = f"{source}: [bench] {key}"
     if isinstance(value, dict):
         raise ConfigError(f"{where} must be a value, not a table")
@@ -173,7 +174,7 @@ def _setting(source: str, key: str, value: Any) -> Any:
         return value
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where} must be a non-empty string, got {value!r}")
-    choices = {"executor": EXECUTORS, "scale": SCALES, "recipe": tuple(sorted(all_recipes()))}.get(key)
+    choices = {"executor": EXECUTORS, **choices}.get(key)
     if choices and value not in choices:
         raise ConfigError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
     return value
@@ -201,18 +202,19 @@ def _axis_items(value: Any, where: str) -> None:
 
 def _check_axis(key: str, values: list, where: str, fields: dict | None) -> None:
     if fields is not None:
-        from .matrix import canonical
-
         for item in values:
             canonical(key, item, fields, where)
 
 
-def spec_from_toml(path: Path, fields: dict | None = None) -> BenchSpec:
+def spec_from_toml(path: Path, fields: dict | None = None, *, choices: dict | None = None) -> BenchSpec:
     """Read a bench TOML file into a :class:`BenchSpec`, checking it field by field.
 
     ``fields`` (run option name -> option field, see ``matrix.known_fields``)
     makes every run option value in [axes], [run] and [[variant]] be checked
-    against its option too; without it only the shape is checked. Raises
+    against its option too; without it only the shape is checked. ``choices``
+    maps [bench] settings to their allowed values (``stratum bench`` passes the
+    recipes' names and scales, from :mod:`.recipes`, which builds on this module);
+    without it ``recipe`` and ``scale`` are only checked to be strings. Raises
     :class:`ConfigError` naming the file, the table and the key for a missing or
     unreadable file, malformed TOML, an unknown table or key, or a value of the
     wrong type or out of range.
@@ -234,7 +236,7 @@ def spec_from_toml(path: Path, fields: dict | None = None) -> BenchSpec:
             spec.axes[option] = seeds_axis(value, where) if option == "seed" else _names_axis(value, where)
             _check_axis(option, spec.axes[option], where, fields)
         elif key in BENCH_SETTINGS:
-            value = _setting(source, key, value)
+            value = _setting(source, key, value, choices or {})
             if key == "name":
                 spec.name = value
             elif key == "recipe":
@@ -288,7 +290,26 @@ def check_fixed(key: str, value: Any, where: str, fields: dict | None) -> None:
     if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
         raise ConfigError(f"{where} must be a value or a list of values, not a nested list or table")
     if fields is not None:
-        from .matrix import canonical
-
         canonical(key, value, fields, where)
 
+
+def _jsonable(value: Any) -> Any:
+    from pathlib import Path
+
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def canonical(name: str, value: Any, fields: dict, source: str) -> Any:
+    """``value`` coerced to the option's type, as JSON-safe data."""
+    field = fields.get(name)
+    if field is None:
+        hint = closest(name, fields)
+        suggestion = f"; did you mean {hint!r}?" if hint else ""
+        raise ConfigError(f"{source}: unknown run option {name!r}{suggestion}")
+    if name in RESERVED:
+        raise ConfigError(f"{source}: {name!r} is managed by the bench and cannot be set (results go to the store)")
+    return _jsonable(coerce(field, value, source))

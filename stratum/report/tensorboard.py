@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..paths import safe_join, slug, unique_slug, writing
-from ..plugin_manager import hookimpl
+from ..hookspecs import hookimpl
 
 LOSS_EVERY = 10
 STEPS_SUBDIR = "steps"
