@@ -31,6 +31,7 @@ from stratum.errors import PriorError
 from stratum.options import SEED_MAX
 
 from .capture import CaptureConfig, architecture_signature
+from .choices import OPTIMIZER_STATE_CHOICES  # noqa: F401  (declared where registration reads it)
 from .library import fit_library
 from .policies import FOCUS, SGD
 from .prior import Prior, check_architecture, load_prior, save_prior
@@ -41,7 +42,6 @@ from .trajectory import TrajectorySpec
 FOCUS_MODE = Mode(FOCUS, uses_data=False, description="predicted gradients from the focus library; no data")
 SGD_MODE = Mode(SGD, uses_data=True, description="mini-batch gradient step through the optimiser")
 AUTO_PRIOR_NAME = "prior.safetensors"
-OPTIMIZER_STATE_CHOICES = ("auto", "keep", "reset", "rescale")
 
 
 AUTO_CENTER = 16  # --capture-center when 0 and the feature set needs centred averages
