@@ -409,6 +409,14 @@ class StratumPluginManager(pluggy.PluginManager):
                 module = record.module.split(":")[0].split(".")[0]
             if module and not _is_core_module(module):
                 owners.append((module, self.provider(name)))
+        if self._registries is not None:
+            # A factory named "module:attr" may live outside the plugin's own package: that
+            # module is the plugin's code too.
+            for component in self._registries.all():
+                if isinstance(component.factory, LazyFactory):
+                    module = component.factory.target.split(":")[0]
+                    if not _is_core_module(module):
+                        owners.append((module, self.provider(component.plugin)))
         return sorted(owners, key=lambda o: -len(o[0]))
 
     def culprit_of(self, exc: BaseException):

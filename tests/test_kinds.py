@@ -164,6 +164,7 @@ LAZY_PLUGIN = textwrap.dedent('''
         return [
             stratum.model("{prefix}-ok", "{impl}:make", "A model whose code is imported when used.", options=TinyOptions),
             stratum.model("{prefix}-broken", "{prefix}_missing_module:make", "Its module does not exist."),
+            stratum.model("{prefix}-boom", "{impl}:explode", "Its factory raises."),
         ]
 ''')
 
@@ -176,6 +177,10 @@ LAZY_IMPL = textwrap.dedent('''
         for d in spec.input_shape:
             n *= d
         return nn.Sequential(nn.Flatten(), nn.Linear(n, 8), nn.ReLU(), nn.Linear(8, spec.num_outputs))
+
+
+    def explode(spec, options):
+        raise RuntimeError("boom in a lazily imported factory")
 ''')
 
 
@@ -211,3 +216,12 @@ def test_a_lazy_factory_whose_module_is_missing_fails_in_one_line_naming_the_plu
     lines = models.stdout.splitlines()
     line = lines[next(i for i, l in enumerate(lines) if l.strip().startswith(f"{prefix}-broken ")) + 1]
     assert "not checked" in line
+
+
+def test_a_failure_inside_a_lazy_factory_module_names_the_plugin(lazy_plugin):
+    """The factory's module is not the plugin's own module; its failures still name the plugin."""
+    prefix, impl, path = lazy_plugin
+    result = run_cli("--plugin", path, "run", *fast_args(model=f"{prefix}-boom", epochs=1, steps_per_epoch=2), "--quiet")
+    assert result.exit_code == 2
+    assert_one_line_error(result.stderr, f"model '{prefix}-boom' from plugin '{prefix}plug'",
+                          "RuntimeError: boom in a lazily imported factory")
