@@ -59,9 +59,14 @@ _PENDING = "optimizers"
 
 
 @pytest.fixture(scope="module")
-def command_env() -> dict:
-    heavy, _ = _heavy_after(["--import", "stratum_plugins.optimizers"])
-    return {"STRATUM_BLOCK_PLUGINS": _PENDING} if heavy else {}
+def pending_is_heavy() -> bool:
+    heavy, _ = _heavy_after(["--import", f"stratum_plugins.{_PENDING}"])
+    return bool(heavy)
+
+
+@pytest.fixture(scope="module")
+def command_env(pending_is_heavy) -> dict:
+    return {"STRATUM_BLOCK_PLUGINS": _PENDING} if pending_is_heavy else {}
 
 
 @pytest.mark.parametrize("argv", [
@@ -90,9 +95,11 @@ def test_importing_stratum_imports_no_heavy_module(modules):
     assert heavy == []
 
 
-@pytest.mark.parametrize("name", sorted(set(_builtin_entry_points()) - {_PENDING}))
-def test_each_builtin_plugin_registers_without_heavy_imports(name):
+@pytest.mark.parametrize("name", sorted(_builtin_entry_points()))
+def test_each_builtin_plugin_registers_without_heavy_imports(name, request):
     """Import the entry-point module and call every registration hook of it (stratum list does)."""
+    if name == _PENDING and request.getfixturevalue("pending_is_heavy"):
+        pytest.skip(f"plugins/{_PENDING} is made torch-free on another branch of issue 11")
     script = textwrap.dedent(f"""
         import importlib, sys, warnings
         warnings.simplefilter("error")

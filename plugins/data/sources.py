@@ -10,7 +10,7 @@ from stratum.data import DatasetBundle, TensorSplit
 from stratum.errors import DataError
 from stratum.paths import expand, removing_new_empty_dirs
 
-from .catalog import TORCHVISION_SETS, TORCHVISION_SHAPES  # noqa: F401  (re-exported)
+from .catalog import TORCHVISION_SETS
 from .synthetic import synthetic_splits
 
 

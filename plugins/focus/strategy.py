@@ -31,7 +31,6 @@ from stratum.errors import PriorError
 from stratum.options import SEED_MAX
 
 from .capture import CaptureConfig, architecture_signature
-from .choices import OPTIMIZER_STATE_CHOICES  # noqa: F401  (declared where registration reads it)
 from .library import fit_library
 from .policies import FOCUS, SGD
 from .prior import Prior, check_architecture, load_prior, save_prior

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from .layouts import ACTIVATION_CLASSES, POOLING_RULES, VGG_LAYOUTS  # noqa: F401  (re-exported)
+from .layouts import ACTIVATION_CLASSES, VGG_LAYOUTS
 
 ACTIVATIONS = {name: getattr(nn, cls) for name, cls in ACTIVATION_CLASSES.items()}
 
