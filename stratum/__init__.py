@@ -5,6 +5,7 @@ from .version import __version__  # noqa: E402
 from .hookspecs import hookimpl  # noqa: E402
 from .components import (  # noqa: E402
     Component,
+    LazyFactory,
     dataset,
     extension,
     feature_set,
@@ -25,6 +26,7 @@ __all__ = [
     "__version__",
     "hookimpl",
     "Component",
+    "LazyFactory",
     "strategy",
     "model",
     "dataset",

@@ -18,7 +18,7 @@ import click
 from click.core import ParameterSource
 
 from .version import __version__
-from .components import KINDS
+from .components import KIND_ALIASES, KINDS
 from .config import CORE_FIELDS, check_outputs, load_toml, make_config, plugin_option_fields
 from .errors import OutputError, RunInterrupted, StratumError
 from .paths import DESTINATION_ERRNOS, UserPath
@@ -365,27 +365,18 @@ def _run_callback(ctx, config_file, **_kwargs):
 # stratum list / plugins
 # ---------------------------------------------------------------------------
 
-_KIND_ALIASES = {
-    **{k: k for k in KINDS},
-    "strategies": "strategy", "models": "model", "datasets": "dataset", "initializers": "initializer",
-    "inits": "initializer", "init": "initializer", "optimizers": "optimizer", "regressors": "regressor",
-    "policies": "policy", "profilers": "profiler", "feature_sets": "feature_set", "features": "feature_set",
-    "feature-set": "feature_set", "feature-sets": "feature_set",
-}
-
-
 def build_list_command(ctx) -> click.Command:
-    @click.command("list", help="List registered components (all kinds, or one KIND) with plugin and description.")
+    @click.command("list", help="List registered components (all kinds, or one KIND) with plugin and description. "
+                                "`stratum list model` also states each model's dead weights on each data set's input "
+                                "shape (this builds the models, so it imports torch).")
     @click.argument("kind", required=False)
     @click.pass_context
     def list_cmd(ctx, kind):
-        from .deadweights import dataset_shapes, describe_for_list, model_on_shapes
-
         pm = get_pm(ctx)
         if kind is not None:
-            if kind not in _KIND_ALIASES:
+            if kind not in KIND_ALIASES:
                 raise StratumError(unknown_name_message("component kind", kind, KINDS))
-            kinds = [_KIND_ALIASES[kind]]
+            kinds = [KIND_ALIASES[kind]]
         else:
             kinds = list(KINDS)
         for k in kinds:
@@ -395,7 +386,11 @@ def build_list_command(ctx) -> click.Command:
                 click.echo("  (none)")
             width = max((len(c.name) for c in registry), default=0)
             pwidth = max((len(c.plugin) for c in registry), default=0)
-            shapes = dataset_shapes(pm.registries) if k == "model" else {}
+            shapes = {}
+            if kind is not None and k == "model":  # only when asked for models: it imports torch
+                from .deadweights import dataset_shapes, describe_for_list, model_on_shapes
+
+                shapes = dataset_shapes(pm.registries)
             for component in registry:
                 plugin = f"[{component.plugin}]"
                 click.echo(f"  {component.name:<{width}}  {plugin:<{pwidth + 2}}  {component.summary_line()}")

@@ -187,10 +187,18 @@ def model_on_shapes(component, shapes: dict[str, tuple]) -> dict[str, dict | Non
 
     Returns data set name -> :func:`dead_parameters` report, or ``None`` where
     the model cannot be built or traced for that shape (e.g. a conv model on a
-    1-D input). Nothing is allocated: the model lives on the meta device.
+    1-D input); an empty dict when its lazy factory cannot be imported. Nothing
+    is allocated: the model lives on the meta device.
     """
+    from .components import LazyFactory
     from .data import ModelSpec
+    from .errors import PluginError
 
+    if isinstance(component.factory, LazyFactory):
+        try:
+            component.factory.load()
+        except PluginError:  # its module does not import: nothing to check (a run would name the plugin)
+            return {}
     options = component.options() if component.options is not None else None
     out: dict[str, dict | None] = {}
     for name, shape in shapes.items():

@@ -10,6 +10,11 @@ Two families:
   iterable of them, or ``None``. stratum calls every implementation separately,
   so it knows which plugin registered what; a registration hook that raises
   drops only that plugin's registrations for that kind (one warning names it).
+  They run for every command (``stratum --help`` and ``list`` too), so they
+  should import nothing heavy: a factory may be given as a string
+  ``"package.module:attr"``, imported when the component is first used. The
+  kinds, with their hooks and factory contracts, are the rows of
+  ``stratum.components.KIND_TABLE``.
 * **Lifecycle hooks** (``stratum_fit_start`` ... ``stratum_decide_switch``) are
   called by the training engine, in this order::
 

@@ -15,14 +15,13 @@ import math
 import os
 import pickle
 import re
+import sys
 import tempfile
 import time
 import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
-
-import torch
 
 from .errors import StratumError
 
@@ -129,7 +128,8 @@ def json_safe(value: Any) -> Any:
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
-    if isinstance(value, torch.Tensor):
+    torch = sys.modules.get("torch")  # no tensor can exist before torch is imported: never import it here
+    if torch is not None and isinstance(value, torch.Tensor):
         return json_safe(value.tolist())
     if isinstance(value, Path):
         return str(value)
@@ -150,6 +150,8 @@ def atomic_write_json(path: Path, data: Any, what: str = "") -> None:
 
 def atomic_torch_save(path: Path, obj: Any, what: str = "") -> None:
     """``torch.save`` ``obj`` to ``path`` atomically; raises OutputError."""
+    import torch
+
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue(), what)
@@ -171,6 +173,8 @@ def safe_torch_load(path: Path, what: str, error: type[StratumError] = StratumEr
     A file holding any other pickled object (the usual code-execution vector)
     is refused with a one-line error; its payload never runs.
     """
+    import torch
+
     path = Path(path)
     if not path.exists():
         raise error(f"{what} not found: {path}")

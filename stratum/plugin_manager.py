@@ -24,6 +24,7 @@ in group ``stratum``. Built-ins are those whose distribution is ``stratum``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata as md
 import os
 import re
@@ -37,7 +38,7 @@ import attrs
 import pluggy
 
 from . import hookspecs
-from .components import Component
+from .components import REGISTRATION_HOOKS, Component, LazyFactory
 from .errors import ConfigError, DuplicateNameError, PluginError, PluginHookError, RunInterrupted, StratumError
 from .registry import Registries, unknown_name_message
 
@@ -49,21 +50,6 @@ LOCAL_ORIGIN = "local"
 BUILTIN_DISTRIBUTION = "stratum"
 
 hookimpl = hookspecs.hookimpl  # re-exported: defined beside the hookspecs
-
-# registration hook name -> component kind it must return
-REGISTRATION_HOOKS = {
-    "stratum_register_strategies": "strategy",
-    "stratum_register_models": "model",
-    "stratum_register_datasets": "dataset",
-    "stratum_register_initializers": "initializer",
-    "stratum_register_optimizers": "optimizer",
-    "stratum_register_regressors": "regressor",
-    "stratum_register_switching_policies": "policy",
-    "stratum_register_profilers": "profiler",
-    "stratum_register_feature_sets": "feature_set",
-    "stratum_register_extensions": "extension",
-}
-
 
 class PluginWarning(UserWarning):
     """A plugin could not be loaded or could not register; the rest carry on."""
@@ -435,6 +421,14 @@ class StratumPluginManager(pluggy.PluginManager):
                 module = record.module.split(":")[0].split(".")[0]
             if module and not _is_core_module(module):
                 owners.append((module, self.provider(name)))
+        if self._registries is not None:
+            # A factory named "module:attr" may live outside the plugin's own package: that
+            # module is the plugin's code too.
+            for component in self._registries.all():
+                if isinstance(component.factory, LazyFactory):
+                    module = component.factory.target.split(":")[0]
+                    if not _is_core_module(module):
+                        owners.append((module, self.provider(component.plugin)))
         return sorted(owners, key=lambda o: -len(o[0]))
 
     def culprit_of(self, exc: BaseException):
@@ -481,6 +475,10 @@ class StratumPluginManager(pluggy.PluginManager):
                 if component.plugin != plugin_name:
                     continue
                 factory = component.factory
+                if isinstance(factory, LazyFactory):  # never imported here: only a loaded one can be on the stack
+                    factory = factory.loaded
+                if isinstance(factory, functools.partial):
+                    factory = factory.func
                 code = getattr(factory, "__code__", None)
                 if code is None and isinstance(factory, type):
                     code = getattr(factory.__dict__.get("__init__"), "__code__", None)

@@ -188,10 +188,10 @@ def test_each_optimizer_declares_only_the_options_it_reads(pm):
 def test_reads_takes_option_names():
     import stratum
 
-    assert stratum.optimizer("x", None, reads="momentum").reads == ("momentum",)
-    assert stratum.optimizer("x", None, reads=["momentum", "nesterov"]).reads == ("momentum", "nesterov")
+    assert stratum.optimizer("x", print, reads="momentum").reads == ("momentum",)
+    assert stratum.optimizer("x", print, reads=["momentum", "nesterov"]).reads == ("momentum", "nesterov")
     with pytest.raises(TypeError, match="reads of optimizer 'x'"):
-        stratum.optimizer("x", None, reads=[1])
+        stratum.optimizer("x", print, reads=[1])
 
 
 def test_registering_the_optimizers_does_not_import_torch():

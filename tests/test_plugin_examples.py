@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -172,3 +173,20 @@ def test_example_strategy_state_survives_resume(installed, tmp_path):
     assert result.exit_code == 0, result
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["global_steps"] == 4 and summary["sign_steps"] == 4
+
+
+def test_the_regressor_example_registers_without_importing_torch(example_site):
+    """Its factory is a "module:attr" string: listing it imports neither torch nor the regressor module."""
+    script = (
+        "import sys\n"
+        "from stratum.plugin_manager import StratumPluginManager\n"
+        "import stratum_example_regressor as plugin\n"
+        "pm = StratumPluginManager()\n"
+        "pm.register(plugin, name='example-regressor')\n"
+        "assert pm.registries.get('regressor', 'poly').factory.target == 'stratum_example_regressor_poly:from_options'\n"
+        "print(sorted(m for m in ('torch', 'stratum_example_regressor_poly') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(example_site), os.environ.get("PYTHONPATH")) if p)}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -9,8 +9,9 @@ import attrs
 import stratum
 from stratum import option
 
-from . import cubic
-from .sources import TORCHVISION_SETS, TORCHVISION_SHAPES, load_digits, load_synthetic, load_torchvision
+# Only light tables here: the loaders (torch, torchvision, scikit-learn) are imported by
+# the factories when a run asks for data.
+from .catalog import TORCHVISION_SETS, TORCHVISION_SHAPES
 
 
 @attrs.frozen
@@ -29,15 +30,29 @@ class SyntheticOptions:
                                  max=(2**64 - 1 - 2) // 2)
 
 
+@attrs.frozen
+class CubicOptions:
+    cubic_points: int = option(1500, "cubic: training points, evenly spaced on [-1, 1].", min=10)
+    cubic_test: int = option(300, "cubic: test points, drawn uniformly on [-1, 1].", min=10)
+    cubic_noise: float = option(0.1, "cubic: standard deviation of the Gaussian noise on y.", min=0)
+    cubic_seed: int = option(1, "cubic: seed of the noise (fixed across run seeds).", min=0)
+
+
 def _digits(request, options: DigitsOptions):
+    from .sources import load_digits
+
     return load_digits(options.digits_test_fraction)
 
 
 def _synthetic(request, options: SyntheticOptions):
+    from .sources import load_synthetic
+
     return load_synthetic(options.synthetic_seed, options.difficulty, options.synthetic_train, options.synthetic_test)
 
 
 def _torchvision(name, request, options):
+    from .sources import load_torchvision
+
     return load_torchvision(name, request.root, request.download)
 
 
@@ -49,7 +64,11 @@ def stratum_register_datasets():
         stratum.dataset("synthetic", _synthetic, "Procedural CIFAR-shaped 3x32x32, 10 classes, seeded; --difficulty.", options=SyntheticOptions,
                         info={"input_shape": (3, 32, 32)}),
     ]
-    sets.append(cubic.component())
+    sets.append(stratum.dataset(
+        "cubic", "stratum_plugins.data.cubic:load_cubic",
+        "Seed 004's regression toy: y = x^3 + 0.1*noise, 1,500 points (MSE task).",
+        options=CubicOptions, info={"input_shape": (1,)},
+    ))
     for name, (cls_name, *_rest) in TORCHVISION_SETS.items():
         sets.append(stratum.dataset(
             name, functools.partial(_torchvision, name),

@@ -7,20 +7,9 @@ Inputs have shape (1,), targets (1,); the task is regression (MSE, no accuracy).
 
 from __future__ import annotations
 
-import attrs
 import torch
 
-import stratum
-from stratum import option
 from stratum.data import DatasetBundle, TensorSplit
-
-
-@attrs.frozen
-class CubicOptions:
-    cubic_points: int = option(1500, "cubic: training points, evenly spaced on [-1, 1].", min=10)
-    cubic_test: int = option(300, "cubic: test points, drawn uniformly on [-1, 1].", min=10)
-    cubic_noise: float = option(0.1, "cubic: standard deviation of the Gaussian noise on y.", min=0)
-    cubic_seed: int = option(1, "cubic: seed of the noise (fixed across run seeds).", min=0)
 
 
 def cubic_splits(points: int, test: int, noise: float, seed: int) -> tuple[TensorSplit, TensorSplit]:
@@ -32,16 +21,10 @@ def cubic_splits(points: int, test: int, noise: float, seed: int) -> tuple[Tenso
     return TensorSplit(x_train, y_train), TensorSplit(x_test, y_test)
 
 
-def load_cubic(request, options: CubicOptions) -> DatasetBundle:
+def load_cubic(request, options) -> DatasetBundle:
+    """The ``cubic`` data set from its options (``stratum_plugins.data.CubicOptions``)."""
     train, test = cubic_splits(options.cubic_points, options.cubic_test, options.cubic_noise, options.cubic_seed)
     return DatasetBundle(
         train=train, test=test, input_shape=(1,), num_outputs=1, task="regression",
         info={"source": "procedural", "formula": "y = x^3 + noise", "noise": options.cubic_noise},
-    )
-
-
-def component():
-    return stratum.dataset(
-        "cubic", load_cubic, "Seed 004's regression toy: y = x^3 + 0.1*noise, 1,500 points (MSE task).",
-        options=CubicOptions, info={"input_shape": (1,)},
     )

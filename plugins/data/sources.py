@@ -10,6 +10,7 @@ from stratum.data import DatasetBundle, TensorSplit
 from stratum.errors import DataError
 from stratum.paths import expand, removing_new_empty_dirs
 
+from .catalog import TORCHVISION_SETS
 from .synthetic import synthetic_splits
 
 
@@ -45,18 +46,6 @@ def load_synthetic(seed: int, difficulty: float, n_train: int, n_test: int) -> D
         input_shape=(3, 32, 32), num_outputs=10,
         info={"source": "procedural", "difficulty": difficulty, "seed": seed},
     )
-
-
-# name -> (torchvision class name, folder torchvision uses under root, channel means, stds)
-TORCHVISION_SETS = {
-    "cifar10": ("CIFAR10", "cifar-10-batches-py", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "mnist": ("MNIST", "MNIST/raw", (0.1307,), (0.3081,)),
-    "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw", (0.2860,), (0.3530,)),
-}
-
-# The shape of one image of each (declared in the registry, so `stratum list model` and the
-# dead-weight tests know it without the files).
-TORCHVISION_SHAPES = {"cifar10": (3, 32, 32), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28)}
 
 
 def _images_as_uint8(dataset) -> torch.Tensor:

@@ -21,9 +21,8 @@ import attrs
 import stratum
 from stratum import ConfigError, option
 
-from .critical import critical_point
-from .init import InitShapeError, init_model_
-from .vanilla_cnn import build_vanilla_cnn
+# The functional core (numpy, torch) is imported by the factories when a run calls them,
+# so registration stays light.
 
 
 @attrs.frozen
@@ -44,6 +43,8 @@ class CriticalInitOptions:
 
 def resolve_sigmas(options: CriticalInitOptions) -> tuple[float, float]:
     """(sigma_w, sigma_b): the critical pair at q*, unless given explicitly."""
+    from .critical import critical_point
+
     try:
         sigma_w2, sigma_b2 = critical_point(options.init_q_star)
     except ValueError as exc:
@@ -55,6 +56,8 @@ def resolve_sigmas(options: CriticalInitOptions) -> tuple[float, float]:
 
 def _initializer(scheme: str):
     def initialise(model, options: CriticalInitOptions, generator):
+        from .init import InitShapeError, init_model_
+
         sigma_w, sigma_b = resolve_sigmas(options)
         try:
             init_model_(model, scheme, generator, sigma_w, sigma_b)
@@ -77,6 +80,8 @@ class VanillaCNNOptions:
 def _vanilla_cnn(spec, options: VanillaCNNOptions):
     if len(spec.input_shape) != 3:
         raise ConfigError(f"vanilla-cnn needs image input (C, H, W); this data set gives shape {tuple(spec.input_shape)}")
+    from .vanilla_cnn import build_vanilla_cnn
+
     return build_vanilla_cnn(
         spec.input_shape, spec.num_outputs, depth=options.vcnn_depth, channels=options.vcnn_channels,
         batch_norm=options.batch_norm, dropout=options.dropout,

@@ -16,12 +16,10 @@ import attrs
 import stratum
 from stratum import option
 
-from .capture import LAYER_CHOICES, DTYPES
-from .features import FEATURE_SETS
+# Only light modules here: registration must not import torch (factories are named by
+# "module:attr" strings, or import their module when called).
+from .choices import DTYPE_NAMES, FEATURE_SET_DECLARATIONS, LAYER_CHOICES, OPTIMIZER_STATE_CHOICES, UNCAPTURED_CHOICES
 from .policies import FixedPolicy, GuardedPolicy, NeverPolicy, OncePolicy, PlateauPolicy
-from .regressors import MLPRegressor, RidgeRegressor, XGBoostRegressor
-from .step import UNCAPTURED_CHOICES
-from .strategy import OPTIMIZER_STATE_CHOICES, FocusStrategy
 
 
 @attrs.frozen
@@ -30,7 +28,7 @@ class CaptureOptions:
     capture_every: int = option(1, "Capture every k-th training step.", min=1)
     capture_max_samples: int = option(20000, "Reservoir size: capture rows kept per parameter tensor.", min=16)
     capture_track: int = option(4096, "Elements per parameter tensor whose trajectory is tracked and sampled.", min=1)
-    capture_dtype: str = option("float32", "dtype of stored capture rows.", choices=tuple(DTYPES))
+    capture_dtype: str = option("float32", "dtype of stored capture rows.", choices=DTYPE_NAMES)
     capture_window: int = option(4, "Trajectory window: recent deltas recorded per element.", min=1, max=64)
     capture_ema: tuple = option((0.9, 0.99), "Decays of the trailing averages recorded per element.", type=float, multiple=True, min=0, max=1, max_exclusive=True)
     capture_center: int = option(0, "Half-width H of the centred average recorded per row (steps t-H..t+H). 0 = auto: 16 for a focus run with --features denoise, else none.", min=0, max=1000)
@@ -87,6 +85,8 @@ class PolicyOptions:
 
 
 def _focus_factory(run, options):
+    from .strategy import FocusStrategy
+
     return FocusStrategy(run, options)
 
 
@@ -102,13 +102,11 @@ def stratum_register_strategies():
 @stratum.hookimpl
 def stratum_register_regressors():
     return [
-        stratum.regressor("linear", lambda o: RidgeRegressor(alpha=o.ridge_alpha),
+        stratum.regressor("linear", "stratum_plugins.focus.regressors:build_linear",
                           "Closed-form ridge regression in torch.", options=RidgeOptions),
-        stratum.regressor("mlp", lambda o: MLPRegressor(hidden=o.mlp_hidden, max_epochs=o.mlp_max_epochs,
-                                                        patience=o.mlp_patience, lr=o.mlp_lr),
+        stratum.regressor("mlp", "stratum_plugins.focus.regressors:build_mlp",
                           "Small torch MLP, early stopping on held-out capture rows.", options=MLPOptions),
-        stratum.regressor("xgboost", lambda o: XGBoostRegressor(n_estimators=o.xgb_trees, max_depth=o.xgb_depth,
-                                                                learning_rate=o.xgb_lr),
+        stratum.regressor("xgboost", "stratum_plugins.focus.regressors:build_xgboost",
                           "XGBoost trees: hist on CPU, device=cuda on a GPU.", options=XGBoostOptions),
     ]
 
@@ -121,8 +119,9 @@ class DenoiseOptions:
 @stratum.hookimpl
 def stratum_register_feature_sets():
     return [
-        stratum.feature_set(name, cls, description, options=DenoiseOptions if name == "denoise" else None)
-        for name, (cls, description) in FEATURE_SETS.items()
+        stratum.feature_set(name, f"stratum_plugins.focus.features:{cls}", description,
+                            options=DenoiseOptions if name == "denoise" else None)
+        for name, (cls, description) in FEATURE_SET_DECLARATIONS.items()
     ]
 
 

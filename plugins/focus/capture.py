@@ -42,11 +42,11 @@ from torch import nn
 
 import stratum
 
+from .choices import DTYPE_NAMES, LAYER_CHOICES
 from .library import tensor_key
 from .trajectory import TrajectorySpec, TrajectoryState
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
-LAYER_CHOICES = ("auto", "conv", "all")
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 INDEX_COLUMNS = ("step", "elem")  # integer columns of a reservoir; "elem" (the tracked element) never reaches a prior
 
 

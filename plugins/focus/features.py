@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import torch
 
+from .choices import FEATURE_SET_DECLARATIONS
 from .trajectory import Context
 
 # Floor of the per-element step scale, relative to the tensor-wide RMS delta.
@@ -126,9 +127,5 @@ class DenoiseFeatures:
         return "x = (w - ema_j); target = pull * (w - w_center) / lr"
 
 
-FEATURE_SETS = {
-    "paper": (PaperFeatures, "The paper's features: the parameter value alone (grad(w) = f(w)). Default."),
-    "trajectory": (TrajectoryFeatures, "Recent deltas and EMA displacements, normalised per element (WNN/NiNo-style)."),
-    "deltas": (DeltaFeatures, "Recent deltas only, normalised per element (ablation of 'trajectory')."),
-    "denoise": (DenoiseFeatures, "EMA displacements; target: a pull toward the element's centred trajectory average."),
-}
+# name -> (class, description), from the light declarations registration reads.
+FEATURE_SETS = {name: (globals()[cls], description) for name, (cls, description) in FEATURE_SET_DECLARATIONS.items()}

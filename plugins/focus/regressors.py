@@ -185,3 +185,23 @@ class XGBoostRegressor:
 
 def _to_numpy(t: torch.Tensor):
     return t.detach().float().cpu().contiguous().numpy()
+
+
+# Factories of the ``linear``, ``mlp`` and ``xgboost`` regressor components (named by
+# string in stratum_plugins.focus, so registration does not import this module).
+
+
+def build_linear(options) -> RidgeRegressor:
+    """``linear`` from its options (``ridge_alpha``)."""
+    return RidgeRegressor(alpha=options.ridge_alpha)
+
+
+def build_mlp(options) -> MLPRegressor:
+    """``mlp`` from its options (``mlp_hidden``, ``mlp_max_epochs``, ``mlp_patience``, ``mlp_lr``)."""
+    return MLPRegressor(hidden=options.mlp_hidden, max_epochs=options.mlp_max_epochs,
+                        patience=options.mlp_patience, lr=options.mlp_lr)
+
+
+def build_xgboost(options) -> XGBoostRegressor:
+    """``xgboost`` from its options (``xgb_trees``, ``xgb_depth``, ``xgb_lr``)."""
+    return XGBoostRegressor(n_estimators=options.xgb_trees, max_depth=options.xgb_depth, learning_rate=options.xgb_lr)

@@ -25,10 +25,10 @@ import attrs
 import torch
 
 from .capture import captured_tensors
+from .choices import UNCAPTURED_CHOICES
 from .library import Library
 from .trajectory import Context, TrajectorySpec, TrajectoryState
 
-UNCAPTURED_CHOICES = ("freeze", "momentum")
 
 
 @attrs.frozen

@@ -43,7 +43,6 @@ from .trajectory import TrajectorySpec
 FOCUS_MODE = Mode(FOCUS, uses_data=False, description="predicted gradients from the focus library; no data")
 SGD_MODE = Mode(SGD, uses_data=True, description="mini-batch gradient step through the optimiser")
 AUTO_PRIOR_NAME = "prior.safetensors"
-OPTIMIZER_STATE_CHOICES = ("auto", "keep", "reset", "rescale")
 
 
 AUTO_CENTER = 16  # --capture-center when 0 and the feature set needs centred averages

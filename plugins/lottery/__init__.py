@@ -17,8 +17,9 @@ from stratum import option
 
 from stratum import ConfigError
 
-from .models import CONV_LAYOUTS, build_conv
-from .strategy import LotteryStrategy
+# Only the light layout table here: the models and the strategy (torch) are imported
+# by the factories when a run calls them.
+from .layouts import CONV_LAYOUTS
 
 
 @attrs.frozen
@@ -55,6 +56,8 @@ class ConvOptions:
 
 
 def _conv_factory(name, spec, options: ConvOptions):
+    from .models import build_conv
+
     try:
         return build_conv(name, spec.input_shape, spec.num_outputs, options.width)
     except ValueError as exc:
@@ -62,6 +65,8 @@ def _conv_factory(name, spec, options: ConvOptions):
 
 
 def _factory(run, options):
+    from .strategy import LotteryStrategy
+
     return LotteryStrategy(run, options)
 
 

@@ -11,11 +11,7 @@ import math
 
 from torch import nn
 
-CONV_LAYOUTS = {
-    "conv2": [64, 64, "M"],
-    "conv4": [64, 64, "M", 128, 128, "M"],
-    "conv6": [64, 64, "M", 128, 128, "M", 256, 256, "M"],
-}
+from .layouts import CONV_LAYOUTS
 HIDDEN = (256, 256)
 
 

@@ -15,10 +15,8 @@ import attrs
 import stratum
 from stratum import option
 
-from .gradflow import GradFlowProfiler
-from .losses import LossCurve
-from .phases import PhasesProfiler
-from .torch_trace import TorchTraceProfiler
+# The profiler classes are named by "module:attr" strings: their modules (torch) are
+# imported when a run uses them, so registration stays light.
 
 
 @attrs.frozen
@@ -46,10 +44,10 @@ class LossCurveOptions:
 def stratum_register_profilers():
     return [
         stratum.profiler(
-            "phases", PhasesProfiler,
+            "phases", "stratum_plugins.profilers.phases:PhasesProfiler",
             "Time per phase (data, forward, loss, backward, update, focus_predict, eval, test): CUDA events or CPU wall clock.",
         ),
-        stratum.profiler("torch", TorchTraceProfiler, "torch.profiler Chrome trace of a bounded window of steps.", options=TorchTraceOptions),
-        stratum.profiler("gradflow", GradFlowProfiler, "Per-layer gradient norms each epoch: the vanishing/exploding diagnostic.", options=GradFlowOptions),
-        stratum.profiler("losses", LossCurve, "Per-step training loss (thinned to a bounded curve), for loss-curve plots.", options=LossCurveOptions),
+        stratum.profiler("torch", "stratum_plugins.profilers.torch_trace:TorchTraceProfiler", "torch.profiler Chrome trace of a bounded window of steps.", options=TorchTraceOptions),
+        stratum.profiler("gradflow", "stratum_plugins.profilers.gradflow:GradFlowProfiler", "Per-layer gradient norms each epoch: the vanishing/exploding diagnostic.", options=GradFlowOptions),
+        stratum.profiler("losses", "stratum_plugins.profilers.losses:LossCurve", "Per-step training loss (thinned to a bounded curve), for loss-curve plots.", options=LossCurveOptions),
     ]

@@ -26,7 +26,7 @@ import attrs
 import stratum
 from stratum import option
 
-from .regularisers import add_gradient_noise_, add_l1_subgradient_, noise_generator, noise_std, penalised
+# .regularisers (torch) is imported when an extension takes part in a run, not at registration.
 
 
 @attrs.frozen
@@ -72,10 +72,14 @@ class L1Penalty(_BeforeStep):
     active_key = "l1_penalty"
 
     def __init__(self, run, coefficient: float):
+        from .regularisers import penalised
+
         self.coefficient = coefficient
         self.params = penalised(run.model.parameters())
 
     def add(self, run) -> None:
+        from .regularisers import add_l1_subgradient_
+
         add_l1_subgradient_(self.params, self.coefficient)
 
     def describe(self):
@@ -90,6 +94,8 @@ class GradientNoise(_BeforeStep):
         self.params = list(run.model.parameters())
 
     def add(self, run) -> None:
+        from .regularisers import add_gradient_noise_, noise_generator, noise_std
+
         t = run.global_step  # updates applied so far in this fit
         add_gradient_noise_(self.params, noise_std(self.eta, self.gamma, t), noise_generator(run.config.seed, t))
 

@@ -13,8 +13,9 @@ import attrs
 import stratum
 from stratum import option
 
-from . import init as inits
-from .models import ACTIVATIONS, POOLING_RULES, VGG_LAYOUTS, build_mlp, build_vgg
+# Only the light tables here: registration must not import torch. The factories below
+# import .models and .init when a run calls them.
+from .layouts import ACTIVATION_CLASSES, POOLING_RULES, VGG_LAYOUTS
 
 
 @attrs.frozen
@@ -22,7 +23,7 @@ class ModelOptions:
     width: float = option(1.0, "Channel-width multiplier for conv models.", min=0, min_exclusive=True, max=16)
     batch_norm: bool = option(False, "Insert batch norm after each conv / hidden linear layer.")
     dropout: float = option(0.0, "Dropout probability before classifier / after hidden layers.", min=0, max=1, max_exclusive=True)
-    activation: str = option("relu", "Hidden-layer nonlinearity.", choices=tuple(ACTIVATIONS))
+    activation: str = option("relu", "Hidden-layer nonlinearity.", choices=tuple(ACTIVATION_CLASSES))
     hidden: tuple = option((300, 100), "MLP hidden layer sizes, comma-separated.", type=int, multiple=True, min=1)
     classifier_hidden: int = option(0, "VGG: width of a hidden classifier layer (0 = one linear layer).", min=0)
     vgg_pooling: str = option(
@@ -39,6 +40,8 @@ class InitOptions:
 
 
 def _vgg_factory(name, spec, options: ModelOptions):
+    from .models import build_vgg
+
     return build_vgg(
         name, spec.input_shape, spec.num_outputs, width=options.width, batch_norm=options.batch_norm,
         dropout=options.dropout, hidden=options.classifier_hidden, activation=options.activation,
@@ -47,11 +50,15 @@ def _vgg_factory(name, spec, options: ModelOptions):
 
 
 def _mlp_factory(spec, options: ModelOptions):
+    from .models import build_mlp
+
     return build_mlp(spec.input_shape, spec.num_outputs, options.hidden, batch_norm=options.batch_norm,
                      dropout=options.dropout, activation=options.activation)
 
 
 def _lenet_factory(spec, options: ModelOptions):
+    from .models import build_mlp
+
     return build_mlp(spec.input_shape, spec.num_outputs, (300, 100), batch_norm=options.batch_norm,
                      dropout=options.dropout, activation=options.activation)
 
@@ -75,18 +82,26 @@ def stratum_register_models():
 
 
 def _he(model, options: InitOptions, generator):
+    from . import init as inits
+
     inits.he_normal_(model, generator, mode=options.init_mode)
 
 
 def _xavier(model, options: InitOptions, generator):
+    from . import init as inits
+
     inits.xavier_normal_(model, generator, gain=options.init_gain)
 
 
 def _orthogonal(model, options: InitOptions, generator):
+    from . import init as inits
+
     inits.orthogonal_(model, generator, gain=options.init_gain)
 
 
 def _default(model, options, generator):
+    from . import init as inits
+
     inits.torch_default_(model, generator)
 
 

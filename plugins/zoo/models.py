@@ -7,29 +7,13 @@ import math
 import torch
 from torch import nn
 
-# Conv layer widths per VGG variant; "M" is a 2x2 max-pool. 8/10/13/16 conv layers.
-VGG_LAYOUTS = {
-    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
-}
+from .layouts import ACTIVATION_CLASSES, VGG_LAYOUTS
 
-ACTIVATIONS = {
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "leaky_relu": nn.LeakyReLU,
-    "elu": nn.ELU,
-    "gelu": nn.GELU,
-}
+ACTIVATIONS = {name: getattr(nn, cls) for name, cls in ACTIVATION_CLASSES.items()}
 
 
 def scaled(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
-
-
-POOLING_RULES = ("live", "legacy")
 
 
 def keep_pool(size: int, convs_after: bool, rule: str = "live") -> bool:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from ..components import KIND_TABLE
 from ..config import CORE_FIELDS, plugin_option_fields
 from ..errors import ConfigError
 from ..options import PROCESSES_MAX, flag_name
@@ -37,16 +38,7 @@ def _bench_params() -> list[click.Parameter]:
         click.Option(["--db"], type=click.STRING, default=None,
                      help=f"SQLite results store (a file). [default: {DEFAULT_DB}, relative to the working directory]"),
         click.Option(["--name", "bench_name"], default=None, help="Bench name inside the store. [default: the recipe or 'bench']"),
-        click.Option(["--strategies"], default=None, help="Axis: strategies, comma-separated (e.g. sgd,focus).",
-                     shell_complete=_complete_axis_names("strategies")),
-        click.Option(["--regressors"], default=None, help="Axis: focus-library regressors (multiplies only strategies that use one).",
-                     shell_complete=_complete_axis_names("regressors")),
-        click.Option(["--features"], default=None, help="Axis: focus-library feature sets (multiplies only strategies that use them).",
-                     shell_complete=_complete_axis_names("features")),
-        click.Option(["--models"], default=None, help="Axis: models, comma-separated.",
-                     shell_complete=_complete_axis_names("models")),
-        click.Option(["--datasets"], default=None, help="Axis: data sets, comma-separated.",
-                     shell_complete=_complete_axis_names("datasets")),
+        *_kind_axes(),
         click.Option(["--seeds"], default=None, help="Axis: seeds: a count N (0..N-1), a list 0,3,7 or a range 0-9."),
         click.Option(["--axis"], multiple=True, metavar="KEY=V1,V2", help="Axis over any run option (repeatable).",
                      shell_complete=_complete_assignment(listed=True)),
@@ -120,6 +112,23 @@ def _complete_assignment(*, listed: bool):
         return items
 
     return complete
+
+
+def _kind_axes() -> list[click.Option]:
+    """``--strategies``, ``--models`` ...: one axis per component kind with one in KIND_TABLE."""
+    axes = []
+    for row in KIND_TABLE:
+        if not row.axis:
+            continue
+        names = row.aliases[0].replace("_", " ")
+        if row.core:
+            text = f"Axis: {names} (--{row.selected_by}), comma-separated."
+        else:
+            text = (f"Axis: {names} (--{row.selected_by.replace('_', '-')}), comma-separated; multiplies only "
+                    "runs whose components read that option.")
+        axes.append(click.Option([f"--{row.axis}"], default=None, help=text,
+                                 shell_complete=_complete_axis_names(row.axis)))
+    return axes
 
 
 def build_bench_command(ctx: click.Context) -> click.Command:

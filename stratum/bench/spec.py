@@ -32,18 +32,16 @@ from typing import Any
 
 import attrs
 
+from ..components import KIND_TABLE
 from ..config import load_toml
 from ..errors import ConfigError
 from ..options import PROCESSES_MAX, SEED_MAX, coerce
 from ..registry import closest
 
-# CLI/TOML axis names -> the run option each one varies.
+# CLI/TOML axis names -> the run option each one varies: one per component kind that
+# has an axis in stratum.components.KIND_TABLE, and the seeds.
 NAMED_AXES = {
-    "strategies": "strategy",
-    "regressors": "regressor",
-    "features": "features",
-    "models": "model",
-    "datasets": "dataset",
+    **{row.axis: row.selected_by for row in KIND_TABLE if row.axis},
     "seeds": "seed",
 }
 
