@@ -17,12 +17,15 @@ expects the strategy's ``stratum_apply_update`` to produce the update.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import attrs
 
-if TYPE_CHECKING:  # pragma: no cover - annotations only: the engine imports this module, not the reverse
-    from .engine import Run, Trainer
+# The engine imports this module, never the reverse (not even for type checkers, so the layers stay
+# one-way for every reader): in annotations, ``Run`` is ``stratum.engine.Run`` and ``Trainer`` is
+# ``stratum.engine.Trainer``.
+Run = Any
+Trainer = Any
 
 
 @attrs.frozen

@@ -236,8 +236,10 @@ def test_only_command_line_modules_import_the_cli():
     ("stratum.engine", ("stratum.cli", "stratum.bench", "stratum.report")),
     # results and the report sit below the engine
     ("stratum.results", ("stratum.engine", "stratum.cli", "stratum.bench")),
-    # the report reads the results store (stratum.bench.store), never the engine
-    ("stratum.report", ("stratum.engine",)),
+    # the report reads the results store (stratum.store), never the engine nor the bench
+    ("stratum.report", ("stratum.engine", "stratum.bench")),
+    # the results store is read by the report and written by the bench; it imports neither
+    ("stratum.store", ("stratum.engine", "stratum.bench", "stratum.report", "stratum.cli")),
 ])
 def test_layers_import_one_way(module, forbidden):
     modules = [m for m in MODULES if _under(module)(m)]

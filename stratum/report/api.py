@@ -7,7 +7,7 @@ from pathlib import Path
 
 import attrs
 
-from ..bench.store import ResultsStoreError, Store
+from ..store import ResultsStoreError, Store
 from ..registry import closest
 from .compare import check_baseline, compare, group_rows, group_values
 from .tables import FORMATS, _num, render

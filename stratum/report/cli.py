@@ -45,7 +45,7 @@ def build_report_command(ctx: click.Context) -> click.Command:
                    plot_dir, tensorboard_dir, failures):
         from ..cli import get_pm
         from ..io import atomic_write_bytes
-        from ..bench.store import results_db_path
+        from ..store import results_db_path
         from .api import build_report, failures as list_failures, render, render_study
 
         db = results_db_path(db)
