@@ -333,6 +333,7 @@ def _run_callback(ctx, config_file, **_kwargs):
     pm = get_pm(ctx)
     config = config_from_cli(ctx, pm, config_file)
     check_outputs(config, plugin_option_fields(pm.registries.all()))  # before joining a process group
+    _warn_unread_options(config, pm)
     distributed.init_from_environment(config.device)  # under torchrun: join the process group
     try:
         main = distributed.is_main_process()
@@ -359,6 +360,19 @@ def _run_callback(ctx, config_file, **_kwargs):
         # all-reduce it will never join): print its line, then leave at once.
         distributed.fail_fast(exc, report_error)
         raise
+
+
+def _warn_unread_options(config, pm) -> None:
+    """One warning line per plugin option given that no component of this run reads
+    (``--width`` with ``--model mlp``); the run leaves it out (:func:`stratum.config.resolve_config`)."""
+    from .config import check_names, unread_options
+
+    check_names(config, pm.registries)  # an unknown component name is the error to report first
+    for name, readers in unread_options(config, pm.registries).items():
+        flag = "--" + name.replace("_", "-")
+        who = ", ".join(readers[:6]) + (f" and {len(readers) - 6} more" if len(readers) > 6 else "")
+        click.echo(f"stratum: warning: {flag} is ignored: no component of this run reads it"
+                   + (f" (only {who} read it)" if who else ""), err=True)
 
 
 # ---------------------------------------------------------------------------

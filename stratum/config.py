@@ -444,14 +444,20 @@ def resolve_config(config: RunConfig, registries) -> RunConfig:
     core options the user left unset carry the defaults components declare
     for them (``Component.defaults``, e.g. adamw's weight decay 0.01). An
     explicit value always wins. A plugin option that two components in use
-    declare with different defaults is left unset, so each keeps its own.
+    declare with different defaults is left unset, so each keeps its own. A plugin
+    option that no component in use declares is dropped (the run does not read it;
+    :func:`unread_options` names them for a warning).
     Resolving twice changes nothing. Raises :class:`ConfigError` for a value
     a component's ``defaults`` produced that the option does not accept.
     """
-    options = dict(config.options)
+    components = components_in_use(config, registries)
+    # Options no component of this run declares are not part of it: the summary, the
+    # fingerprint and --resume see only what the run reads (see :func:`unread_options`).
+    read = {field.name for component in components if component.options is not None
+            for field in attrs.fields(component.options)}
+    options = {name: value for name, value in config.options.items() if name in read}
     filled: dict[str, Any] = {}
     conflicting: set[str] = set()
-    components = components_in_use(config, registries)
     for component in components:
         if component.options is None:
             continue
@@ -477,6 +483,25 @@ def resolve_config(config: RunConfig, registries) -> RunConfig:
             if not config.is_set(name) and name not in core:
                 core[name] = coerce(CORE_FIELDS[name], value, f"{component.kind} {component.name!r}")
     return attrs.evolve(config, options=options, **core)
+
+
+def unread_options(config: RunConfig, registries) -> dict[str, list[str]]:
+    """The plugin options set in ``config`` that no component of this run reads.
+
+    Returns ``{option name: ["model vgg11", ...]}``: for each such option, the registered
+    components that would read it (their kind and name), so a caller can warn in one line
+    (``--width is not read by this run; only model vgg11, ... read it``). Such options are
+    dropped by :func:`resolve_config`.
+    """
+    read = {field.name for component in components_in_use(config, registries) if component.options is not None
+            for field in attrs.fields(component.options)}
+    unread: dict[str, list[str]] = {}
+    for name in config.options:
+        if name in read:
+            continue
+        unread[name] = [f"{c.kind} {c.name}" for c in registries.all()
+                        if c.options is not None and name in attrs.fields_dict(c.options)]
+    return unread
 
 
 def _check_plugin_value(field: attrs.Attribute, value: Any) -> None:

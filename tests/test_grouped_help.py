@@ -225,11 +225,31 @@ def test_every_optimizer_flag_still_reaches_its_optimizer(pm, optimizer, args, k
     assert group[key] == pytest.approx(expected) if not isinstance(expected, bool) else group[key] is expected
 
 
-def test_an_adaptive_option_with_sgd_is_accepted_and_recorded(tmp_path):
+def test_an_adaptive_option_with_sgd_is_accepted_with_a_warning_and_left_out(tmp_path):
+    """Every flag is accepted whatever the components; one the run does not read is named in
+    a warning and left out of the run's config (its summary, fingerprint and --resume)."""
     out = tmp_path / "s.json"
     result = run_cli("run", *fast_args(epochs=1, steps_per_epoch=2), "--beta1", "0.8", "--quiet", "--json", out)
     assert result.exit_code == 0, result
+    assert "stratum: warning: --beta1 is ignored: no component of this run reads it (only optimizer adam, optimizer adamw read it)" in result.stderr
+    assert "beta1" not in json.loads(out.read_text())["config"]
+    result = run_cli("run", *fast_args(epochs=1, steps_per_epoch=2), "--optimizer", "adam", "--beta1", "0.8",
+                     "--quiet", "--json", out)
+    assert result.exit_code == 0 and "ignored" not in result.stderr, result
     assert json.loads(out.read_text())["config"]["beta1"] == 0.8
+
+
+@pytest.mark.parametrize("flags, model", [(["--width", "0.5"], "mlp"), (["--hidden", "8"], "vgg11"),
+                                          (["--vgg-pooling", "legacy"], "mlp"), (["--init-gain", "2"], "mlp"),
+                                          (["--switch-at", "2"], "mlp")])
+def test_plugin_options_the_run_does_not_read_are_named_and_left_out(tmp_path, flags, model):
+    out = tmp_path / "s.json"
+    extra = ["--width", "0.25"] if model == "vgg11" else []
+    result = run_cli("run", *fast_args(epochs=1, steps_per_epoch=1), "--model", model, *extra, *flags,
+                     "--quiet", "--json", out)
+    assert result.exit_code == 0, result
+    assert f"stratum: warning: {flags[0]} is ignored: no component of this run reads it" in result.stderr
+    assert flags[0][2:].replace("-", "_") not in json.loads(out.read_text())["config"]
 
 
 # ---------------------------------------------------------------------------
@@ -259,6 +279,22 @@ def test_the_cli_dry_run_warns_once_per_dropped_axis():
     warnings = [line for line in result.stderr.splitlines() if line.startswith("stratum: warning:")]
     assert len(warnings) == 2 and "'beta1'" in warnings[0] and "optimizer rmsprop" in warnings[1], result.stderr
     assert result.stdout.strip().endswith("1 runs")
+
+
+@pytest.mark.parametrize("args, warned", [
+    (["--strategies", "sgd", "--models", "mlp", "--axis", "width=0.5,1"], ["axis 'width'"]),
+    (["--strategies", "sgd", "--models", "vgg11", "--set", "width=0.25", "--axis", "hidden=8,16"], ["axis 'hidden'"]),
+    (["--strategies", "sgd", "--set", "init_gain=2"], ["fixed option 'init_gain'"]),
+    (["--strategies", "focus", "--axis", "switch-at=1,2"], ["axis 'switch_at'"]),
+])
+def test_options_of_components_not_in_the_runs_plan_no_copies(args, warned):
+    """An axis or a fixed option that only components outside the runs read plans no identical
+    copies; each gets one warning naming the components that would read it."""
+    result = run_cli("bench", *args, "--dry-run")
+    assert result.exit_code == 0, result
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("stratum: warning:")]
+    assert len(warnings) == len(warned) and all(w in line for w, line in zip(warned, warnings)), result.stderr
+    assert result.stdout.strip().endswith("1 runs"), result.stdout
 
 
 def test_selective_core_options_apply_only_to_runs_whose_components_read_them(pm):

@@ -192,7 +192,7 @@ def test_explicit_defaults_and_absent_options_give_the_same_fingerprint(pm):
                 defaults[field.name] = list(default) if isinstance(default, tuple) else default
     for name in ("weight_decay", "momentum", "nesterov", "val_fraction", "split_seed"):
         defaults[name] = CORE_FIELDS[name].default
-    assert {"beta1", "eps", "width", "init_mode", "activation"} <= set(defaults)
+    assert {"beta1", "eps", "batch_norm", "init_mode", "activation"} <= set(defaults)  # mlp reads these, not width
     explicit = make_config({**FAST, "optimizer": "adam", **defaults}, plugin_fields=plugin_fields)
     assert base.fingerprint() != explicit.fingerprint()  # unresolved, they differ...
     a, b = resolve_config(base, registries), resolve_config(explicit, registries)

@@ -76,12 +76,35 @@ class XGBoostOptions:
     xgb_lr: float = option(0.2, "xgboost: learning rate (eta).", min=0, min_exclusive=True)
 
 
+# Each policy declares exactly the options it reads.
+def _switch_threshold():
+    return option(1.0, "plateau/guarded: switch when the val-accuracy gain over the previous epoch is below this (points).")
+
+
 @attrs.frozen
-class PolicyOptions:
-    switch_threshold: float = option(1.0, "plateau/guarded: switch when the val-accuracy gain over the previous epoch is below this (points).")
-    switch_every: int = option(2, "fixed: switch every k epochs.", min=1)
-    switch_at: int = option(5, "once: switch to focus after this epoch.", min=1)
+class PlateauOptions:
+    switch_threshold: float = _switch_threshold()
+
+
+@attrs.frozen
+class GuardedOptions:
+    switch_threshold: float = _switch_threshold()
     guard_tolerance: float = option(0.0, "guarded: roll back a focus epoch that lowers val accuracy by more than this (points).", min=0)
+
+
+@attrs.frozen
+class FixedOptions:
+    switch_every: int = option(2, "fixed: switch every k epochs.", min=1)
+
+
+@attrs.frozen
+class NeverOptions:
+    """never reads no option."""
+
+
+@attrs.frozen
+class OnceOptions:
+    switch_at: int = option(5, "once: switch to focus after this epoch.", min=1)
 
 
 def _focus_factory(run, options):
@@ -129,12 +152,12 @@ def stratum_register_feature_sets():
 def stratum_register_switching_policies():
     return [
         stratum.policy("plateau", lambda o: PlateauPolicy(o.switch_threshold),
-                       "The paper's rule: switch when the val gain over the previous epoch < --switch-threshold.", options=PolicyOptions),
-        stratum.policy("fixed", lambda o: FixedPolicy(o.switch_every), "Switch every --switch-every epochs.", options=PolicyOptions),
-        stratum.policy("never", lambda o: NeverPolicy(), "Never switch: SGD only (a control).", options=PolicyOptions),
-        stratum.policy("once", lambda o: OncePolicy(o.switch_at), "Switch to focus once, after --switch-at epochs.", options=PolicyOptions),
+                       "The paper's rule: switch when the val gain over the previous epoch < --switch-threshold.", options=PlateauOptions),
+        stratum.policy("fixed", lambda o: FixedPolicy(o.switch_every), "Switch every --switch-every epochs.", options=FixedOptions),
+        stratum.policy("never", lambda o: NeverPolicy(), "Never switch: SGD only (a control).", options=NeverOptions),
+        stratum.policy("once", lambda o: OncePolicy(o.switch_at), "Switch to focus once, after --switch-at epochs.", options=OnceOptions),
         stratum.policy("guarded", lambda o: GuardedPolicy(o.switch_threshold, o.guard_tolerance),
-                       "Plateau, and roll back any focus epoch that lowered val accuracy.", options=PolicyOptions),
+                       "Plateau, and roll back any focus epoch that lowered val accuracy.", options=GuardedOptions),
     ]
 
 

@@ -18,28 +18,71 @@ from stratum import option
 from .layouts import ACTIVATION_CLASSES, POOLING_RULES, VGG_LAYOUTS
 
 
+# Each component declares exactly the options it reads (help, `stratum bench` axes and the run
+# summary follow the declarations). Options that several models read are declared once here and
+# used by each (identical declarations may be shared across components).
+def _width():
+    return option(1.0, "Channel-width multiplier for conv models.", min=0, min_exclusive=True, max=16)
+
+
+def _batch_norm():
+    return option(False, "Insert batch norm after each conv / hidden linear layer.")
+
+
+def _dropout():
+    return option(0.0, "Dropout probability before classifier / after hidden layers.", min=0, max=1, max_exclusive=True)
+
+
+def _activation():
+    return option("relu", "Hidden-layer nonlinearity.", choices=tuple(ACTIVATION_CLASSES))
+
+
 @attrs.frozen
-class ModelOptions:
-    width: float = option(1.0, "Channel-width multiplier for conv models.", min=0, min_exclusive=True, max=16)
-    batch_norm: bool = option(False, "Insert batch norm after each conv / hidden linear layer.")
-    dropout: float = option(0.0, "Dropout probability before classifier / after hidden layers.", min=0, max=1, max_exclusive=True)
-    activation: str = option("relu", "Hidden-layer nonlinearity.", choices=tuple(ACTIVATION_CLASSES))
-    hidden: tuple = option((300, 100), "MLP hidden layer sizes, comma-separated.", type=int, multiple=True, min=1)
+class VGGOptions:
+    """Options of vgg11/13/16/19."""
+
+    width: float = _width()
+    batch_norm: bool = _batch_norm()
+    dropout: float = _dropout()
+    activation: str = _activation()
     classifier_hidden: int = option(0, "VGG: width of a hidden classifier layer (0 = one linear layer).", min=0)
     vgg_pooling: str = option(
         "live", "VGG: 'live' skips a 2x2 max-pool that would leave a conv on a 1x1 map (no dead weights); "
-        "'legacy' pools while the map is >= 2 pixels (the pre-issue-15 geometry: on 8x8 digits ~80% of the "
+        "'legacy' pools while the map is >= 2 pixels (the geometry before the live rule: on 8x8 digits ~80% of the "
         "weights never get a gradient).", choices=POOLING_RULES,
     )
 
 
 @attrs.frozen
-class InitOptions:
+class MLPModelOptions:
+    """Options of mlp."""
+
+    hidden: tuple = option((300, 100), "MLP hidden layer sizes, comma-separated.", type=int, multiple=True, min=1)
+    batch_norm: bool = _batch_norm()
+    dropout: float = _dropout()
+    activation: str = _activation()
+
+
+@attrs.frozen
+class LeNetOptions:
+    """Options of lenet300 (its hidden sizes are fixed at 300, 100)."""
+
+    batch_norm: bool = _batch_norm()
+    dropout: float = _dropout()
+    activation: str = _activation()
+
+
+@attrs.frozen
+class HeInitOptions:
     init_mode: str = option("fan_in", "he-normal: preserve variance forward (fan_in) or backward (fan_out).", choices=("fan_in", "fan_out"))
+
+
+@attrs.frozen
+class GainInitOptions:
     init_gain: float = option(1.0, "xavier / orthogonal gain.", min=0, min_exclusive=True)
 
 
-def _vgg_factory(name, spec, options: ModelOptions):
+def _vgg_factory(name, spec, options: VGGOptions):
     from .models import build_vgg
 
     return build_vgg(
@@ -49,14 +92,14 @@ def _vgg_factory(name, spec, options: ModelOptions):
     )
 
 
-def _mlp_factory(spec, options: ModelOptions):
+def _mlp_factory(spec, options: MLPModelOptions):
     from .models import build_mlp
 
     return build_mlp(spec.input_shape, spec.num_outputs, options.hidden, batch_norm=options.batch_norm,
                      dropout=options.dropout, activation=options.activation)
 
 
-def _lenet_factory(spec, options: ModelOptions):
+def _lenet_factory(spec, options: LeNetOptions):
     from .models import build_mlp
 
     return build_mlp(spec.input_shape, spec.num_outputs, (300, 100), batch_norm=options.batch_norm,
@@ -72,28 +115,28 @@ def stratum_register_models():
         stratum.model(
             name, functools.partial(_vgg_factory, name),
             f"VGG with {_CONV_COUNTS[name]} conv layers; --width, --batch-norm; pools skipped so no conv runs on a 1x1 map.",
-            options=ModelOptions, info={"conv_layers": _CONV_COUNTS[name]},
+            options=VGGOptions, info={"conv_layers": _CONV_COUNTS[name]},
         )
         for name in VGG_LAYOUTS
     ]
-    models.append(stratum.model("mlp", _mlp_factory, "Fully connected net; --hidden sizes (default 300,100).", options=ModelOptions))
-    models.append(stratum.model("lenet300", _lenet_factory, "LeNet-300-100, the lottery-ticket paper's MLP.", options=ModelOptions))
+    models.append(stratum.model("mlp", _mlp_factory, "Fully connected net; --hidden sizes (default 300,100).", options=MLPModelOptions))
+    models.append(stratum.model("lenet300", _lenet_factory, "LeNet-300-100, the lottery-ticket paper's MLP.", options=LeNetOptions))
     return models
 
 
-def _he(model, options: InitOptions, generator):
+def _he(model, options: HeInitOptions, generator):
     from . import init as inits
 
     inits.he_normal_(model, generator, mode=options.init_mode)
 
 
-def _xavier(model, options: InitOptions, generator):
+def _xavier(model, options: GainInitOptions, generator):
     from . import init as inits
 
     inits.xavier_normal_(model, generator, gain=options.init_gain)
 
 
-def _orthogonal(model, options: InitOptions, generator):
+def _orthogonal(model, options: GainInitOptions, generator):
     from . import init as inits
 
     inits.orthogonal_(model, generator, gain=options.init_gain)
@@ -108,8 +151,8 @@ def _default(model, options, generator):
 @stratum.hookimpl
 def stratum_register_initializers():
     return [
-        stratum.initializer("he-normal", _he, "He normal N(0, 2/fan) (the paper's default); --init-mode fan_in|fan_out.", options=InitOptions),
-        stratum.initializer("xavier", _xavier, "Glorot normal N(0, 2/(fan_in+fan_out)) times --init-gain.", options=InitOptions),
-        stratum.initializer("orthogonal", _orthogonal, "(Semi-)orthogonal weights via QR, times --init-gain.", options=InitOptions),
+        stratum.initializer("he-normal", _he, "He normal N(0, 2/fan) (the paper's default); --init-mode fan_in|fan_out.", options=HeInitOptions),
+        stratum.initializer("xavier", _xavier, "Glorot normal N(0, 2/(fan_in+fan_out)) times --init-gain.", options=GainInitOptions),
+        stratum.initializer("orthogonal", _orthogonal, "(Semi-)orthogonal weights via QR, times --init-gain.", options=GainInitOptions),
         stratum.initializer("default", _default, "torch's built-in per-layer initialisation."),
     ]

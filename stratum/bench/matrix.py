@@ -170,6 +170,10 @@ def expand(spec: BenchSpec, registries, *, warn=None) -> list[RunPlan]:
     for name, used in applied_somewhere.items():
         if not used and warn is not None:
             warn(dropped_axis_warning(name, registries))
+    if warn is not None:  # a fixed plugin option (--set, [fixed]) that no run reads is dropped too
+        for name in fixed:
+            if name not in CORE_FIELDS and not any(name in used_options(values, registries) for _, values in points):
+                warn(dropped_axis_warning(name, registries).replace("axis", "fixed option", 1))
 
     varying = [n for n in _axis_order(axes, fields) if applied_somewhere.get(n) and len(axes[n]) > 1 and n != "seed"]
     plans: list[RunPlan] = []
