@@ -18,6 +18,7 @@ import click
 from click.core import ParameterSource
 
 from .version import __version__
+from .hookspecs import hookimpl
 from .components import KIND_ALIASES, KINDS
 from .config import CORE_FIELDS, check_outputs, load_toml, make_config, plugin_option_fields
 from .errors import OutputError, RunInterrupted, StratumError
@@ -333,12 +334,14 @@ def _run_callback(ctx, config_file, **_kwargs):
     pm = get_pm(ctx)
     config = config_from_cli(ctx, pm, config_file)
     check_outputs(config, plugin_option_fields(pm.registries.all()))  # before joining a process group
-    _warn_unread_options(config, pm)
     distributed.init_from_environment(config.device)  # under torchrun: join the process group
     try:
         main = distributed.is_main_process()
         display = ConsoleDisplay(quiet=config.quiet or not main)
-        trainer = Trainer(pm, extra_plugins=[("display", display)], handle_signals=True)
+        extra = [("display", display)]
+        if main:
+            extra.append(("unread-options", _UnreadOptions(_unread_option_lines(config, pm))))
+        trainer = Trainer(pm, extra_plugins=extra, handle_signals=True)
         try:
             summary = trainer.run(config)
         except OutputError as exc:
@@ -362,17 +365,32 @@ def _run_callback(ctx, config_file, **_kwargs):
         raise
 
 
-def _warn_unread_options(config, pm) -> None:
+def _unread_option_lines(config, pm) -> list[str]:
     """One warning line per plugin option given that no component of this run reads
     (``--width`` with ``--model mlp``); the run leaves it out (:func:`stratum.config.resolve_config`)."""
-    from .config import check_names, unread_options
+    from .config import unread_options
 
-    check_names(config, pm.registries)  # an unknown component name is the error to report first
+    lines = []
     for name, readers in unread_options(config, pm.registries).items():
         flag = "--" + name.replace("_", "-")
         who = ", ".join(readers[:6]) + (f" and {len(readers) - 6} more" if len(readers) > 6 else "")
-        click.echo(f"stratum: warning: {flag} is ignored: no component of this run reads it"
-                   + (f" (only {who} read it)" if who else ""), err=True)
+        lines.append(f"stratum: warning: {flag} is ignored: no component of this run reads it"
+                     + (f" (only {who} read it)" if who else ""))
+    return lines
+
+
+class _UnreadOptions:
+    """Prints the unread-option warnings once the run is built (an error building it is then
+    the only line the user sees)."""
+
+    def __init__(self, lines: list[str]):
+        self.lines = lines
+
+    @hookimpl
+    def stratum_fit_start(self, run):
+        for line in self.lines:
+            click.echo(line, err=True)
+        self.lines = []
 
 
 # ---------------------------------------------------------------------------
