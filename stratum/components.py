@@ -51,6 +51,7 @@ is read by every run; naming one here changes nothing.
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 from typing import Any, Callable
 
@@ -192,14 +193,15 @@ class LazyFactory:
     string raises ``ValueError`` at registration (which disables that plugin).
     """
 
-    __slots__ = ("target", "plugin", "label", "_loaded")
+    __slots__ = ("target", "plugin", "label", "kind", "_loaded")
 
-    def __init__(self, target: str, plugin: str = "", label: str = ""):
+    def __init__(self, target: str, plugin: str = "", label: str = "", kind: str = ""):
         if not isinstance(target, str) or not _TARGET.fullmatch(target):
             raise ValueError(f"a factory string must read 'package.module:attr', got {target!r}")
         self.target = target
         self.plugin = plugin
         self.label = label
+        self.kind = kind
         self._loaded = None
 
     @property
@@ -217,6 +219,9 @@ class LazyFactory:
                     found = getattr(found, part)
                 if not callable(found):
                     raise TypeError(f"{self.target} is a {type(found).__name__}, not callable")
+                problem = signature_problem(found, self.kind) if self.kind else None
+                if problem:
+                    raise TypeError(f"{self.target} {problem}")
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:  # a plugin's import failure, even sys.exit(), is the plugin's
@@ -225,9 +230,10 @@ class LazyFactory:
             self._loaded = found
         return self._loaded
 
-    def bound(self, plugin: str, label: str) -> "LazyFactory":
-        """A copy that names ``plugin`` (and ``label``, e.g. ``model 'x' from plugin 'p'``) in its errors."""
-        copy = LazyFactory(self.target, plugin, label)
+    def bound(self, plugin: str, label: str, kind: str = "") -> "LazyFactory":
+        """A copy that names ``plugin`` (and ``label``, e.g. ``model 'x' from plugin 'p'``) in its
+        errors and checks, once imported, that the factory takes the arguments of ``kind``."""
+        copy = LazyFactory(self.target, plugin, label, kind or self.kind)
         copy._loaded = self._loaded
         return copy
 
@@ -249,10 +255,42 @@ def _as_factory(value):
     return LazyFactory(value) if isinstance(value, str) else value
 
 
+def factory_arity(kind: str) -> int:
+    """How many positional arguments stratum passes to a factory of ``kind`` (from KIND_TABLE)."""
+    call = KIND_SPECS[kind].factory_call
+    inside = call[call.index("(") + 1:call.rindex(")")].strip()
+    return len([a for a in inside.split(",") if a.strip()]) if inside else 0
+
+
+def signature_problem(factory: Callable[..., Any], kind: str) -> str | None:
+    """Why stratum's call of a ``kind`` factory would not fit ``factory``'s signature, or ``None``.
+
+    A factory is called as KIND_TABLE's ``factory_call`` (``factory(spec, options)`` for a model):
+    a factory written for another kind, or for an older contract (``factory(run)`` for a strategy),
+    would otherwise fail deep inside a run as a ``TypeError`` that names nobody. Callables whose
+    signature Python cannot read (some builtins) pass.
+    """
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(*range(factory_arity(kind)))
+    except TypeError:
+        name = getattr(factory, "__qualname__", None) or type(factory).__name__
+        return (f"takes {name}{signature}, but stratum calls a {kind.replace('_', ' ')} factory as "
+                f"{KIND_SPECS[kind].factory_call}")
+    return None
+
+
 def _check_factory(instance, attribute, value):
     if not callable(value):
         raise TypeError(f"factory of {instance.kind} {instance.name!r} must be callable or a 'module:attr' string, "
                         f"got {type(value).__name__}")
+    if not isinstance(value, LazyFactory) and instance.kind in KIND_SPECS:
+        problem = signature_problem(value, instance.kind)
+        if problem:
+            raise TypeError(f"factory of {instance.kind} {instance.name!r} {problem}")
 
 
 def _check_kind(instance, attribute, value):
@@ -316,9 +354,9 @@ class Component:
 
     def __attrs_post_init__(self):
         factory = self.factory
-        if isinstance(factory, LazyFactory) and self.plugin and factory.plugin != self.plugin:
-            label = f"{self.kind} {self.name!r} from plugin {self.plugin!r}"
-            object.__setattr__(self, "factory", factory.bound(self.plugin, label))
+        if isinstance(factory, LazyFactory) and (factory.kind != self.kind or (self.plugin and factory.plugin != self.plugin)):
+            label = f"{self.kind} {self.name!r} from plugin {self.plugin!r}" if self.plugin else factory.label
+            object.__setattr__(self, "factory", factory.bound(self.plugin or factory.plugin, label, self.kind))
 
     def summary_line(self) -> str:
         """The first line of the description (what ``stratum list`` shows)."""

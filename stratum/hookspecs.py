@@ -73,7 +73,7 @@ def stratum_register_strategies():
 
     Fires once while the registries are built. Receives nothing. Returns a
     ``Component`` of kind ``strategy`` (see :func:`stratum.components.strategy`)
-    or an iterable of them; its factory is called as ``factory(run)`` and must
+    or an iterable of them; its factory is called as ``factory(run, options)`` and must
     return a :class:`stratum.Strategy`. Not firstresult: every plugin's
     registrations are collected.
     """
@@ -106,7 +106,7 @@ def stratum_register_initializers():
     """Register weight initialisers (``--init NAME``).
 
     Fires once while the registries are built. Receives nothing. Returns
-    ``initializer`` components; the factory is called as ``factory(model,
+    ``initializer`` components; the factory is called as ``factory(module,
     options, generator)`` and re-initialises the model's parameters in place
     using only ``generator`` for randomness. Not firstresult.
     """

@@ -4,6 +4,7 @@ factories named by "module:attr" strings (LazyFactory)."""
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 import textwrap
 
@@ -14,7 +15,7 @@ import stratum
 from stratum import hookspecs
 from stratum.bench.spec import NAMED_AXES
 from stratum.components import (KIND_ALIASES, KIND_TABLE, KINDS, REGISTRATION_HOOKS, Component, LazyFactory,
-                                kinds_markdown)
+                                factory_arity, kinds_markdown)
 from stratum.config import CORE_FIELDS, plugin_option_fields
 from stratum.errors import PluginError
 from stratum.options import option_meta
@@ -225,3 +226,30 @@ def test_a_failure_inside_a_lazy_factory_module_names_the_plugin(lazy_plugin):
     assert result.exit_code == 2
     assert_one_line_error(result.stderr, f"model '{prefix}-boom' from plugin '{prefix}plug'",
                           "RuntimeError: boom in a lazily imported factory")
+
+
+def test_each_registration_hookspec_states_the_factory_call_of_the_table():
+    """The hookspecs' docstrings (docs/hooks.md) say how a factory is called; they must say what
+    KIND_TABLE says (a strategy factory documented as factory(run) sent plugin authors wrong)."""
+    from stratum import hookspecs
+
+    for row in KIND_TABLE:
+        doc = " ".join(getattr(hookspecs, row.hook).__doc__.split())
+        assert f"``{row.factory_call}``" in doc or f"``{row.factory_call.replace(', ', ',')}``" in doc, (row.hook, row.factory_call)
+
+
+@pytest.mark.parametrize("row", KIND_TABLE, ids=lambda row: row.kind)
+def test_a_factory_that_cannot_take_the_kinds_arguments_is_refused_at_registration(row):
+    """A plain factory with the wrong signature is a TypeError naming the call stratum makes
+    (which disables a discovered plugin with one warning), not a TypeError deep in a run."""
+    helper = getattr(stratum, row.helper)
+    with pytest.raises(TypeError, match=re.escape(f"stratum calls a {row.kind.replace('_', ' ')} factory as {row.factory_call}")):
+        helper("wrong-arity", lambda a, b, c, d: None)
+    helper("right-arity", lambda *args: None)  # anything that takes the arguments is fine
+
+
+@pytest.mark.parametrize("row", KIND_TABLE, ids=lambda row: row.kind)
+def test_a_lazy_factory_with_the_wrong_signature_fails_in_one_line_when_used(row):
+    component = getattr(stratum, row.helper)("lazy-arity", "os:getcwd")
+    with pytest.raises(PluginError, match=re.escape(f"stratum calls a {row.kind.replace('_', ' ')} factory as {row.factory_call}")):
+        component.factory(*range(factory_arity(row.kind)))
