@@ -18,7 +18,6 @@ import click
 from click.core import ParameterSource
 
 from .version import __version__
-from .hookspecs import hookimpl
 from .components import KIND_ALIASES, KINDS
 from .config import CORE_FIELDS, check_outputs, load_toml, make_config, plugin_option_fields
 from .errors import OutputError, RunInterrupted, StratumError
@@ -338,10 +337,8 @@ def _run_callback(ctx, config_file, **_kwargs):
     try:
         main = distributed.is_main_process()
         display = ConsoleDisplay(quiet=config.quiet or not main)
-        extra = [("display", display)]
-        if main:
-            extra.append(("unread-options", _UnreadOptions(_unread_option_lines(config, pm))))
-        trainer = Trainer(pm, extra_plugins=extra, handle_signals=True)
+        unread = _unread_option_lines(config, pm)
+        trainer = Trainer(pm, extra_plugins=[("display", display)], handle_signals=True)
         try:
             summary = trainer.run(config)
         except OutputError as exc:
@@ -355,6 +352,8 @@ def _run_callback(ctx, config_file, **_kwargs):
                 click.echo(f"stratum: warning: {dead}", err=True)
             if summary.get("diverged"):
                 click.echo(f"stratum: warning: the run diverged (non-finite loss) at epoch {summary['epochs_run']}", err=True)
+            for line in unread:  # after the result, like the other warnings: a failed run shows one error line
+                click.echo(line, err=True)
             write_summary(summary, json_path=config.json, run_dir=config.run_dir())
         distributed.shutdown()
         return 0
@@ -377,20 +376,6 @@ def _unread_option_lines(config, pm) -> list[str]:
         lines.append(f"stratum: warning: {flag} is ignored: no component of this run reads it"
                      + (f" (only {who} read it)" if who else ""))
     return lines
-
-
-class _UnreadOptions:
-    """Prints the unread-option warnings once the run is built (an error building it is then
-    the only line the user sees)."""
-
-    def __init__(self, lines: list[str]):
-        self.lines = lines
-
-    @hookimpl
-    def stratum_fit_start(self, run):
-        for line in self.lines:
-            click.echo(line, err=True)
-        self.lines = []
 
 
 # ---------------------------------------------------------------------------
@@ -440,11 +425,17 @@ def build_plugins_command(ctx) -> click.Command:
         pm = get_pm(ctx)
         pm.registries  # registration failures update the records
         rows = sorted(pm.records.values(), key=lambda r: (r.origin != "builtin", r.name))
-        width = max(len(r.name) for r in rows)
-        owidth = max(len(r.origin) for r in rows)
+        width = max([len(r.name) for r in rows] + [len("plugin")])
+        owidth = max([len(r.origin) for r in rows] + [len("origin")])
+        click.echo(f"{'plugin':<{width}}  {'origin':<{owidth}}  {'version':<8}  {'status':<8}  module")
         for r in rows:
             detail = f"  ({r.detail})" if r.detail else ""
             click.echo(f"{r.name:<{width}}  {r.origin:<{owidth}}  {r.version:<8}  {r.status:<8}  {r.module}{detail}")
+        heavy = [r for r in rows if r.heavy_imports]
+        for r in heavy:
+            click.echo(f"note: plugin {r.name!r} imports {', '.join(r.heavy_imports)} when it loads, so every stratum "
+                       "command (even --help) waits for it; docs/plugin-guide.md, 'Keeping registration light', says how "
+                       "to defer it")
         return 0
 
     return plugins_cmd

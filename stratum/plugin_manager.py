@@ -48,6 +48,8 @@ BLOCK_ENV = "STRATUM_BLOCK_PLUGINS"
 PLUGINS_ENV = "STRATUM_PLUGINS"
 LOCAL_ORIGIN = "local"
 BUILTIN_DISTRIBUTION = "stratum"
+# Libraries a plugin should not import when it loads (each costs 0.1-2 s on every command).
+HEAVY_MODULES = ("torch", "torchvision", "numpy", "scipy", "sklearn", "xgboost", "matplotlib", "pandas")
 
 hookimpl = hookspecs.hookimpl  # re-exported: defined beside the hookspecs
 
@@ -65,6 +67,9 @@ class PluginRecord:
     module: str
     status: str  # loaded | blocked | failed | disabled | skipped
     detail: str = ""
+    # Heavy libraries (torch, numpy, ...) first imported while this plugin loaded: registration
+    # should be light (``stratum plugins`` names them; see docs/plugin-guide.md).
+    heavy_imports: list = attrs.field(factory=list)
 
 
 def _env_flag(name: str) -> bool:
@@ -171,7 +176,9 @@ class StratumPluginManager(pluggy.PluginManager):
                 record.detail = f"{DISABLE_AUTOLOAD_ENV} is set"
                 continue
             try:
+                before = set(sys.modules)
                 plugin = ep.load()
+                record.heavy_imports = [m for m in HEAVY_MODULES if m in sys.modules and m not in before]
                 self.register(plugin, name=ep.name)
             except KeyboardInterrupt:
                 raise
@@ -209,7 +216,9 @@ class StratumPluginManager(pluggy.PluginManager):
                 where = self.describe(plugin_name)
                 raise ConfigError(f"{source} {spec}: a plugin named {plugin_name!r} is loaded already ({where}); "
                                   "rename the module or file")
+            before = set(sys.modules)
             module = loader()
+            heavy = [m for m in HEAVY_MODULES if m in sys.modules and m not in before]
             if self.is_registered(module):
                 raise ConfigError(f"{source} {spec}: this module is loaded already, as plugin "
                                   f"{self.get_name(module)!r}")
@@ -227,6 +236,7 @@ class StratumPluginManager(pluggy.PluginManager):
             path = getattr(module, "__file__", None) or spec
             self.records[plugin_name] = PluginRecord(
                 plugin_name, LOCAL_ORIGIN, str(getattr(module, "__version__", "-")), str(path), "loaded",
+                heavy_imports=heavy,
             )
             self.local_plugins[key] = plugin_name
             self._registries = None

@@ -57,3 +57,4 @@ def test_plugin_guide_shows_the_tested_example_package_verbatim():
     fixture = REPO / "tests" / "fixtures" / "stratum_example_plugin"
     assert (fixture / "pyproject.toml").read_text().rstrip() in guide
     assert (fixture / "stratum_example" / "__init__.py").read_text().rstrip() in guide
+    assert (fixture / "stratum_example" / "core.py").read_text().rstrip() in guide

@@ -67,8 +67,9 @@ def test_an_option_colliding_with_an_earlier_declaration_disables_only_that_plug
             return stratum.strategy("clash-sgd", SGDStrategy, "collides", options=Opts)
     """), dist="stratum-clash", ep_name="clash", version="0.4")
     out = tmp_path / "s.json"
-    result = run_cli("run", *TINY, "--optimizer", "adam", "--eps", "1e-6", "--lr", "0.002", "--width", "0.5",
-                     "--quiet", "--json", out)
+    # vgg11 (width 0.5 at 8x8) reads --width; mlp does not, and a run records only what it reads
+    result = run_cli("run", *TINY[2:], "--model", "vgg11", "--optimizer", "adam", "--eps", "1e-6", "--lr", "0.002",
+                     "--width", "0.5", "--quiet", "--json", out)
     assert result.exit_code == 0, result
     warnings = warning_lines(result.stderr)
     assert len(warnings) == 1, result.stderr

@@ -109,3 +109,25 @@ def test_a_component_used_imports_its_factory_module():
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_plugin_guides_example_package_registers_without_torch():
+    """docs/plugin-guide.md's complete example is what plugin authors copy: it must be light."""
+    fixture = os.path.join(os.path.dirname(__file__), "fixtures", "stratum_example_plugin")
+    env = {"PYTHONPATH": fixture + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    heavy, done = _heavy_after(["--plugin", "stratum_example", "list", "strategy"], env)
+    assert done.returncode == 0, done.stderr
+    assert "sign-sgd" in done.stdout and heavy == [], (heavy, done.stdout)
+
+
+def test_stratum_plugins_names_a_plugin_that_imports_torch_when_it_loads(tmp_path):
+    plugin = tmp_path / "heavyplug.py"
+    plugin.write_text("import torch\nimport stratum\n\n\n@stratum.hookimpl\ndef stratum_register_models():\n    return []\n")
+    light = tmp_path / "lightplug.py"
+    light.write_text("import stratum\n\n\n@stratum.hookimpl\ndef stratum_register_models():\n    return []\n")
+    done = subprocess.run([sys.executable, "-m", "stratum", "--plugin", str(plugin), "--plugin", str(light), "plugins"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    notes = [line for line in done.stdout.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "'heavyplug' imports torch" in notes[0], done.stdout
+    assert done.stdout.splitlines()[0].split() == ["plugin", "origin", "version", "status", "module"]
