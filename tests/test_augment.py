@@ -7,11 +7,14 @@ import json
 import pytest
 import torch
 
+import stratum
 import stratum_plugins.augment.core as core
+from stratum.config import make_config, plugin_option_fields
 from stratum.data import TrainAugmentation
 from stratum.engine import Trainer, build_run
 from stratum.engine.loop import evaluate
-from tests.conftest import assert_one_line_error, fast_args, run_cli
+from stratum.errors import StratumError
+from tests.conftest import FAST, assert_one_line_error, fast_args, run_cli
 
 # Image batches of digits (1x8x8) through a small conv net with batch norm.
 CONV = dict(model="vgg11", width=0.125, batch_norm=True)
@@ -167,3 +170,19 @@ def test_augment_options_and_names_from_the_cli():
 def test_the_augmentation_is_part_of_the_resume_fingerprint(make_cfg):
     assert make_cfg(augment="translate").fingerprint() != make_cfg().fingerprint()
     assert make_cfg(augment="translate", max_shift=2).fingerprint() != make_cfg(augment="translate").fingerprint()
+
+
+class _Bad:
+    """A plugin whose augmentation factory returns neither a function nor None."""
+
+    @stratum.hookimpl
+    def stratum_register_augmentations(self):
+        return stratum.augmentation("broken", lambda spec, options: 42, "returns a number")
+
+
+def test_a_plugin_augmentation_must_return_a_function_or_none(pm, make_cfg):
+    pm.register(_Bad(), name="badaug")
+    assert "broken" in pm.registries["augmentation"]
+    config = make_config({**FAST, "augment": "broken"}, plugin_fields=plugin_option_fields(pm.registries.all()))
+    with pytest.raises(StratumError, match="augmentation 'broken' from .*badaug.* returned int"):
+        Trainer(pm).run(config)
