@@ -6,6 +6,7 @@ from .hookspecs import hookimpl  # noqa: E402
 from .components import (  # noqa: E402
     Component,
     LazyFactory,
+    augmentation,
     dataset,
     extension,
     feature_set,
@@ -37,6 +38,7 @@ __all__ = [
     "profiler",
     "feature_set",
     "extension",
+    "augmentation",
     "option",
     "Strategy",
     "Mode",

@@ -1,7 +1,7 @@
 """What a plugin hands to stratum: named components of a known kind.
 
 A registration hook returns one :class:`Component` or an iterable of them.
-:data:`KIND_TABLE` below is the one place the ten component kinds are spelled
+:data:`KIND_TABLE` below is the one place the component kinds are spelled
 out: each row names the kind, its registration hook, its helper
 (``stratum.model(...)``), how its ``factory`` is called, what it returns and
 when, and which run option selects it. Everything else derives from it: the
@@ -21,6 +21,7 @@ policy          ``factory(options) -> object deciding switches``
 profiler        ``factory(run, options) -> plugin object (run-scoped)``
 feature_set     ``factory(options) -> object building regression features``
 extension       ``factory(run, options) -> run-scoped plugin, or None to stay out``
+augmentation    ``factory(spec: ModelSpec, options) -> augment(x, generator), or None``
 ==============  ============================================================
 =======
 ``factory`` is whatever that kind calls for, or a string ``"package.module:attr"``
@@ -152,6 +153,13 @@ KIND_TABLE: tuple[KindSpec, ...] = (
         "a plugin object, or `None` to stay out", "at every fit start, for every registered extension",
         "Takes part in any run when its options ask for it.", None, multiple=True,
         aliases=("extensions",),
+    ),
+    KindSpec(
+        "augmentation", "stratum_register_augmentations", "augmentation", "factory(spec, options)",
+        "a function `augment(x, generator) -> x`, or `None` for no augmentation",
+        "once per run, after the data set is loaded; `augment` then on every training batch, never on an evaluation batch",
+        "Train-only random transformation of training batches (crop, flip, shift ...).", "augment",
+        aliases=("augmentations", "augment"), axis="augmentations",
     ),
 )
 

@@ -61,6 +61,8 @@ class RunConfig:
     download: bool = option(False, "Allow torchvision data sets to download missing files.", group="data")
     resident: str = option("auto", "Keep data as device tensors: auto (when small), always, never (DataLoader).", choices=("auto", "always", "never"), group="data")
     loader_workers: int = option(0, "DataLoader worker processes when data is not resident.", min=0, max=PROCESSES_MAX, group="data")
+    augment: str = option("none", "Train-only data augmentation of training batches (evaluation batches never are).",
+                          kind="augmentation", group="data")
     profile: tuple = option((), "Profiler to attach (repeatable or comma-separated).", type=str, multiple=True, kind="profiler", group="run")
     out: Path | None = option(None, "Run directory for checkpoints and the summary.", type=Path, output="dir", group="output")
     json: Path | None = option(None, "Write the run summary JSON here.", type=Path, output="file", group="output")

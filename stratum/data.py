@@ -8,6 +8,13 @@ tensors (preferred) or as any ``torch.utils.data.Dataset``. The engine then
 * keeps small tensor data on the device and slices batches from it
   (:class:`ResidentBatches`): no collate, no worker processes;
 * streams everything else through a torch ``DataLoader`` (:class:`LoaderBatches`).
+
+Training batches and evaluation batches are prepared differently. Every batch,
+training or evaluation, goes through the data set's deterministic
+``batch_transform`` (uint8 -> normalised float ...). Training batches alone are
+first augmented (:class:`TrainAugmentation`, the run's ``--augment``), on the
+device and vectorised, with randomness seeded by the run's seed and the global
+step; evaluation batches (:func:`eval_batches`) never are.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from typing import Callable, Iterator
 import attrs
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
+
+from .seeding import derive_seed
 
 # Resident data above this many bytes (on the target device) goes through a DataLoader
 # when --resident auto.
@@ -62,9 +71,15 @@ class DatasetBundle:
     """A dataset plugin's result.
 
     ``task`` is ``"classification"`` (integer targets, cross-entropy, accuracy)
-    or ``"regression"`` (float targets, mean squared error). ``batch_transform``
-    runs on each batch of inputs on the device, e.g. uint8 -> normalised float,
-    so large image sets stay compact in memory.
+    or ``"regression"`` (float targets, mean squared error). ``num_outputs`` is
+    the number of classes (regression: of targets), taken from the data set;
+    the model factory receives it in :class:`ModelSpec`. ``batch_transform``
+    runs on each batch of inputs on the device, training and evaluation alike,
+    e.g. uint8 -> normalised float, so large image sets stay compact in memory;
+    it must be deterministic, and its statistics must come from the training
+    split only. Random train-only augmentation is not part of a bundle: it is
+    the run's ``--augment`` component (:class:`TrainAugmentation`), applied to
+    training batches before ``batch_transform``.
     """
 
     train: object  # TensorSplit | torch.utils.data.Dataset
@@ -78,7 +93,8 @@ class DatasetBundle:
 
 @attrs.frozen
 class ModelSpec:
-    """What a model factory is told about the data."""
+    """What a model factory (and an augmentation factory) is told about the data: one sample's
+    ``input_shape`` ((C, H, W) for images), ``num_outputs`` (classes, from the data set) and ``task``."""
 
     input_shape: tuple
     num_outputs: int
@@ -161,6 +177,41 @@ def has_batch_norm(model: torch.nn.Module) -> bool:
     return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
+class TrainAugmentation:
+    """The run's train-only augmentation: ``augment(x, generator) -> x`` with a generator per batch.
+
+    ``augment`` is what the ``--augment`` component's factory returned: it takes a
+    batch of stored inputs (N, C, H, W) on the device and a ``torch.Generator``, and
+    returns a batch of the same shape, dtype and device. ``seed`` is the run's seed;
+    ``global_step`` a callable returning the global step (0-based optimizer steps) of
+    the batch being drawn. The generator of a batch is a CPU generator seeded with
+    ``derive_seed(seed, "augment:<step>")`` (the same stream as
+    ``stratum_plugins.augment.core.batch_generator``), and ``"augment:<step>.<k>"``
+    for the k-th further batch drawn within one step (gradient accumulation): it
+    depends only on the seed and the step, so a resumed run augments exactly as an
+    uninterrupted one, with no state to checkpoint. ``name`` is the component's name.
+    """
+
+    def __init__(self, augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor], seed: int,
+                 global_step: Callable[[], int], name: str = ""):
+        self.augment = augment
+        self.seed = seed
+        self.global_step = global_step
+        self.name = name
+        self._last: tuple[int, int] | None = None  # (step, draws within it) of the previous batch
+
+    def generator(self, step: int, draw: int = 0) -> torch.Generator:
+        """The generator of the ``draw``-th batch (0 = the first) of global step ``step``."""
+        label = f"augment:{step}" if draw == 0 else f"augment:{step}.{draw}"
+        return torch.Generator().manual_seed(derive_seed(self.seed, label))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        step = int(self.global_step())
+        draw = self._last[1] + 1 if self._last is not None and self._last[0] == step else 0
+        self._last = (step, draw)
+        return self.augment(x, self.generator(step, draw))
+
+
 def _kept(n: int, batch_size: int, drop_single: bool) -> int:
     """Samples of a pass that are trained on: all, or all but a one-sample tail batch."""
     return n - 1 if drop_single and batch_size > 1 and n % batch_size == 1 else n
@@ -174,13 +225,16 @@ class ResidentBatches:
     replayed exactly on resume. With ``drop_single`` a last batch of one
     sample is left out of every epoch (:attr:`dropped_tail_samples` = 1): a
     model with batch norm cannot train on it. The permutation is drawn as
-    without it, so the other batches are the same either way.
+    without it, so the other batches are the same either way. ``augment``
+    (a :class:`TrainAugmentation`, or ``None``) runs on each batch before
+    ``transform``.
     """
 
-    def __init__(self, split: TensorSplit, batch_size: int, transform=None, drop_single: bool = False):
+    def __init__(self, split: TensorSplit, batch_size: int, transform=None, drop_single: bool = False, augment=None):
         self.split = split
         self.batch_size = batch_size
         self.transform = transform
+        self.augment = augment
         self.drop_single = drop_single
         self.kept = _kept(len(split), batch_size, drop_single)
         self.dropped_tail_samples = len(split) - self.kept
@@ -193,6 +247,8 @@ class ResidentBatches:
         for i in range(start, len(self)):
             index = order[i * self.batch_size:(i + 1) * self.batch_size]
             x = self.split.x[index]
+            if self.augment is not None:
+                x = self.augment(x)
             if self.transform is not None:
                 x = self.transform(x)
             yield x, self.split.y[index]
@@ -201,14 +257,17 @@ class ResidentBatches:
 class LoaderBatches:
     """Mini-batches through a torch DataLoader, for data too big (or not tensors) to keep resident.
 
-    ``drop_single`` leaves a one-sample last batch out, as in :class:`ResidentBatches`.
+    ``drop_single`` leaves a one-sample last batch out, and ``augment`` runs on each
+    batch (on the device) before ``transform``, as in :class:`ResidentBatches`.
     """
 
-    def __init__(self, dataset, batch_size: int, device, transform=None, workers: int = 0, drop_single: bool = False):
+    def __init__(self, dataset, batch_size: int, device, transform=None, workers: int = 0, drop_single: bool = False,
+                 augment=None):
         self.dataset = dataset
         self.batch_size = batch_size
         self.device = device
         self.transform = transform
+        self.augment = augment
         self.workers = workers
         self.drop_single = drop_single
         self.kept = _kept(len(dataset), batch_size, drop_single)
@@ -230,26 +289,31 @@ class LoaderBatches:
         for x, y in loader:
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
+            if self.augment is not None:
+                x = self.augment(x)
             if self.transform is not None:
                 x = self.transform(x)
             yield x, y
 
 
-def make_batches(split, batch_size: int, device, transform=None, workers: int = 0, *, drop_single: bool = False):
+def make_batches(split, batch_size: int, device, transform=None, workers: int = 0, *, drop_single: bool = False,
+                 augment=None):
     """The training batch source of a split: resident slices for tensors, else a DataLoader.
 
     ``drop_single=True`` (pass :func:`has_batch_norm` of the model) leaves a
     one-sample last batch out of every epoch; ``len()`` of the result counts
     only the batches trained on, so steps per epoch and a mid-epoch resume
-    agree with what is drawn. Raises nothing itself.
+    agree with what is drawn. ``augment`` (a :class:`TrainAugmentation` or
+    ``None``) augments every training batch on the device before ``transform``.
+    Raises nothing itself.
     """
     if isinstance(split, TensorSplit):
-        return ResidentBatches(split, batch_size, transform, drop_single)
-    return LoaderBatches(split, batch_size, device, transform, workers, drop_single)
+        return ResidentBatches(split, batch_size, transform, drop_single, augment)
+    return LoaderBatches(split, batch_size, device, transform, workers, drop_single, augment)
 
 
 def eval_batches(split, batch_size: int, device, transform=None, workers: int = 0):
-    """Ordered batches for evaluation."""
+    """Ordered batches for evaluation: ``transform`` only, never an augmentation."""
     if isinstance(split, TensorSplit):
         for i in range(0, len(split), batch_size):
             x = split.x[i:i + batch_size]

@@ -201,13 +201,17 @@ def model_on_shapes(component, shapes: dict[str, tuple]) -> dict[str, dict | Non
             return {}
     options = component.options() if component.options is not None else None
     out: dict[str, dict | None] = {}
+    by_shape: dict[tuple, dict | None] = {}  # data sets of one input shape (cifar10, cifar100, svhn) are checked once
     for name, shape in shapes.items():
-        try:
-            with torch.device("meta"):
-                model = component.factory(ModelSpec(tuple(shape), 10, "classification"), options)
-            out[name] = dead_parameters(model, shape)
-        except Exception:  # noqa: BLE001 - a model that does not fit this input is simply not listed for it
-            out[name] = None
+        shape = tuple(shape)
+        if shape not in by_shape:
+            try:
+                with torch.device("meta"):
+                    model = component.factory(ModelSpec(shape, 10, "classification"), options)
+                by_shape[shape] = dead_parameters(model, shape)
+            except Exception:  # noqa: BLE001 - a model that does not fit this input is simply not listed for it
+                by_shape[shape] = None
+        out[name] = by_shape[shape]
     return out
 
 

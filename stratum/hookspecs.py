@@ -179,6 +179,23 @@ def stratum_register_extensions():
 
 
 @hookspec
+def stratum_register_augmentations():
+    """Register train-only data augmentations (``--augment NAME``).
+
+    Fires once while the registries are built. Receives nothing. Returns
+    ``augmentation`` components; the factory is called once per run as
+    ``factory(spec, options)`` with a :class:`stratum.data.ModelSpec` (the data
+    set's input shape, outputs and task) and returns ``augment(x, generator)
+    -> x`` (a batch of stored inputs in, the same shape, dtype and device out,
+    randomness from ``generator`` only) or ``None`` for no augmentation; it
+    raises :class:`stratum.ConfigError` for data it does not fit. The engine
+    applies ``augment`` to training batches only, before the data set's
+    ``batch_transform``, with a generator seeded from the run's seed and the
+    global step (resume is exact). Not firstresult.
+    """
+
+
+@hookspec
 def stratum_register_commands():
     """Add sub-commands to the ``stratum`` CLI (e.g. ``stratum prior``).
 

@@ -30,10 +30,10 @@ _COUNTER = itertools.count()
 # ---------------------------------------------------------------------------
 
 
-def test_the_table_has_the_ten_kinds_once_each():
-    assert len(KIND_TABLE) == 10 and len(set(KINDS)) == 10
+def test_the_table_has_the_eleven_kinds_once_each():
+    assert len(KIND_TABLE) == 11 and len(set(KINDS)) == 11
     assert KINDS == tuple(row.kind for row in KIND_TABLE)
-    assert len({row.hook for row in KIND_TABLE}) == 10 and len({row.helper for row in KIND_TABLE}) == 10
+    assert len({row.hook for row in KIND_TABLE}) == 11 and len({row.helper for row in KIND_TABLE}) == 11
 
 
 def test_every_row_hook_is_a_hookspec_and_every_registration_hookspec_is_a_row():

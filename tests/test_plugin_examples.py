@@ -39,6 +39,7 @@ EXAMPLES = {
     "profiler": ("stratum_example_profiler", "grad-norm", "example-profiler"),
     "feature_set": ("stratum_example_feature_set", "magnitude", "example-feature-set"),
     "extension": ("stratum_example_extension", "grad-clip", "example-extension"),
+    "augmentation": ("stratum_example_augmentation", "cutout", "example-augmentation"),
 }
 # What makes every run tiny (appended to the docs' commands; a repeated flag takes the last value).
 TINY = ["--hidden", "16", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "32", "--threads", "1", "--quiet"]
@@ -123,7 +124,7 @@ def _evidence(kind: str, summary: dict) -> None:
     """The summary shows that the kind's example component was used, and did its job."""
     _, name, plugin = EXAMPLES[kind]
     components = summary["components"]
-    if kind in ("strategy", "model", "dataset", "initializer", "optimizer"):
+    if kind in ("strategy", "model", "dataset", "initializer", "optimizer", "augmentation"):
         assert components[kind]["name"] == name and components[kind]["plugin"] == plugin
     if kind in ("profiler", "extension"):
         assert {"name": name, "plugin": plugin} in [{"name": c["name"], "plugin": c["plugin"]} for c in components[kind]]
@@ -148,6 +149,8 @@ def _evidence(kind: str, summary: dict) -> None:
         assert [r["grad_norm"] for r in summary["history"]] == means
     if kind == "extension":
         assert summary["grad_clip"]["max_norm"] == 1.0 and summary["grad_clip"]["clipped_steps"] >= 0
+    if kind == "augmentation":
+        assert summary["config"]["augment"] == name and summary["config"]["cutout_size"] == 3
 
 
 @pytest.mark.parametrize("kind", sorted(EXAMPLES))

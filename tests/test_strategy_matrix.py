@@ -29,3 +29,48 @@ def test_every_strategy_trains_a_few_steps(strategy, pm, make_cfg):
         assert row["train_loss"] is None or math.isfinite(row["train_loss"])
     # Training moved the model away from chance on at least the validation split.
     assert summary["best_val_acc"] > 10.0
+
+
+# ---------------------------------------------------------------------------
+# Every component x every strategy (issue 12): models and augmentations, discovered
+# from the registry like the strategies, so one registered later is covered too.
+# ---------------------------------------------------------------------------
+
+_REGISTRIES = create_plugin_manager().registries
+MODELS = _REGISTRIES["model"].names()
+AUGMENTATIONS = _REGISTRIES["augmentation"].names()
+# Options that keep each strategy's run to about a second (every one a real run option).
+QUICK = {
+    "focus": dict(prior_epochs=1, capture_max_samples=600, focus_fit_samples=300, regressor="linear",
+                  policy="fixed", switch_every=1),
+    "lottery": dict(prune_rounds=1, lottery_controls=["none"]),
+}
+# Small models: the zoo's width and hidden sizes, deltaorth's vanilla CNN.
+SMALL = dict(width=0.125, hidden=[16], vcnn_depth=2, vcnn_channels=8)
+
+
+def _check(summary: dict, strategy: str) -> None:
+    assert summary["strategy"] == strategy and summary["diverged"] is False
+    assert summary["epochs_run"] >= 1 and summary["global_steps"] >= 2
+    for row in summary["history"]:
+        assert row["val_acc"] is not None and 0.0 <= row["val_acc"] <= 100.0
+        assert row["train_loss"] is None or math.isfinite(row["train_loss"])
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_trains_under_every_strategy(model, strategy, pm, make_cfg):
+    config = make_cfg(strategy=strategy, model=model, epochs=2, steps_per_epoch=2, **SMALL, **QUICK.get(strategy, {}))
+    summary = Trainer(pm).run(config)
+    _check(summary, strategy)
+    assert summary["model"] == model
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("augmentation", AUGMENTATIONS)
+def test_every_augmentation_trains_under_every_strategy(augmentation, strategy, pm, make_cfg):
+    config = make_cfg(strategy=strategy, model="vgg11", batch_norm=True, augment=augmentation, epochs=2,
+                      steps_per_epoch=2, **SMALL, **QUICK.get(strategy, {}))
+    summary = Trainer(pm).run(config)
+    _check(summary, strategy)
+    assert summary["config"]["augment"] == augmentation

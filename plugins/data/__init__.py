@@ -1,4 +1,5 @@
-"""Data sets: digits (offline default), synthetic, and torchvision's cifar10, mnist, fashion-mnist."""
+"""Data sets: digits (offline default), synthetic, cubic, torchvision's cifar10, mnist, fashion-mnist,
+cifar100 and svhn, and a user's own images (imagefolder)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,15 @@ class CubicOptions:
     cubic_seed: int = option(1, "cubic: seed of the noise (fixed across run seeds).", min=0)
 
 
+@attrs.frozen
+class ImageFolderOptions:
+    image_size: int = option(32, "imagefolder: every image is resized to SIZE x SIZE pixels.", min=1, max=1024)
+    image_channels: int = option(3, "imagefolder: 3 = RGB, 1 = grayscale (no other value).", min=1, max=3)
+    imagefolder_test_fraction: float = option(
+        0.2, "imagefolder: share of the images held out as the fixed test set when --data-root has no "
+        "train/ and test/ subfolders.", min=0.05, max=0.5)
+
+
 def _digits(request, options: DigitsOptions):
     from .sources import load_digits
 
@@ -75,4 +85,15 @@ def stratum_register_datasets():
             f"torchvision.datasets.{cls_name} from --data-root (--download to fetch).",
             info={"input_shape": TORCHVISION_SHAPES[name]},
         ))
+    sets += [
+        stratum.dataset("cifar100", "stratum_plugins.data.vision:cifar100_dataset",
+                        "torchvision.datasets.CIFAR100 from --data-root (--download to fetch): 100 classes.",
+                        info={"input_shape": (3, 32, 32)}),
+        stratum.dataset("svhn", "stratum_plugins.data.vision:svhn_dataset",
+                        "torchvision.datasets.SVHN (train and test splits) from --data-root (--download to fetch; needs scipy).",
+                        info={"input_shape": (3, 32, 32)}),
+        stratum.dataset("imagefolder", "stratum_plugins.data.vision:imagefolder_dataset",
+                        "Your images: --data-root DIR/<class>/<image> (or DIR/train, DIR/test), resized to --image-size.",
+                        options=ImageFolderOptions, info={"input_shape": (3, 32, 32)}),
+    ]
     return sets

@@ -1,4 +1,4 @@
-"""More image data sets (issue 12; loader functions only, not registered yet).
+"""More image data sets (issue 12): the data sets ``cifar100``, ``svhn`` and ``imagefolder``.
 
 * :func:`load_cifar100`: ``torchvision.datasets.CIFAR100`` (files under
   ``ROOT/cifar-100-python``), 100 fine classes.
@@ -178,3 +178,33 @@ def load_imagefolder(root: Path, size: int = 32, channels: int = 3, test_fractio
         raise DataError(f"imagefolder {root}: found {len(classes)} class folder ({', '.join(classes)}); need at least 2")
     return _bundle("torchvision.datasets.ImageFolder", root, train_x, train_y, test_x, test_y,
                    len(classes), classes=list(classes), split=split, size=size)
+
+
+# ---------------------------------------------------------------------------
+# Component factories: factory(request, options) for the data plugin's registrations
+# ---------------------------------------------------------------------------
+
+
+def cifar100_dataset(request, options) -> DatasetBundle:
+    """The ``cifar100`` data set component: :func:`load_cifar100` from ``--data-root`` (``--download``)."""
+    return load_cifar100(request.root, request.download)
+
+
+def svhn_dataset(request, options) -> DatasetBundle:
+    """The ``svhn`` data set component: :func:`load_svhn` from ``--data-root`` (``--download``)."""
+    return load_svhn(request.root, request.download)
+
+
+def imagefolder_dataset(request, options) -> DatasetBundle:
+    """The ``imagefolder`` data set component: :func:`load_imagefolder` on ``--data-root`` with
+    ``--image-size``, ``--image-channels`` and ``--imagefolder-test-fraction`` (nothing to download:
+    ``--download`` is refused). Raises ``DataError`` as :func:`load_imagefolder` does."""
+    from stratum.errors import ConfigError
+
+    if request.download:
+        raise ConfigError("imagefolder reads a user's own images from --data-root; there is nothing to --download")
+    try:
+        return load_imagefolder(request.root, options.image_size, options.image_channels,
+                                options.imagefolder_test_fraction)
+    except ValueError as exc:  # the option bounds catch these first
+        raise ConfigError(f"imagefolder: {exc}") from None

@@ -53,7 +53,8 @@ def _subset(run, fraction: float, seed: int) -> None:
         subset = torch.utils.data.Subset(train, index.tolist())
     run.data.train = subset
     run.train_batches = make_batches(subset, run.config.batch_size, run.device, run.data.bundle.batch_transform,
-                                     run.config.loader_workers, drop_single=has_batch_norm(run.model))
+                                     run.config.loader_workers, drop_single=has_batch_norm(run.model),
+                                     augment=getattr(run.train_batches, "augment", None))
 
 
 def build_prior(config, pm, capture_config: CaptureConfig, *, data_fraction: float = 1.0) -> tuple[Prior, dict]:

@@ -1,6 +1,6 @@
-"""The model zoo: VGG11/13/16/19, MLPs (LeNet-300-100) and the initialisers.
+"""The model zoo: VGG11/13/16/19, MLPs (LeNet-300-100), ResNet-20/56/18 and the initialisers.
 
-Functional core in :mod:`.models` and :mod:`.init`; this module only declares
+Functional core in :mod:`.models`, :mod:`.resnet` and :mod:`.init`; this module only declares
 options and registers components.
 """
 
@@ -73,6 +73,20 @@ class LeNetOptions:
 
 
 @attrs.frozen
+class CifarResNetOptions:
+    width: float = _width()
+    resnet_shortcut: str = option(
+        "A", "CIFAR ResNets: shortcut where the shape changes: A = identity, subsampled and zero-padded (He et al. "
+        "2016's CIFAR choice, no parameters); B = 1x1 convolution + batch norm projection.", choices=("A", "B"),
+    )
+
+
+@attrs.frozen
+class ResNet18Options:
+    width: float = _width()
+
+
+@attrs.frozen
 class HeInitOptions:
     init_mode: str = option("fan_in", "he-normal: preserve variance forward (fan_in) or backward (fan_out).", choices=("fan_in", "fan_out"))
 
@@ -121,6 +135,18 @@ def stratum_register_models():
     ]
     models.append(stratum.model("mlp", _mlp_factory, "Fully connected net; --hidden sizes (default 300,100).", options=MLPModelOptions))
     models.append(stratum.model("lenet300", _lenet_factory, "LeNet-300-100, the lottery-ticket paper's MLP.", options=LeNetOptions))
+    # Residual networks (plugins/zoo/resnet.py), imported when a run builds one.
+    models += [
+        stratum.model("resnet20", "stratum_plugins.zoo.resnet:resnet20_model",
+                      "CIFAR ResNet-20 (He et al. 2016): 3x3 blocks on 16-32-64 channels, option A shortcuts "
+                      "(--resnet-shortcut B); 0.27 M parameters; --width.", options=CifarResNetOptions),
+        stratum.model("resnet56", "stratum_plugins.zoo.resnet:resnet56_model",
+                      "CIFAR ResNet-56 (He et al. 2016): as resnet20 with 9 blocks per stage; 0.85 M parameters; --width.",
+                      options=CifarResNetOptions),
+        stratum.model("resnet18", "stratum_plugins.zoo.resnet:resnet18_model",
+                      "ResNet-18 for 32x32 (3x3 stride-1 stem, no max-pool, projection shortcuts); 11.2 M parameters; --width.",
+                      options=ResNet18Options),
+    ]
     return models
 
 

@@ -1,4 +1,4 @@
-"""Residual networks for small images (not registered yet; issue 12).
+"""Residual networks for small images (issue 12): the zoo's models ``resnet20``, ``resnet56``, ``resnet18``.
 
 * :func:`cifar_resnet` / :func:`resnet20` / :func:`resnet56`: the CIFAR ResNets
   of He et al. 2016 ("Deep Residual Learning for Image Recognition", section
@@ -173,3 +173,45 @@ def resnet18(in_channels: int = 3, num_classes: int = 10, width: float = 1.0, *,
     11,173,962 parameters at width 1, 10 classes."""
     return ResNet([(64, 2, 1), (128, 2, 2), (256, 2, 2), (512, 2, 2)], stem_channels=64, in_channels=in_channels,
                   num_classes=num_classes, width=width, shortcut="B", input_size=input_size, generator=generator)
+
+
+# ---------------------------------------------------------------------------
+# Component factories: factory(spec, options) for the zoo's registrations
+# ---------------------------------------------------------------------------
+
+
+def _image_spec(name: str, spec) -> tuple[int, int]:
+    """``(in_channels, input_size)`` of a :class:`stratum.data.ModelSpec` describing images (C, H, W);
+    ``input_size`` is the smaller spatial side. Raises ``ConfigError`` for other inputs."""
+    from stratum.errors import ConfigError
+
+    shape = tuple(spec.input_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ConfigError(f"model {name!r} needs image inputs (channels, height, width); this data set's inputs "
+                          f"have shape {shape}")
+    return shape[0], min(shape[1:])
+
+
+def _cifar_model(depth: int, spec, options) -> ResNet:
+    name = f"resnet{depth}"
+    in_channels, size = _image_spec(name, spec)
+    return cifar_resnet(depth, in_channels, spec.num_outputs, options.width, shortcut=options.resnet_shortcut,
+                        input_size=size)
+
+
+def resnet20_model(spec, options) -> ResNet:
+    """The ``resnet20`` model component: :func:`resnet20` on the data set's channels, classes and input size
+    (``options``: ``width``, ``resnet_shortcut``). Raises ``ConfigError`` for non-image inputs."""
+    return _cifar_model(20, spec, options)
+
+
+def resnet56_model(spec, options) -> ResNet:
+    """The ``resnet56`` model component: :func:`resnet56`, as :func:`resnet20_model`."""
+    return _cifar_model(56, spec, options)
+
+
+def resnet18_model(spec, options) -> ResNet:
+    """The ``resnet18`` model component: :func:`resnet18` on the data set's channels, classes and input size
+    (``options``: ``width``). Raises ``ConfigError`` for non-image inputs."""
+    in_channels, size = _image_spec("resnet18", spec)
+    return resnet18(in_channels, spec.num_outputs, options.width, input_size=size)

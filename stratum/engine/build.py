@@ -1,5 +1,5 @@
-"""Building a run: resolve names and options, seed, pick the device, load the data, build and
-initialise the model, build the optimizer, construct and set up the strategy (:func:`build_run`);
+"""Building a run: resolve names and options, seed, pick the device, load the data, build the
+train-only augmentation, build and initialise the model, build the optimizer, construct and set up the strategy (:func:`build_run`);
 then the strategy's timed stages before epoch 1 (:func:`run_stages`). Nothing here trains.
 """
 
@@ -13,7 +13,7 @@ import attrs
 import torch
 
 from ..config import RunConfig, check_names, check_outputs, options_for, plugin_option_fields, resolve_config
-from ..data import DataRequest, DatasetBundle, ModelSpec, has_batch_norm, make_batches, prepare_splits
+from ..data import DataRequest, DatasetBundle, ModelSpec, TrainAugmentation, has_batch_norm, make_batches, prepare_splits
 from ..deadweights import dead_parameters
 from ..device import resolve_device
 from ..errors import ConfigError, DataError, StratumError
@@ -91,6 +91,23 @@ def too_large_as_config_error(component, config: RunConfig):
         raise ConfigError(f"{component.kind} {component.name!r} is too large to build{given} ({reason})") from None
 
 
+def build_augmentation(config: RunConfig, registries, spec: ModelSpec, pm=None):
+    """The ``--augment`` component's ``augment(x, generator)`` function for data described by ``spec``,
+    or ``None`` (``--augment none``: training batches are left as they are).
+
+    The component refuses data it does not fit (crop-flip on non-image inputs) with a
+    :class:`ConfigError`; with ``pm``, a factory returning something that is neither
+    callable nor ``None`` is a :class:`StratumError` naming its plugin.
+    """
+    component = registries.get("augmentation", config.augment)
+    augment = component.factory(spec, options_for(component, config))
+    if augment is not None and not callable(augment):
+        where = pm.describe(component.plugin) if pm is not None else repr(component.plugin)
+        raise StratumError(f"augmentation {component.name!r} from {where} returned {type(augment).__name__}, "
+                           "not a function augment(x, generator) or None")
+    return augment
+
+
 def check_batch_norm_batch_size(config: RunConfig, batch_norm: bool) -> None:
     """Refuse ``--batch-size 1`` for a model with batch norm (``batch_norm``: it has one).
 
@@ -141,6 +158,7 @@ def build_run(config: RunConfig, pm) -> Run:
 
     model_component = registries.get("model", config.model)
     spec = ModelSpec(tuple(bundle.input_shape), bundle.num_outputs, bundle.task)
+    augment = build_augmentation(config, registries, spec, pm)
     torch.manual_seed(generator(config.seed, "model").initial_seed())
     with too_large_as_config_error(model_component, config):
         model = _checked(pm, model_component, model_component.factory(spec, options_for(model_component, config)), torch.nn.Module)
@@ -152,8 +170,12 @@ def build_run(config: RunConfig, pm) -> Run:
     check_batch_norm_batch_size(config, batch_norm)
     run = Run(config=config, pm=pm, device=device, data=data, task=task, model=model,
               dead_parameters=check_dead_parameters(model, spec.input_shape))
+    # Train-only augmentation, seeded by (seed, global step): evaluation batches never see it.
+    train_augment = None if augment is None else TrainAugmentation(augment, config.seed, lambda: run.global_step,
+                                                                   config.augment)
     run.train_batches = make_batches(
-        data.train, config.batch_size, device, bundle.batch_transform, config.loader_workers, drop_single=batch_norm
+        data.train, config.batch_size, device, bundle.batch_transform, config.loader_workers, drop_single=batch_norm,
+        augment=train_augment,
     )
     if len(run.train_batches) == 0:
         raise DataError(
