@@ -13,7 +13,7 @@ import math
 import stratum
 from stratum.data import eval_batches, has_batch_norm
 
-from . import DEFAULT_EMA_DECAY, AveragingOptions
+from .options import DEFAULT_EMA_DECAY, AveragingOptions
 from .core import (averaged_state, decay_from_half_life, ema_model, half_life_from_decay, load_averaged_state,
                    recompute_bn, swa_model)
 
