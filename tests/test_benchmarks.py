@@ -28,7 +28,7 @@ from stratum.report.studies import (
 from .conftest import FAST, run_cli
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-# Modules beside the scripts: the harness itself and a local plugin.
+# Modules beside the scripts: the harness itself.
 NOT_SCRIPTS = {"harness.py"}
 SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("*.py") if p.name not in NOT_SCRIPTS)
 
