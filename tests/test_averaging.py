@@ -206,6 +206,16 @@ def test_stratum_eval_model_chooses_what_is_evaluated(pm, make_cfg, answer):
             assert row["val_acc"] != row["raw_val_acc"] and row["val_loss"] == pytest.approx(2.302585, abs=1e-4)
 
 
+def test_stratum_eval_model_must_return_a_module(make_cfg):
+    class Bad:
+        @stratum.hookimpl
+        def stratum_eval_model(self, run, epoch):
+            return "the average"
+
+    with pytest.raises(stratum.StratumError, match="stratum_eval_model returned str, not a torch.nn.Module"):
+        stratum.fit(make_cfg(epochs=1, steps_per_epoch=1), callbacks=[Bad()], quiet=True)
+
+
 # -- checkpoints and exact resume ----------------------------------------------------------------------
 
 

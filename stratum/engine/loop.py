@@ -211,6 +211,8 @@ class Trainer:
             batches.close()
         # The model to evaluate and report (a weight average ...): readying it is training work.
         eval_model = run.hooks.stratum_eval_model(run=run, epoch=epoch)
+        if eval_model is not None and not isinstance(eval_model, torch.nn.Module):
+            raise StratumError(f"stratum_eval_model returned {type(eval_model).__name__}, not a torch.nn.Module")
         synchronize(run.device)
         train_s += time.perf_counter() - t0
         train_loss = (loss_sum / loss_count).item() if loss_count else None
