@@ -16,6 +16,11 @@ DataLoader over a TensorDataset, the usual way to feed it tensors, and is
 compared against a fresh block of plain-loop epochs run right before it.
 
     python benchmarks/engine_overhead.py --epochs 7 --threads 2
+    python benchmarks/engine_overhead.py --epochs 7 --threads 2 --average ema --no-lightning
+
+With ``--average ema`` stratum runs with ``--average ema --ema-decay 0.999`` and the plain loop
+updates a ``torch.optim.swa_utils.AveragedModel`` (EMA of weights and buffers) after every step,
+so the ratio is the engine's overhead with weight averaging on in both.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ import stratum
 from stratum.seeding import generator
 
 
-def plain_epoch(model, optimizer, x, y, batch_size, gen) -> float:
-    """A hand-written training pass: shuffle, slice, forward, loss, backward, step."""
+def plain_epoch(model, optimizer, x, y, batch_size, gen, ema=None) -> float:
+    """A hand-written training pass: shuffle, slice, forward, loss, backward, step (then
+    ``ema.update_parameters(model)`` when an ``AveragedModel`` is given)."""
     model.train()
     order = torch.randperm(len(x), generator=gen)
     t0 = time.perf_counter()
@@ -42,14 +48,16 @@ def plain_epoch(model, optimizer, x, y, batch_size, gen) -> float:
         loss = torch.nn.functional.cross_entropy(model(x[index]), y[index])
         loss.backward()
         optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
     return time.perf_counter() - t0
 
 
 class Interleave:
     """Times stratum's training pass and runs one plain epoch after each stratum epoch."""
 
-    def __init__(self, plain_model, plain_optimizer, x, y, batch_size, seed):
-        self.plain_model, self.plain_optimizer = plain_model, plain_optimizer
+    def __init__(self, plain_model, plain_optimizer, x, y, batch_size, seed, ema=None):
+        self.plain_model, self.plain_optimizer, self.ema = plain_model, plain_optimizer, ema
         self.x, self.y, self.batch_size = x, y, batch_size
         self.gen = generator(seed, "shuffle")
         self.stratum_s, self.plain_s = [], []
@@ -67,7 +75,8 @@ class Interleave:
     @stratum.hookimpl(trylast=True)
     def stratum_epoch_end(self, run, epoch, record):
         self.stratum_s.append(self._last_step_end - self._t0)
-        self.plain_s.append(plain_epoch(self.plain_model, self.plain_optimizer, self.x, self.y, self.batch_size, self.gen))
+        self.plain_s.append(plain_epoch(self.plain_model, self.plain_optimizer, self.x, self.y, self.batch_size, self.gen,
+                                        self.ema))
 
 
 def lightning_epochs(model, x, y, batch_size, lr, momentum, epochs) -> list[float]:
@@ -113,6 +122,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--train-size", type=int, default=6000)
     parser.add_argument("--no-lightning", action="store_true")
+    parser.add_argument("--average", choices=("none", "ema"), default="none",
+                        help="ema: stratum --average ema --ema-decay 0.999 against a plain loop with the same EMA")
     args = parser.parse_args(argv)
 
     from stratum.engine import Trainer
@@ -121,21 +132,27 @@ def main(argv=None) -> dict:
     values = dict(
         strategy="sgd", model="vgg11", width=args.width, dataset="synthetic", synthetic_train=args.train_size,
         batch_size=args.batch_size, lr=0.005, momentum=0.9, epochs=args.epochs + 1, threads=args.threads,
-        device="cpu", seed=0,
+        device="cpu", seed=0, **({"average": "ema", "ema_decay": 0.999} if args.average == "ema" else {}),
     )
     run = harness.build(values)
     config = run.config
     x, y = run.data.train.x, run.data.train.y
     plain_model = copy.deepcopy(run.model)
     plain_optimizer = torch.optim.SGD(plain_model.parameters(), lr=config.lr, momentum=config.momentum)
-    interleave = Interleave(plain_model, plain_optimizer, x, y, config.batch_size, config.seed)
+    ema = None
+    if args.average == "ema":
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(plain_model, multi_avg_fn=get_ema_multi_avg_fn(0.999), use_buffers=True)
+    interleave = Interleave(plain_model, plain_optimizer, x, y, config.batch_size, config.seed, ema)
     Trainer(harness.plugin_manager(), extra_plugins=[("interleave", interleave)]).fit(run)
 
     # Drop the first (warm-up) epoch of each.
     stratum_s, plain_s = interleave.stratum_s[1:], interleave.plain_s[1:]
     result = {
         "setup": {"model": "vgg11", "width": args.width, "dataset": "synthetic 3x32x32", "train_samples": len(x),
-                  "batch_size": args.batch_size, "threads": args.threads, "device": "cpu", "timed_epochs": len(stratum_s)},
+                  "batch_size": args.batch_size, "threads": args.threads, "device": "cpu", "timed_epochs": len(stratum_s),
+                  "average": args.average},
         "plain_epoch_s_median": statistics.median(plain_s),
         "stratum_epoch_s_median": statistics.median(stratum_s),
         "stratum_over_plain_median_of_ratios": harness.median_ratio(stratum_s, plain_s),

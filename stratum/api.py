@@ -33,8 +33,10 @@ class Result:
     * ``history``: ``summary["history"]``, one dict per epoch.
     * ``run_dir``: the run directory (``out``/``name``) or ``None`` when nothing was written.
     * ``config``: the resolved :class:`~stratum.config.RunConfig` the run used.
-    * ``averaged_model``: the averaged model of a strategy that makes one; ``None`` otherwise
-      (no built-in strategy averages weights yet).
+    * ``averaged_model``: the weight average the run evaluated and reported (``--average ema``
+      or ``swa``: the ``averaging`` extension's ``nn.Module``, same class and state_dict keys as
+      ``model``, in eval mode), or that of a strategy that makes one; ``None`` otherwise.
+      For ``lottery`` it is the average of the last fit (the sparsest ticket's).
     * ``pruned_model``: the pruned model of a pruning strategy; for ``lottery``, the trained
       ticket of the last level (the same module as ``model``); ``None`` otherwise.
     """
@@ -190,7 +192,7 @@ def fit(config=None, *, callbacks: Iterable[object] | None = None, plugins: Iter
         exc.finished_result = summary
         raise
     with pm.guard("in final_models"):
-        finals = dict(run.strategy.final_models(run) or {})
+        finals = trainer.final_models(run)
     run.model.eval()
     return Result(model=run.model, summary=summary, run_dir=run.config.run_dir(), config=run.config,
                   averaged_model=finals.get("averaged"), pruned_model=finals.get("pruned"))

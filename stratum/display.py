@@ -107,6 +107,8 @@ class ConsoleDisplay:
             f"val_acc={_fmt(record.get('val_acc'))} test_acc={_fmt(record.get('test_acc'))}"
             if acc else f"val_loss={_fmt(record.get('val_loss'), '.4g')} test_loss={_fmt(record.get('test_loss'), '.4g')}"
         )
+        if acc and record.get("raw_val_acc") is not None:  # --average: val/test are the average's
+            metric += f" (raw {_fmt(record.get('raw_val_acc'))} / {_fmt(record.get('raw_test_acc'))})"
         self.console.print(
             f"epoch {epoch:3d} [{epoch_label(run.config.strategy, record['mode'], run.strategy.modes)}] train_loss={_fmt(record.get('train_loss'), '.4f')} {metric} "
             f"epoch_s={record['epoch_s']:.2f} cum_s={record['cum_s']:.2f}"
@@ -137,6 +139,8 @@ def result_table(summary: dict) -> Table:
     if summary.get("prior_s"):
         rows.append(("prior building (s)", _fmt(summary.get("prior_s"))))
         rows.append(("total all-in (s)", _fmt(summary.get("total_all_in_s"))))
+    if summary.get("averaging"):  # the accuracies above are the weight average's
+        rows.append(("weights evaluated", f"{summary['averaging']['method'].upper()} average"))
     if summary.get("task") == "regression":
         rows.insert(3, ("best val loss", _fmt(summary.get("best_val_loss"), ".5g")))
     rows.append(("diverged", "yes" if summary.get("diverged") else "no"))

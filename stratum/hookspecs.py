@@ -26,6 +26,7 @@ Two families:
             apply_update            (firstresult)
           after_train_step
           ... more steps ...
+        eval_model                  (firstresult; on the training clock)
         evaluation_end              (validation and test of this epoch)
         epoch_end
         decide_switch               (firstresult)
@@ -302,13 +303,34 @@ def stratum_apply_update(run, step):
     """
 
 
+@hookspec(firstresult=True)
+def stratum_eval_model(run, epoch):
+    """Choose the model this epoch is evaluated and reported on.
+
+    Fires once per epoch, after its last training step and before validation,
+    inside the epoch's training clock (``train_s``): work done here to make the
+    model ready (SWA's ``update_bn`` pass) counts as training time. Receives
+    the ``run`` and the 1-based ``epoch``. Returns an ``nn.Module`` that maps
+    the same inputs to the same outputs as ``run.model`` (a weight average:
+    ``--average ema``/``swa``), or ``None`` to evaluate ``run.model``.
+
+    When a module is returned, the history row's ``val_*``/``test_*`` entries
+    (and so best-validation-epoch selection, early stopping and switching) are
+    that module's, and the raw ``run.model``'s are kept beside them as
+    ``raw_val_loss``, ``raw_val_acc``, ``raw_test_loss``, ``raw_test_acc``
+    (evaluated off the clock, ``raw_eval_s``; returning ``run.model`` itself
+    copies the values). firstresult: the first non-``None`` answer wins.
+    """
+
+
 @hookspec
 def stratum_evaluation_end(run, epoch, metrics):
     """Validation and test evaluation of an epoch are done.
 
     Receives the ``run``, the 1-based ``epoch`` and ``metrics`` (``val_loss``,
-    ``val_acc``, ``test_loss``, ``test_acc``; accuracies are ``None`` for
-    regression tasks). Plugins may read them; training decisions must read
+    ``val_acc``, ``test_loss``, ``test_acc``: of the model
+    :func:`stratum_eval_model` chose; accuracies are ``None`` for regression
+    tasks; plus the ``raw_*`` entries of ``run.model`` when another model was chosen). Plugins may read them; training decisions must read
     only the ``val_*`` entries. Return value ignored; not firstresult.
     """
 

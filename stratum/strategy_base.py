@@ -125,5 +125,7 @@ class Strategy:
         """Models this strategy makes besides ``run.model``, once it has finished:
         ``{"averaged": module}`` for a weight-averaging strategy, ``{"pruned": module}``
         for a pruning one. :func:`stratum.fit` puts them on ``Result.averaged_model`` /
-        ``Result.pruned_model`` (``None`` when absent). By default none."""
+        ``Result.pruned_model`` (``None`` when absent); a run-scoped extension may provide
+        them too (``--average``: :meth:`stratum.engine.Trainer.final_models`), a key the
+        strategy gives wins. By default none."""
         return {}

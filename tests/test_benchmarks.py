@@ -28,8 +28,8 @@ from stratum.report.studies import (
 from .conftest import FAST, run_cli
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-# Modules beside the scripts: the harness itself and a local plugin.
-NOT_SCRIPTS = {"harness.py", "ema_weights.py"}
+# Modules beside the scripts: the harness itself.
+NOT_SCRIPTS = {"harness.py"}
 SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("*.py") if p.name not in NOT_SCRIPTS)
 
 
@@ -188,21 +188,30 @@ def test_method_names_become_variants():
             method_variant(bad)
 
 
-def test_the_study_toml_with_the_ema_plugin_plans_the_documented_methods():
+def test_the_study_toml_with_the_averaging_extension_plans_the_documented_methods():
     toml = BENCHMARKS / "focus-study.toml"
-    result = run_cli("--plugin", BENCHMARKS / "ema_weights.py", "bench", "--recipe", "focus", "--config", toml,
+    result = run_cli("bench", "--recipe", "focus", "--config", toml,
                      "--batch-norm", "--lr", "0.05", "--models", "vgg11", "--seeds", "1", "--dry-run")
     assert result.exit_code == 0, result
     assert result.stdout.strip().endswith("11 runs")
     assert "sgd+ema" in result.stdout and "focus:linear:denoise:guarded" in result.stdout
 
 
-def test_ema_weights_plugin_records_the_averaged_weights_accuracy():
+def test_the_sgd_ema_arm_evaluates_the_ema_weights():
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
     import stratum
 
-    result = stratum.fit(plugins=[str(BENCHMARKS / "ema_weights.py")], profile=["ema-weights"], quiet=True,
-                         **{**FAST, "epochs": 2, "steps_per_epoch": 3})
-    assert all(0 <= r["ema_test"] <= 100 and r["ema_val"] is not None for r in result.history)
+    variant = next(v for v in tomllib.loads((BENCHMARKS / "focus-study.toml").read_text())["variant"]
+                   if v["name"] == "sgd+ema")
+    options = {k: v for k, v in variant.items() if k != "name"}
+    assert options == {"strategy": "sgd", "average": "ema", "ema_decay": 0.95}
+    result = stratum.fit(quiet=True, **{**FAST, "epochs": 2, "steps_per_epoch": 3}, **options)
+    assert result.summary["averaging"]["method"] == "ema" and result.averaged_model is not None
+    assert all(0 <= r["test_acc"] <= 100 and r["raw_test_acc"] is not None for r in result.history)
 
 
 # --- the studies' report tables -------------------------------------------------------------
@@ -250,6 +259,21 @@ def test_focus_table_reads_focus_epochs_and_the_ema_arm():
     assert by["sgd+ema"]["weights"] == "EMA" and by["sgd+ema"]["peak test acc"] == 65
     assert set(by["focus"]) == set(headers)
     assert study("focus-spread", groups)[1] == headers
+
+
+def test_focus_table_marks_averaged_runs_and_never_takes_them_as_the_baseline():
+    sgd = [{"epoch": 1, "mode": "sgd", "val_acc": 50, "test_acc": 50, "cum_s": 1.0, "cum_all_in_s": 1.0},
+           {"epoch": 2, "mode": "sgd", "val_acc": 60, "test_acc": 60, "cum_s": 2.0, "cum_all_in_s": 2.0}]
+    ema = [{**h, "raw_test_acc": h["test_acc"], "test_acc": h["test_acc"] + 5, "cum_s": h["cum_s"] / 2} for h in sgd]
+    swa = [{**h, "raw_test_acc": h["test_acc"]} for h in sgd]
+    rows = [_row("sgd+ema", {"variant": "sgd+ema"}, ema, averaging={"method": "ema"}),
+            _row("sgd+swa", {"variant": "sgd+swa"}, swa, averaging={"method": "swa"}),
+            _row("sgd", {"variant": "sgd"}, sgd)]
+    by = {r["configuration"]: r for r in focus_table(group_rows(rows))[1]}
+    assert (by["sgd+ema"]["weights"], by["sgd+swa"]["weights"], by["sgd"]["weights"]) == ("EMA", "SWA", "raw")
+    assert by["sgd+ema"]["peak test acc"] == 65  # the average's test_acc
+    assert by["sgd+ema"]["peak sooner than sgd %"] == pytest.approx(50.0)  # against the raw sgd arm
+    assert by["sgd"]["peak sooner than sgd %"] is None
 
 
 def test_lottery_levels_average_over_seeds_with_t_intervals():

@@ -36,7 +36,9 @@ _SOURCE_RESETS = dict(strategy="sgd", out=None, json=None, name=None, resume=Fal
 
 def source_config(config, *, seed: int, epochs: int):
     """The target's config turned into the SGD source run's config."""
-    options = {k: v for k, v in config.options.items() if k != "capture_out"}  # the source run writes no extra prior
+    # The source run writes no extra prior, and captures and reports its raw weights (no --average).
+    options = {k: v for k, v in config.options.items() if k not in ("capture_out", "average", "ema_decay",
+                                                                   "ema_half_life", "ema_warmup", "swa_start")}
     return attrs.evolve(config, seed=seed, epochs=epochs, options=options, **_SOURCE_RESETS)
 
 

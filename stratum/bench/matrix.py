@@ -64,8 +64,9 @@ def _names(value) -> list:
 
 
 def used_options(values: dict, registries) -> set[str]:
-    """Names of the plugin options declared by the components this run would use, and of
-    the selective core options they read (``Component.reads``)."""
+    """Names of the plugin options declared by the components this run would use (every
+    extension included, as :func:`stratum.config.components_in_use` has it), and of the
+    selective core options they read (``Component.reads``)."""
     used: set[str] = set()
     seen: set[tuple[str, str]] = set()
     frontier = []
@@ -80,6 +81,8 @@ def used_options(values: dict, registries) -> set[str]:
         meta = option_meta(field)
         if meta["kind"]:
             select(meta["kind"], values.get(field.name, _default(field)))
+    for component in registries["extension"]:  # every extension takes part in every run (--average, --l1-penalty ...)
+        select("extension", component.name)
     while frontier:
         component = frontier.pop()
         used.update(component.reads)

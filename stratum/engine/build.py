@@ -12,7 +12,8 @@ from pathlib import Path
 import attrs
 import torch
 
-from ..config import RunConfig, check_names, check_outputs, options_for, plugin_option_fields, resolve_config
+from ..config import (RunConfig, check_names, check_outputs, components_in_use, options_for, plugin_option_fields,
+                      resolve_config)
 from ..data import DataRequest, DatasetBundle, ModelSpec, TrainAugmentation, has_batch_norm, make_batches, prepare_splits
 from ..deadweights import dead_parameters
 from ..device import resolve_device
@@ -131,6 +132,8 @@ def build_run(config: RunConfig, pm) -> Run:
     registries = pm.registries
     check_names(config, registries)
     config = resolve_config(config, registries)
+    for component in components_in_use(config, registries):  # cross-option checks (__attrs_post_init__) fail here
+        options_for(component, config)
     if config.nesterov and config.momentum <= 0:
         raise ConfigError("--nesterov needs --momentum > 0")
     if config.resume and config.out is None:

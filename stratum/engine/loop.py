@@ -39,6 +39,8 @@ class Trainer:
         # stable name ("profiler:gradflow", "extension:capture", "extra:NAME"). A checkpoint keeps
         # the state_dict() of each that has one, and a resumed fit hands it back to load_state_dict().
         self.fit_plugins: dict = {}
+        # The run-scoped plugins of the last fit that ended (same keys), for final_models().
+        self.last_fit_plugins: dict = {}
 
     def run(self, config: RunConfig) -> dict:
         """Build and execute a run; returns its summary.
@@ -114,7 +116,7 @@ class Trainer:
             return summary
         finally:
             self._restore_signal_handlers(previous_handlers)
-            self.fit_plugins = {}
+            self.last_fit_plugins, self.fit_plugins = self.fit_plugins, {}
             for name in scoped:
                 if self.pm.has_plugin(name):
                     self.pm.unregister(name=name)
@@ -207,6 +209,10 @@ class Trainer:
                 self._interrupt(run, ckpt_path, step + 1, {"loss_sum": loss_sum.cpu(), "loss_count": loss_count, "train_s": elapsed})
         if batches is not None:
             batches.close()
+        # The model to evaluate and report (a weight average ...): readying it is training work.
+        eval_model = run.hooks.stratum_eval_model(run=run, epoch=epoch)
+        if eval_model is not None and not isinstance(eval_model, torch.nn.Module):
+            raise StratumError(f"stratum_eval_model returned {type(eval_model).__name__}, not a torch.nn.Module")
         synchronize(run.device)
         train_s += time.perf_counter() - t0
         train_loss = (loss_sum / loss_count).item() if loss_count else None
@@ -214,13 +220,14 @@ class Trainer:
             diverged = True
 
         t1 = time.perf_counter()
-        val_loss, val_acc = evaluate(run, run.data.val)
+        val_loss, val_acc = evaluate(run, run.data.val, eval_model)
         val_s = time.perf_counter() - t1
         timer.mark("eval")
         t2 = time.perf_counter()
-        test_loss, test_acc = evaluate(run, run.data.test)
+        test_loss, test_acc = evaluate(run, run.data.test, eval_model)
         test_s = time.perf_counter() - t2
         timer.mark("test")
+        raw = _raw_metrics(run, eval_model, (val_loss, val_acc, test_loss, test_acc))
         timer.epoch_end()
         if val_loss is not None and not math.isfinite(val_loss):
             diverged = True
@@ -242,12 +249,13 @@ class Trainer:
             "epoch_s": epoch_s,
             "cum_s": previous_cum + epoch_s,
             "cum_all_in_s": previous_cum + epoch_s + run.prior_s,
+            **raw,
         }
         if diverged:
             record["diverged"] = True
             record["stopped_reason"] = "diverged"
         run.epoch = epoch
-        metrics = {k: record[k] for k in ("val_loss", "val_acc", "test_loss", "test_acc")}
+        metrics = {k: record[k] for k in ("val_loss", "val_acc", "test_loss", "test_acc", *RAW_KEYS) if k in record}
         run.hooks.stratum_evaluation_end(run=run, epoch=epoch, metrics=metrics)
         run.history.append(record)
         run.hooks.stratum_epoch_end(run=run, epoch=epoch, record=record)
@@ -315,6 +323,20 @@ class Trainer:
     def _summary(self, run: Run, *, diverged: bool, stopped_reason: str) -> dict:
         return make_summary(run, diverged=diverged, stopped_reason=stopped_reason)
 
+    def final_models(self, run: Run) -> dict:
+        """The models ``run`` made besides ``run.model``, once it has finished: the strategy's
+        :meth:`~stratum.Strategy.final_models`, then those of the last fit's run-scoped
+        profilers and extensions that have a ``final_models(run)`` method (the ``averaging``
+        extension gives ``{"averaged": module}``). A key the strategy gives is kept; among the
+        plugins the first in call order wins. Raises what those methods raise."""
+        finals = dict(run.strategy.final_models(run) or {})
+        for key, plugin in self.last_fit_plugins.items():
+            provide = getattr(plugin, "final_models", None)
+            if key.split(":", 1)[0] in ("profiler", "extension") and callable(provide):
+                for name, model in dict(provide(run) or {}).items():
+                    finals.setdefault(name, model)
+        return finals
+
 
 def run_scoped_plugins(run: Run, extra_plugins=(), tag: str = "run") -> list[tuple]:
     """The run-scoped plugins of a fit of ``run``, in the order the engine calls them.
@@ -368,10 +390,36 @@ def _finite_or_none(x):
     return x if x is not None and math.isfinite(x) else None
 
 
+#: History keys of the raw ``run.model`` when :func:`~stratum.hookspecs.stratum_eval_model` chose another model.
+RAW_KEYS = ("raw_val_loss", "raw_val_acc", "raw_test_loss", "raw_test_acc")
+
+
+def _raw_metrics(run: Run, eval_model, evaluated: tuple) -> dict:
+    """The raw model's ``raw_*`` entries of a history row (see :data:`RAW_KEYS`): ``{}`` when
+    ``eval_model`` is ``None``; the ``evaluated`` (val loss, val acc, test loss, test acc) when it
+    is ``run.model``; else ``run.model`` evaluated on validation and test, off the clock
+    (``raw_eval_s`` seconds, in no cumulative clock)."""
+    if eval_model is None:
+        return {}
+    if eval_model is run.model:
+        values, seconds = evaluated, 0.0
+    else:
+        t0 = time.perf_counter()
+        values = (*evaluate(run, run.data.val), *evaluate(run, run.data.test))
+        seconds = time.perf_counter() - t0
+    val_loss, val_acc, test_loss, test_acc = values
+    return {"raw_val_loss": _finite_or_none(val_loss), "raw_val_acc": val_acc,
+            "raw_test_loss": _finite_or_none(test_loss), "raw_test_acc": test_acc, "raw_eval_s": seconds}
+
+
 @torch.no_grad()
-def evaluate(run: Run, split) -> tuple[float | None, float | None]:
-    """Mean loss and accuracy (``None`` for regression) over a split, in eval mode."""
-    model = run.model
+def evaluate(run: Run, split, model: torch.nn.Module | None = None) -> tuple[float | None, float | None]:
+    """Mean loss and accuracy in percent (``None`` for regression) over a split, in eval mode.
+
+    ``model``: the module to evaluate (default ``None``: ``run.model``), e.g. the weight average
+    :func:`~stratum.hookspecs.stratum_eval_model` chose. Its train/eval mode is restored.
+    """
+    model = run.model if model is None else model
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=run.device, dtype=torch.float64)

@@ -12,9 +12,12 @@
   to validation and test accuracy against the kept epoch before each, the
   median R^2 of the fitted library, the time to the run's own peak and how much
   sooner than the ``sgd`` configuration of the same data set and model it came
-  (the paper claims about 25%). A configuration whose runs record ``ema_test``
-  (the ``ema-weights`` profiler of ``benchmarks/ema_weights.py``) is read on
-  its EMA weights.
+  (the paper claims about 25%). A configuration whose runs were averaged
+  (``--average ema``/``swa``: the history's accuracies are the average's, the
+  summary has ``averaging``) is marked with its weights (``EMA``, ``SWA``) and
+  is never the baseline; results stored before the ``averaging`` extension,
+  whose runs record ``ema_test`` (the former ``ema-weights`` profiler), are
+  read on that column.
 * ``deep-vanilla-cnn``: per initialiser, the test accuracy at the best
   validation epoch (mean, min, max), the peak, and how many runs reached 90%
   test accuracy and at which epoch (median).
@@ -173,10 +176,20 @@ def own_peak_times(runs: list[dict], key: str = "test_acc", clock: str = "cum_s"
 
 
 def _accuracy_key(g) -> str:
-    """``ema_test`` for a configuration whose runs record the EMA weights' accuracy, else ``test_acc``."""
+    """``ema_test`` for a configuration stored by the former ``ema-weights`` profiler (its runs record the
+    EMA weights' accuracy there), else ``test_acc`` (an ``--average`` run's ``test_acc`` is the average's)."""
     if g.runs and all(any(h.get("ema_test") is not None for h in r["summary"].get("history") or []) for r in g.runs):
         return "ema_test"
     return "test_acc"
+
+
+def _weights(g) -> str:
+    """Which weights a configuration's accuracies are of: ``EMA`` or ``SWA`` (every run averaged with
+    ``--average``, or the former profiler's ``ema_test``), else ``raw``."""
+    if _accuracy_key(g) == "ema_test":
+        return "EMA"
+    methods = {(r["summary"].get("averaging") or {}).get("method") for r in g.runs}
+    return methods.pop().upper() if len(methods) == 1 and None not in methods else "raw"
 
 
 def focus_table(groups, baseline_strategy: str = "sgd") -> tuple[list[str], list[dict]]:
@@ -187,7 +200,7 @@ def focus_table(groups, baseline_strategy: str = "sgd") -> tuple[list[str], list
     done = [g for g in groups if g.runs]
     baselines = {}
     for g in done:
-        if g.strategy == baseline_strategy and _accuracy_key(g) == "test_acc":
+        if g.strategy == baseline_strategy and _weights(g) == "raw":
             baselines.setdefault(_context(g), g)
     rows = []
     for g in done:
@@ -199,7 +212,7 @@ def focus_table(groups, baseline_strategy: str = "sgd") -> tuple[list[str], list
         r2 = [v for r in g.runs for layer in (r["summary"].get("fit_r2") or {}).values() for v in layer.values()
               if v is not None]
         rows.append({
-            "configuration": g.label, "runs": len(g.runs), "weights": "EMA" if key == "ema_test" else "raw",
+            "configuration": g.label, "runs": len(g.runs), "weights": _weights(g),
             "peak test acc": stats.median([max(h.get(key) or 0.0 for h in r["summary"].get("history") or [{}])
                                            for r in g.runs]),
             "time to peak s": peak_time,

@@ -33,7 +33,9 @@ from ..hookspecs import hookimpl
 
 LOSS_EVERY = 10
 STEPS_SUBDIR = "steps"
-_SCALARS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc", "epoch_s", "cum_s", "cum_all_in_s")
+_SCALARS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc", "epoch_s", "cum_s", "cum_all_in_s",
+            # the raw model's, beside the weight average's val/test (--average)
+            "raw_val_loss", "raw_val_acc", "raw_test_loss", "raw_test_acc")
 _EVENT_TIME = re.compile(r"^events\.out\.tfevents\.(\d+)\.")
 
 
