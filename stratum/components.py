@@ -295,10 +295,6 @@ def _check_factory(instance, attribute, value):
     if not callable(value):
         raise TypeError(f"factory of {instance.kind} {instance.name!r} must be callable or a 'module:attr' string, "
                         f"got {type(value).__name__}")
-    if not isinstance(value, LazyFactory) and instance.kind in KIND_SPECS:
-        problem = signature_problem(value, instance.kind)
-        if problem:
-            raise TypeError(f"factory of {instance.kind} {instance.name!r} {problem}")
 
 
 def _check_kind(instance, attribute, value):

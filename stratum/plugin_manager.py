@@ -38,7 +38,7 @@ import attrs
 import pluggy
 
 from . import hookspecs
-from .components import REGISTRATION_HOOKS, Component, LazyFactory
+from .components import REGISTRATION_HOOKS, Component, LazyFactory, signature_problem
 from .errors import ConfigError, DuplicateNameError, PluginError, PluginHookError, RunInterrupted, StratumError
 from .registry import Registries, unknown_name_message
 
@@ -677,6 +677,9 @@ def _as_components(returned, kind: str, plugin_name: str) -> list[Component]:
             raise TypeError(f"expected stratum.Component, got {type(item).__name__}")
         if item.kind != kind:
             raise TypeError(f"returned a {item.kind} component {item.name!r} from the {kind} hook")
+        problem = None if isinstance(item.factory, LazyFactory) else signature_problem(item.factory, kind)
+        if problem:  # a LazyFactory checks itself when it is imported
+            raise TypeError(f"factory of {kind} {item.name!r} {problem}")
     return items
 
 
