@@ -15,6 +15,7 @@ from .components import (  # noqa: E402
     policy,
     profiler,
     regressor,
+    schedule,
     strategy,
 )
 from .options import option  # noqa: E402
@@ -32,6 +33,7 @@ __all__ = [
     "dataset",
     "initializer",
     "optimizer",
+    "schedule",
     "regressor",
     "policy",
     "profiler",

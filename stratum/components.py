@@ -1,7 +1,7 @@
 """What a plugin hands to stratum: named components of a known kind.
 
 A registration hook returns one :class:`Component` or an iterable of them.
-:data:`KIND_TABLE` below is the one place the ten component kinds are spelled
+:data:`KIND_TABLE` below is the one place the component kinds are spelled
 out: each row names the kind, its registration hook, its helper
 (``stratum.model(...)``), how its ``factory`` is called, what it returns and
 when, and which run option selects it. Everything else derives from it: the
@@ -16,6 +16,7 @@ model           ``factory(spec: ModelSpec, options) -> torch.nn.Module``
 dataset         ``factory(request: DataRequest, options) -> DatasetBundle``
 initializer     ``factory(module: nn.Module, options, generator) -> None``
 optimizer       ``factory(params, config: RunConfig, options) -> Optimizer``
+schedule        ``factory(spec: ScheduleSpec, options) -> (step -> lr)``
 regressor       ``factory(options) -> object with fit/predict``
 policy          ``factory(options) -> object deciding switches``
 profiler        ``factory(run, options) -> plugin object (run-scoped)``
@@ -121,6 +122,13 @@ KIND_TABLE: tuple[KindSpec, ...] = (
         "a `torch.optim.Optimizer`", "once per run by `stratum.engine.build_optimizer(run)`, before the strategy is made",
         "Turns gradients into parameter updates.", "optimizer",
         aliases=("optimizers",), axis="optimizers",
+    ),
+    KindSpec(
+        "schedule", "stratum_register_schedules", "schedule", "factory(spec, options)",
+        "a function `step -> lr` (a float for every step >= 0)",
+        "once per run by `stratum.engine.build_schedule(run)`, after the optimizer; the engine adds the warm-up",
+        "The learning rate as a pure function of the optimizer step.", "schedule",
+        aliases=("schedules",), axis="schedules",
     ),
     KindSpec(
         "regressor", "stratum_register_regressors", "regressor", "factory(options)",
