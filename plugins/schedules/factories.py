@@ -10,8 +10,6 @@ decays after epoch 6 whatever the warm-up.
 
 from __future__ import annotations
 
-import math
-
 from stratum import ConfigError
 
 from .core import gamma_per_step, make_schedule
@@ -34,8 +32,16 @@ def build_step(spec, options):
 
 def build_multistep(spec, options):
     """MultiStepLR at ``--milestones`` epochs (default 50% and 75% of ``--epochs``)."""
-    milestones = options.milestones or (spec.epochs * 0.5, spec.epochs * 0.75)
+    if not options.milestones:  # 50% and 75% of the run, in steps; merged when a short run rounds them together
+        total = spec.total_steps + spec.warmup_steps
+        steps = sorted({round(total * f) - spec.warmup_steps for f in (0.5, 0.75)} - {0})
+        steps = [s for s in steps if s >= 1] or [spec.total_steps]
+        return make_schedule("multistep", spec.base_lr, milestones=steps, gamma=options.gamma or DEFAULT_DECAY)
+    milestones = options.milestones
     steps = [spec.epochs_to_steps(m) - spec.warmup_steps for m in milestones]
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        raise ConfigError(f"--milestones {','.join(f'{m:g}' for m in milestones)} must be increasing and at least "
+                          f"one step apart ({spec.steps_per_epoch} steps per epoch)")
     if any(s < 1 for s in steps):
         raise ConfigError(f"--milestones {','.join(f'{m:g}' for m in milestones)}: every milestone must fall "
                           f"after the warm-up of {spec.warmup_steps} steps ({spec.steps_per_epoch} steps per epoch)")
@@ -63,8 +69,7 @@ def build_one_cycle(spec, options):
     if spec.warmup_steps:
         raise ConfigError("--schedule one-cycle has its own warm-up (--pct-start); leave out --warmup-steps/--warmup-epochs")
     if spec.total_steps * options.pct_start <= 1:
-        need = math.floor(1 / options.pct_start) + 1
-        raise ConfigError(f"--schedule one-cycle needs more than {need - 1} steps with --pct-start {options.pct_start:g} "
-                          f"(the run has {spec.total_steps})")
+        raise ConfigError(f"--schedule one-cycle needs more than one rising step: --pct-start {options.pct_start:g} "
+                          f"x {spec.total_steps} steps in the run is <= 1")
     return make_schedule("one-cycle", spec.base_lr, total_steps=spec.total_steps, pct_start=options.pct_start,
                          div_factor=options.div_factor, final_div_factor=options.final_div_factor)
