@@ -298,8 +298,12 @@ def stratum_apply_update(run, step):
     skipped. stratum's own fallback (``trylast``) calls
     ``run.optimizer.step()`` and returns ``"optimizer"``. A strategy that
     predicts gradients writes them to ``.grad`` and steps the optimiser here.
-    Wrappers (``@hookimpl(wrapper=True)``) may change ``.grad`` before the
-    update (noise, penalties) or parameters after it (masks). firstresult.
+    Wrappers (``@hookimpl(wrapper=True)``) may change parameters after the
+    update (masks). Gradient terms (noise, penalties) and masks on ``.grad``
+    belong in :func:`stratum_add_gradient_terms` and :func:`stratum_mask_gradients`,
+    which the engine calls inside ``optimizer.step()`` in a fixed order with its
+    clipping. The engine sets the learning rate (``--schedule``) before the
+    step starts. firstresult.
     """
 
 

@@ -10,9 +10,11 @@ import math
 import pytest
 import torch
 
+import stratum
+
 from stratum.engine import Trainer, build_run
 from stratum.engine.step import with_warmup
-from stratum.errors import RunInterrupted
+from stratum.errors import RunInterrupted, StratumError
 from stratum.plugin_manager import create_plugin_manager
 from stratum_plugins.schedules.core import make_schedule
 
@@ -69,8 +71,6 @@ def test_cosine_with_warmup_follows_the_core_function_step_by_step(pm, make_cfg)
     seen = []
 
     class Spy:
-        import stratum
-
         @stratum.hookimpl
         def stratum_before_train_step(self, run, step):
             seen.append(run.optimizer.param_groups[0]["lr"])
@@ -158,8 +158,6 @@ def test_lottery_restarts_the_schedule_each_round_and_late_rewinding_resumes_it_
     seen = []
 
     class Spy:
-        import stratum
-
         @stratum.hookimpl
         def stratum_before_train_step(self, run, step):
             seen.append((run.fit_tag, run.global_step, run.optimizer.param_groups[0]["lr"]))
@@ -227,3 +225,27 @@ def test_the_summary_config_records_the_schedule(tmp_path):
     assert summary["config"]["schedule"] == "cosine" and summary["config"]["warmup_epochs"] == 0.5
     assert summary["config"]["min_lr"] == 0.0
     assert all(math.isfinite(r["lr"]) and r["lr"] <= r["lr_first"] or r["epoch"] == 1 for r in summary["history"])
+
+
+# -- a schedule from a plugin ------------------------------------------------------------------------
+
+
+class HalvingPlugin:
+    """Registers ``halving`` (the rate halves every epoch) and ``broken`` (returns no function)."""
+
+    @stratum.hookimpl
+    def stratum_register_schedules(self):
+        def halving(spec, options):
+            return lambda step: spec.base_lr * 0.5 ** (step // spec.steps_per_epoch)
+
+        return [stratum.schedule("halving", halving, "Halves every epoch."),
+                stratum.schedule("broken", lambda spec, options: 0.1, "Not a function.")]
+
+
+def test_a_plugin_registers_a_schedule_through_stratum_register_schedules(pm, make_cfg):
+    pm.register_object(HalvingPlugin(), name="halving-plugin")
+    run, summary = _execute(pm, make_cfg(schedule="halving", lr=0.08, epochs=3, steps_per_epoch=2))
+    assert [r["lr"] for r in summary["history"]] == [0.08, 0.04, 0.02]
+    assert summary["components"]["schedule"]["plugin"] == "halving-plugin"
+    with pytest.raises(StratumError, match="not a function step -> lr"):
+        build_run(make_cfg(schedule="broken"), pm)
