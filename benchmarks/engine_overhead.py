@@ -16,6 +16,11 @@ DataLoader over a TensorDataset, the usual way to feed it tensors, and is
 compared against a fresh block of plain-loop epochs run right before it.
 
     python benchmarks/engine_overhead.py --epochs 7 --threads 2
+
+With ``--schedule cosine --warmup-steps W`` (and optionally ``--clip-grad-norm M``) stratum runs
+with that schedule (and clipping), and the plain loop does the same work by hand: a torch
+``LambdaLR`` with the same warm-up and cosine, stepped every step (and ``clip_grad_norm_``), so
+the ratio is the engine's overhead with a schedule on (issue 12: <= 1.03x).
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ import stratum
 from stratum.seeding import generator
 
 
-def plain_epoch(model, optimizer, x, y, batch_size, gen) -> float:
-    """A hand-written training pass: shuffle, slice, forward, loss, backward, step."""
+def plain_epoch(model, optimizer, x, y, batch_size, gen, scheduler=None, clip_norm: float = 0.0) -> float:
+    """A hand-written training pass: shuffle, slice, forward, loss, backward, (clip,) step, (scheduler step)."""
     model.train()
     order = torch.randperm(len(x), generator=gen)
     t0 = time.perf_counter()
@@ -41,15 +46,37 @@ def plain_epoch(model, optimizer, x, y, batch_size, gen) -> float:
         optimizer.zero_grad(set_to_none=True)
         loss = torch.nn.functional.cross_entropy(model(x[index]), y[index])
         loss.backward()
+        if clip_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
     return time.perf_counter() - t0
+
+
+def plain_scheduler(optimizer, schedule: str, warmup: int, total: int):
+    """The plain loop's torch scheduler doing the work of ``--schedule`` (None for constant)."""
+    import math
+
+    if schedule == "constant" and not warmup:
+        return None
+
+    def factor(t: int) -> float:
+        if t < warmup:
+            return (t + 1) / (warmup + 1)
+        if schedule == "constant":
+            return 1.0
+        return (1 + math.cos(math.pi * min(t - warmup, total - warmup) / (total - warmup))) / 2
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 class Interleave:
     """Times stratum's training pass and runs one plain epoch after each stratum epoch."""
 
-    def __init__(self, plain_model, plain_optimizer, x, y, batch_size, seed):
+    def __init__(self, plain_model, plain_optimizer, x, y, batch_size, seed, scheduler=None, clip_norm=0.0):
         self.plain_model, self.plain_optimizer = plain_model, plain_optimizer
+        self.scheduler, self.clip_norm = scheduler, clip_norm
         self.x, self.y, self.batch_size = x, y, batch_size
         self.gen = generator(seed, "shuffle")
         self.stratum_s, self.plain_s = [], []
@@ -67,7 +94,8 @@ class Interleave:
     @stratum.hookimpl(trylast=True)
     def stratum_epoch_end(self, run, epoch, record):
         self.stratum_s.append(self._last_step_end - self._t0)
-        self.plain_s.append(plain_epoch(self.plain_model, self.plain_optimizer, self.x, self.y, self.batch_size, self.gen))
+        self.plain_s.append(plain_epoch(self.plain_model, self.plain_optimizer, self.x, self.y, self.batch_size, self.gen,
+                                        self.scheduler, self.clip_norm))
 
 
 def lightning_epochs(model, x, y, batch_size, lr, momentum, epochs) -> list[float]:
@@ -113,6 +141,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--train-size", type=int, default=6000)
     parser.add_argument("--no-lightning", action="store_true")
+    parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                        help="stratum's --schedule; the plain loop runs the same schedule through a torch LambdaLR")
+    parser.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up steps (both loops)")
+    parser.add_argument("--clip-grad-norm", type=float, default=0.0, help="gradient norm clipping (both loops; 0 = off)")
     args = parser.parse_args(argv)
 
     from stratum.engine import Trainer
@@ -121,21 +153,25 @@ def main(argv=None) -> dict:
     values = dict(
         strategy="sgd", model="vgg11", width=args.width, dataset="synthetic", synthetic_train=args.train_size,
         batch_size=args.batch_size, lr=0.005, momentum=0.9, epochs=args.epochs + 1, threads=args.threads,
-        device="cpu", seed=0,
+        device="cpu", seed=0, schedule=args.schedule, warmup_steps=args.warmup_steps, clip_grad_norm=args.clip_grad_norm,
     )
     run = harness.build(values)
     config = run.config
     x, y = run.data.train.x, run.data.train.y
     plain_model = copy.deepcopy(run.model)
     plain_optimizer = torch.optim.SGD(plain_model.parameters(), lr=config.lr, momentum=config.momentum)
-    interleave = Interleave(plain_model, plain_optimizer, x, y, config.batch_size, config.seed)
+    scheduler = plain_scheduler(plain_optimizer, args.schedule, args.warmup_steps,
+                                config.epochs * run.steps_per_data_epoch)
+    interleave = Interleave(plain_model, plain_optimizer, x, y, config.batch_size, config.seed, scheduler,
+                            args.clip_grad_norm)
     Trainer(harness.plugin_manager(), extra_plugins=[("interleave", interleave)]).fit(run)
 
     # Drop the first (warm-up) epoch of each.
     stratum_s, plain_s = interleave.stratum_s[1:], interleave.plain_s[1:]
     result = {
         "setup": {"model": "vgg11", "width": args.width, "dataset": "synthetic 3x32x32", "train_samples": len(x),
-                  "batch_size": args.batch_size, "threads": args.threads, "device": "cpu", "timed_epochs": len(stratum_s)},
+                  "batch_size": args.batch_size, "threads": args.threads, "device": "cpu", "timed_epochs": len(stratum_s),
+                  "schedule": args.schedule, "warmup_steps": args.warmup_steps, "clip_grad_norm": args.clip_grad_norm},
         "plain_epoch_s_median": statistics.median(plain_s),
         "stratum_epoch_s_median": statistics.median(stratum_s),
         "stratum_over_plain_median_of_ratios": harness.median_ratio(stratum_s, plain_s),
