@@ -25,7 +25,7 @@ from ..strategy_base import SwitchDecision
 from .build import build_run, run_stages
 from .run import Run
 from .state import restore_plugin_states, restore_state, save_state
-from .step import accumulate, apply_update, current_lr, schedule_step, set_lr
+from .step import apply_update, current_lr, forward_backward, schedule_step, set_lr
 from .summary import _score, make_summary
 
 
@@ -185,20 +185,7 @@ class Trainer:
             run.hooks.stratum_before_train_step(run=run, step=step)
             loss = None
             if batches is not None:
-                if accum == 1:
-                    x, y = next(batches)
-                    timer.mark("data")
-                    run.optimizer.zero_grad(set_to_none=True)
-                    output = forward(x)
-                    timer.mark("forward")
-                    loss = run.task.loss(output, y)
-                    timer.mark("loss")
-                    loss.backward()
-                    timer.mark("backward")
-                    loss = loss.detach()
-                else:
-                    run.optimizer.zero_grad(set_to_none=True)
-                    loss = accumulate(run, forward, batches, step, timer)
+                loss = forward_backward(run, forward, batches, step, timer)
                 loss_sum += loss
                 loss_count += 1
                 if (step + 1) % check_every == 0 and not torch.isfinite(loss_sum):

@@ -239,20 +239,32 @@ def steps_per_data_epoch(batches: int, grad_accum: int, cap: int) -> int:
     return min(steps, cap) if cap else steps
 
 
-def accumulate(run, forward, batches, step: int, timer) -> torch.Tensor:
-    """Forward and backward of the micro-batches of optimizer step ``step`` (``--grad-accum``);
-    returns the step's loss (detached): the mean over its samples, as one large batch would report.
+def forward_backward(run, forward, batches, step: int, timer) -> torch.Tensor:
+    """The data part of optimizer step ``step``: draw the batch (or the ``--grad-accum``
+    micro-batches), zero the gradients, forward, loss, backward. Returns the step's loss
+    (detached): the mean over its samples, as one large batch would report.
 
-    Each micro-batch's loss is weighted by its share of the step's samples before ``backward``,
-    so ``.grad`` holds the gradient of that mean. The last step of an epoch takes the micro-batches
-    that are left.
+    ``forward`` is the module the training forward goes through; ``timer`` gets the phase marks
+    (data, forward, loss, backward). With ``--grad-accum N`` each micro-batch's loss is weighted
+    by its share of the step's samples before ``backward``, so ``.grad`` holds the gradient of
+    that mean; the last step of an epoch takes the micro-batches that are left.
     """
     n = run.config.grad_accum
+    if n == 1:
+        x, y = next(batches)
+        timer.mark("data")
+        run.optimizer.zero_grad(set_to_none=True)
+        output = forward(x)
+        timer.mark("forward")
+        loss = run.task.loss(output, y)
+        timer.mark("loss")
+        loss.backward()
+        timer.mark("backward")
+        return loss.detach()
     count = min(n, len(run.train_batches) - step * n)
-    micro = []
-    for _ in range(max(count, 1)):
-        micro.append(next(batches))
+    micro = [next(batches) for _ in range(max(count, 1))]
     timer.mark("data")
+    run.optimizer.zero_grad(set_to_none=True)
     total = sum(len(y) for _, y in micro)
     loss_sum = None
     for x, y in micro:
