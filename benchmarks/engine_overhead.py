@@ -21,6 +21,11 @@ compared against a fresh block of plain-loop epochs run right before it.
 With ``--average ema`` stratum runs with ``--average ema --ema-decay 0.999`` and the plain loop
 updates a ``torch.optim.swa_utils.AveragedModel`` (EMA of weights and buffers) after every step,
 so the ratio is the engine's overhead with weight averaging on in both.
+
+With ``--schedule cosine --warmup-steps W`` (and optionally ``--clip-grad-norm M``) stratum runs
+with that schedule (and clipping), and the plain loop does the same work by hand: a torch
+``LambdaLR`` with the same warm-up and cosine, stepped every step (and ``clip_grad_norm_``), so
+the ratio is the engine's overhead with a schedule on (issue 12: <= 1.03x).
 """
 
 from __future__ import annotations
@@ -36,9 +41,9 @@ import stratum
 from stratum.seeding import generator
 
 
-def plain_epoch(model, optimizer, x, y, batch_size, gen, ema=None) -> float:
-    """A hand-written training pass: shuffle, slice, forward, loss, backward, step (then
-    ``ema.update_parameters(model)`` when an ``AveragedModel`` is given)."""
+def plain_epoch(model, optimizer, x, y, batch_size, gen, ema=None, scheduler=None, clip_norm: float = 0.0) -> float:
+    """A hand-written training pass: shuffle, slice, forward, loss, backward, (clip,) step, (scheduler step,)
+    then ``ema.update_parameters(model)`` when an ``AveragedModel`` is given."""
     model.train()
     order = torch.randperm(len(x), generator=gen)
     t0 = time.perf_counter()
@@ -47,17 +52,39 @@ def plain_epoch(model, optimizer, x, y, batch_size, gen, ema=None) -> float:
         optimizer.zero_grad(set_to_none=True)
         loss = torch.nn.functional.cross_entropy(model(x[index]), y[index])
         loss.backward()
+        if clip_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         if ema is not None:
             ema.update_parameters(model)
     return time.perf_counter() - t0
 
 
+def plain_scheduler(optimizer, schedule: str, warmup: int, total: int):
+    """The plain loop's torch scheduler doing the work of ``--schedule`` (None for constant)."""
+    import math
+
+    if schedule == "constant" and not warmup:
+        return None
+
+    def factor(t: int) -> float:
+        if t < warmup:
+            return (t + 1) / (warmup + 1)
+        if schedule == "constant":
+            return 1.0
+        return (1 + math.cos(math.pi * min(t - warmup, total - warmup) / (total - warmup))) / 2
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 class Interleave:
     """Times stratum's training pass and runs one plain epoch after each stratum epoch."""
 
-    def __init__(self, plain_model, plain_optimizer, x, y, batch_size, seed, ema=None):
+    def __init__(self, plain_model, plain_optimizer, x, y, batch_size, seed, ema=None, scheduler=None, clip_norm=0.0):
         self.plain_model, self.plain_optimizer, self.ema = plain_model, plain_optimizer, ema
+        self.scheduler, self.clip_norm = scheduler, clip_norm
         self.x, self.y, self.batch_size = x, y, batch_size
         self.gen = generator(seed, "shuffle")
         self.stratum_s, self.plain_s = [], []
@@ -76,7 +103,7 @@ class Interleave:
     def stratum_epoch_end(self, run, epoch, record):
         self.stratum_s.append(self._last_step_end - self._t0)
         self.plain_s.append(plain_epoch(self.plain_model, self.plain_optimizer, self.x, self.y, self.batch_size, self.gen,
-                                        self.ema))
+                                        self.ema, self.scheduler, self.clip_norm))
 
 
 def lightning_epochs(model, x, y, batch_size, lr, momentum, epochs) -> list[float]:
@@ -124,6 +151,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-lightning", action="store_true")
     parser.add_argument("--average", choices=("none", "ema"), default="none",
                         help="ema: stratum --average ema --ema-decay 0.999 against a plain loop with the same EMA")
+    parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                        help="stratum's --schedule; the plain loop runs the same schedule through a torch LambdaLR")
+    parser.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up steps (both loops)")
+    parser.add_argument("--clip-grad-norm", type=float, default=0.0, help="gradient norm clipping (both loops; 0 = off)")
     args = parser.parse_args(argv)
 
     from stratum.engine import Trainer
@@ -132,7 +163,8 @@ def main(argv=None) -> dict:
     values = dict(
         strategy="sgd", model="vgg11", width=args.width, dataset="synthetic", synthetic_train=args.train_size,
         batch_size=args.batch_size, lr=0.005, momentum=0.9, epochs=args.epochs + 1, threads=args.threads,
-        device="cpu", seed=0, **({"average": "ema", "ema_decay": 0.999} if args.average == "ema" else {}),
+        device="cpu", seed=0, schedule=args.schedule, warmup_steps=args.warmup_steps, clip_grad_norm=args.clip_grad_norm,
+        **({"average": "ema", "ema_decay": 0.999} if args.average == "ema" else {}),
     )
     run = harness.build(values)
     config = run.config
@@ -144,7 +176,10 @@ def main(argv=None) -> dict:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         ema = AveragedModel(plain_model, multi_avg_fn=get_ema_multi_avg_fn(0.999), use_buffers=True)
-    interleave = Interleave(plain_model, plain_optimizer, x, y, config.batch_size, config.seed, ema)
+    scheduler = plain_scheduler(plain_optimizer, args.schedule, args.warmup_steps,
+                                config.epochs * run.steps_per_data_epoch)
+    interleave = Interleave(plain_model, plain_optimizer, x, y, config.batch_size, config.seed, ema, scheduler,
+                            args.clip_grad_norm)
     Trainer(harness.plugin_manager(), extra_plugins=[("interleave", interleave)]).fit(run)
 
     # Drop the first (warm-up) epoch of each.
@@ -152,7 +187,8 @@ def main(argv=None) -> dict:
     result = {
         "setup": {"model": "vgg11", "width": args.width, "dataset": "synthetic 3x32x32", "train_samples": len(x),
                   "batch_size": args.batch_size, "threads": args.threads, "device": "cpu", "timed_epochs": len(stratum_s),
-                  "average": args.average},
+                  "average": args.average, "schedule": args.schedule, "warmup_steps": args.warmup_steps,
+                  "clip_grad_norm": args.clip_grad_norm},
         "plain_epoch_s_median": statistics.median(plain_s),
         "stratum_epoch_s_median": statistics.median(stratum_s),
         "stratum_over_plain_median_of_ratios": harness.median_ratio(stratum_s, plain_s),

@@ -16,6 +16,7 @@ from .components import (  # noqa: E402
     policy,
     profiler,
     regressor,
+    schedule,
     strategy,
 )
 from .options import option  # noqa: E402
@@ -33,6 +34,7 @@ __all__ = [
     "dataset",
     "initializer",
     "optimizer",
+    "schedule",
     "regressor",
     "policy",
     "profiler",

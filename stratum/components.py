@@ -16,6 +16,7 @@ model           ``factory(spec: ModelSpec, options) -> torch.nn.Module``
 dataset         ``factory(request: DataRequest, options) -> DatasetBundle``
 initializer     ``factory(module: nn.Module, options, generator) -> None``
 optimizer       ``factory(params, config: RunConfig, options) -> Optimizer``
+schedule        ``factory(spec: ScheduleSpec, options) -> (step -> lr)``
 regressor       ``factory(options) -> object with fit/predict``
 policy          ``factory(options) -> object deciding switches``
 profiler        ``factory(run, options) -> plugin object (run-scoped)``
@@ -123,6 +124,13 @@ KIND_TABLE: tuple[KindSpec, ...] = (
         "a `torch.optim.Optimizer`", "once per run by `stratum.engine.build_optimizer(run)`, before the strategy is made",
         "Turns gradients into parameter updates.", "optimizer",
         aliases=("optimizers",), axis="optimizers",
+    ),
+    KindSpec(
+        "schedule", "stratum_register_schedules", "schedule", "factory(spec, options)",
+        "a function `step -> lr` (a float for every step >= 0)",
+        "once per run by `stratum.engine.build_schedule(run)`, after the optimizer; the engine adds the warm-up",
+        "The learning rate as a pure function of the optimizer step.", "schedule",
+        aliases=("schedules",), axis="schedules",
     ),
     KindSpec(
         "regressor", "stratum_register_regressors", "regressor", "factory(options)",

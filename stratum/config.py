@@ -48,6 +48,22 @@ class RunConfig:
     momentum: float = option(0.9, "Momentum (sgd-family optimisers).", min=0, max=1, max_exclusive=True, group="optimisation")
     nesterov: bool = option(False, "Use Nesterov momentum (needs momentum > 0).", group="optimisation")
     weight_decay: float = option(0.0, "L2 weight decay.", min=0, group="optimisation")
+    wd_exclude: tuple = option((), "Exclude from weight decay: bias (biases), norm (normalisation scales and shifts); comma-separated.",
+                               type=str, multiple=True, choices=("bias", "norm"), group="optimisation")
+    schedule: str = option("constant", "Learning-rate schedule: the rate as a function of the optimizer step (constant = --lr throughout).",
+                           kind="schedule", group="optimisation")
+    warmup_steps: int = option(0, "Linear learning-rate warm-up over the first N optimizer steps, for any schedule (0 = off).",
+                               min=0, group="optimisation")
+    warmup_epochs: float = option(0.0, "Linear warm-up over the first E epochs (rounded to steps; not with --warmup-steps).",
+                                  min=0, group="optimisation")
+    clip_grad_norm: float = option(0.0, "Clip the total gradient 2-norm to at most this before each update (0 = off).",
+                                   min=0, group="optimisation")
+    clip_grad_value: float = option(0.0, "Clip every gradient element to [-V, V] before each update (0 = off).",
+                                    min=0, group="optimisation")
+    grad_accum: int = option(1, "Gradient accumulation: N micro-batches of --batch-size per optimizer step (effective batch N x batch size).",
+                             min=1, max=65536, group="optimisation")
+    label_smoothing: float = option(0.0, "Label smoothing of the training cross-entropy (classification only; 0 = off).",
+                                    min=0, max=1, max_exclusive=True, group="optimisation")
     seed: int = option(0, "Seed for initialisation, shuffling and everything random.", min=0, max=SEED_MAX, group="reproducibility")
     deterministic: bool = option(False, "Use deterministic kernels (slower; needed for bit-exact resume).", group="reproducibility")
     device: str = option("auto", "cpu, cuda, cuda:N, or auto (cuda when available).", pattern=r"auto|cpu|cuda(:\d+)?", group="run")
@@ -111,7 +127,7 @@ class RunConfig:
         out give the same fingerprint.
         """
         data = self.to_dict()
-        for key in NON_TRAJECTORY_KEYS:
+        for key in non_trajectory_keys(self):
             data.pop(key, None)
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
@@ -130,6 +146,15 @@ NON_TRAJECTORY_KEYS = (
     "threads", "checkpoint_every", "patience", "data_root", "download", "loader_workers",
     "eval_batch_size", "resident", "device",
 )
+
+
+def non_trajectory_keys(config: "RunConfig") -> tuple:
+    """:data:`NON_TRAJECTORY_KEYS` for ``config``: without ``epochs`` when ``--schedule`` is not
+    ``constant``, since a schedule's length (cosine, linear, one-cycle) follows ``--epochs``, so a
+    checkpoint resumes only with the ``--epochs`` it was written with."""
+    if config.schedule == "constant":
+        return NON_TRAJECTORY_KEYS
+    return tuple(k for k in NON_TRAJECTORY_KEYS if k != "epochs")
 
 
 def _jsonable(value: Any) -> Any:

@@ -24,6 +24,10 @@ Two families:
             [forward, loss, backward: only in modes that use data]
             capture_parameters
             apply_update            (firstresult)
+              [inside optimizer.step(), before the update:]
+              add_gradient_terms
+              [clipping: --clip-grad-value, then --clip-grad-norm]
+              mask_gradients
           after_train_step
           ... more steps ...
         eval_model                  (firstresult; on the training clock)
@@ -120,6 +124,20 @@ def stratum_register_optimizers():
     Fires once while the registries are built. Receives nothing. Returns
     ``optimizer`` components; the factory is called as ``factory(params,
     config, options)`` and returns a ``torch.optim.Optimizer``. Not firstresult.
+    """
+
+
+@hookspec
+def stratum_register_schedules():
+    """Register learning-rate schedules (``--schedule NAME``).
+
+    Fires once while the registries are built. Receives nothing. Returns
+    ``schedule`` components; the factory is called as ``factory(spec,
+    options)`` with a :class:`stratum.engine.ScheduleSpec` (base rate, steps of
+    the main phase, warm-up steps, steps per epoch, epochs) and returns a pure
+    function ``step -> lr`` (a float) over the main phase, which starts at
+    step 0 after the warm-up: the engine adds the linear warm-up and sets
+    the rate before every optimizer step. Not firstresult.
     """
 
 
@@ -298,8 +316,39 @@ def stratum_apply_update(run, step):
     skipped. stratum's own fallback (``trylast``) calls
     ``run.optimizer.step()`` and returns ``"optimizer"``. A strategy that
     predicts gradients writes them to ``.grad`` and steps the optimiser here.
-    Wrappers (``@hookimpl(wrapper=True)``) may change ``.grad`` before the
-    update (noise, penalties) or parameters after it (masks). firstresult.
+    Wrappers (``@hookimpl(wrapper=True)``) may change parameters after the
+    update (masks). Gradient terms (noise, penalties) and masks on ``.grad``
+    belong in :func:`stratum_add_gradient_terms` and :func:`stratum_mask_gradients`,
+    which the engine calls inside ``optimizer.step()`` in a fixed order with its
+    clipping. The engine sets the learning rate (``--schedule``) before the
+    step starts. firstresult.
+    """
+
+
+@hookspec
+def stratum_add_gradient_terms(run, step):
+    """Add terms to the gradients about to be applied (penalties, noise).
+
+    Fires inside every ``run.optimizer.step()`` made during
+    :func:`stratum_apply_update` (whoever calls it: the engine's fallback or a
+    strategy stepping with predicted gradients), before the update, after the
+    backward pass (summed over ``--grad-accum`` micro-batches). Receives the
+    ``run`` and the 0-based ``step``. Implementations add to ``.grad`` in
+    place. Then the engine clips (``--clip-grad-value``, then
+    ``--clip-grad-norm``) and calls :func:`stratum_mask_gradients`
+    (docs/architecture.md, "The order of the gradient terms on a step").
+    Return value ignored; not firstresult.
+    """
+
+
+@hookspec
+def stratum_mask_gradients(run, step):
+    """Constrain the gradients last, right before the optimizer applies them (masks).
+
+    Fires inside ``run.optimizer.step()``, after :func:`stratum_add_gradient_terms`
+    and clipping, so a zeroed gradient stays zero whatever the terms or clipping
+    did. Receives the ``run`` and the 0-based ``step``. Implementations change
+    ``.grad`` in place. Return value ignored; not firstresult.
     """
 
 

@@ -34,6 +34,7 @@ EXAMPLES = {
     "dataset": ("stratum_example_dataset", "spirals", "example-dataset"),
     "initializer": ("stratum_example_initializer", "scaled-uniform", "example-initializer"),
     "optimizer": ("stratum_example_optimizer", "signum", "example-optimizer"),
+    "schedule": ("stratum_example_schedule", "inverse-sqrt", "example-schedule"),
     "regressor": ("stratum_example_regressor", "poly", "example-regressor"),
     "policy": ("stratum_example_policy", "alternate", "example-policy"),
     "profiler": ("stratum_example_profiler", "grad-norm", "example-profiler"),
@@ -147,6 +148,10 @@ def _evidence(kind: str, summary: dict) -> None:
         means = summary["grad_norm"]["epoch_means"]
         assert len(means) == summary["epochs_run"] and all(m > 0 for m in means)
         assert [r["grad_norm"] for r in summary["history"]] == means
+    if kind == "schedule":
+        assert components[kind]["name"] == name and components[kind]["plugin"] == plugin
+        # TINY: one epoch of 2 steps; step 0 warms up to half of lr(0) = --lr, step 1 is at lr(0)
+        assert [(r["lr_first"], r["lr"]) for r in summary["history"]] == [(0.01 / 2, 0.01)]
     if kind == "extension":
         assert summary["grad_clip"]["max_norm"] == 1.0 and summary["grad_clip"]["clipped_steps"] >= 0
     if kind == "augmentation":

@@ -15,7 +15,12 @@ same data order:
 
 Controls are branches: only the ticket's trained weights feed the next round.
 Masks are re-applied after every optimiser step, and pruned weights' gradients
-are zeroed before it, so neither momentum nor weight decay can revive them.
+are zeroed before it (``stratum_mask_gradients``: last, after gradient terms and
+clipping), so neither momentum, weight decay, noise nor clipping can revive them.
+
+The learning-rate schedule restarts with every fit (each round's steps count from
+0); with late rewinding to iteration k, a rewound fit (ticket, random-mask) resumes
+it at k, as its weights do (``run.schedule_offset``).
 
 Every fit writes its own checkpoint (``lottery-LNN-BRANCH.pt``) and a small
 state file (``lottery-state.pt``: initial and rewind weights, masks, the
@@ -35,7 +40,7 @@ import torch
 import stratum
 from stratum import ConfigError, Strategy
 from stratum.checkpoint import load_checkpoint, save_checkpoint
-from stratum.config import NON_TRAJECTORY_KEYS
+from stratum.config import non_trajectory_keys
 from stratum.engine import build_optimizer, note
 from stratum.errors import CheckpointError, OutputError
 from stratum.io import dumps_json
@@ -193,6 +198,7 @@ class LotteryStrategy(Strategy):
         """A fresh fit: no epochs yet, fresh optimiser state, the same data order as every other fit."""
         run.epoch = 0
         run.global_step = 0
+        run.schedule_offset = 0  # each round's schedule restarts (_set_weights moves it to k when rewinding)
         run.history = []
         run.switches = []
         run.mode = self.initial_mode
@@ -213,6 +219,8 @@ class LotteryStrategy(Strategy):
                               generator(run.config.seed, f"lottery-reinit-L{level}"))
         elif level > 0 and self.rewind_state is not None:
             model.load_state_dict(self.rewind_state)
+            # Late rewinding: the weights are those after iteration k, so is the learning-rate schedule.
+            run.schedule_offset = self.options.rewind_iteration
         self._params = dict(model.named_parameters())
         if self.masks is not None:
             apply_masks_(self._params, self.masks)
@@ -227,11 +235,16 @@ class LotteryStrategy(Strategy):
         if self.masks is not None:
             apply_masks_(self._params, self.masks)
 
+    @stratum.hookimpl
+    def stratum_mask_gradients(self, run, step):
+        # Last before the optimizer step (after gradient terms and clipping): stratum.engine.step.
+        if self.masks is not None:
+            mask_gradients_(self._params, self.masks)
+
     @stratum.hookimpl(wrapper=True)
     def stratum_apply_update(self, run, step):
         if self.masks is None:
             return (yield)
-        mask_gradients_(self._params, self.masks)
         result = yield
         apply_masks_(self._params, self.masks)  # momentum / weight decay / noise cannot revive a pruned weight
         return result
@@ -276,7 +289,7 @@ class LotteryStrategy(Strategy):
 
     def _load_state(self, run) -> None:
         path = self.state_path
-        state = load_checkpoint(path, run.config.fingerprint(), run.config.to_dict(), NON_TRAJECTORY_KEYS,
+        state = load_checkpoint(path, run.config.fingerprint(), run.config.to_dict(), non_trajectory_keys(run.config),
                                 schema=STATE_SCHEMA)
         try:
             self.init_state = state["init"]

@@ -150,7 +150,8 @@ def linear(step: int, base_lr: float, *, total_steps: int, min_lr: float = 0.0) 
     _check_count("total_steps", total_steps)
     _check_min_lr(min_lr, base_lr)
     t = min(step, total_steps)
-    return base_lr + (min_lr - base_lr) * t / total_steps
+    # min_lr + (base - min_lr) * (1 - t/T): exactly min_lr at T (base + (min - base) * t/T can round below 0)
+    return min_lr + (base_lr - min_lr) * (1.0 - t / total_steps)
 
 
 def exponential(step: int, base_lr: float, *, gamma: float) -> float:

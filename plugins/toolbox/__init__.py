@@ -10,16 +10,17 @@ early stopping is the core ``--patience`` and the optimisers live in the
 ``optimizers`` plugin.
 
 Each extension is built at every fit start and takes part only when its option
-is set. Its gradient term is added by a step pre-hook on ``run.optimizer``
-installed for the duration of each ``stratum_apply_update`` call: whoever
-applies the update (plain SGD, a focus step writing predicted gradients, a
-lottery fit that masks afterwards), the term lands on ``.grad`` right before
-``optimizer.step()`` and nowhere else. Functional core: :mod:`.regularisers`.
+is set. Its gradient term is added in ``stratum_add_gradient_terms``, which the
+engine calls inside every ``optimizer.step()`` of an update: whoever applies the
+update (plain SGD, a focus step writing predicted gradients, a lottery fit), the
+term lands on ``.grad`` right before the step, after the backward pass and before
+clipping and masks (the order: :mod:`stratum.engine.step`). Between the two,
+extensions are called in registry order: the L1 subgradient, then the noise.
+Functional core: :mod:`.regularisers`; the weight-decay groups and clipping of
+``--wd-exclude`` / ``--clip-grad-*`` are in :mod:`.knobs` (the engine's).
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import attrs
 
@@ -45,20 +46,13 @@ class GradNoiseOptions:
 
 
 class _BeforeStep:
-    """Runs ``self.add(run)`` right before the optimiser step of each update."""
+    """Runs ``self.add(run)`` on the gradients of each update, before clipping and masks."""
 
     active_key = ""
 
-    @stratum.hookimpl(wrapper=True)
-    def stratum_apply_update(self, run, step):
-        optimizer = run.optimizer
-        if hasattr(optimizer, "register_step_pre_hook"):
-            handle = optimizer.register_step_pre_hook(lambda opt, args, kwargs: self.add(run))
-            with contextlib.ExitStack() as stack:
-                stack.callback(handle.remove)
-                return (yield)
-        self.add(run)  # an optimiser-like object without hooks: add before whatever runs
-        return (yield)
+    @stratum.hookimpl
+    def stratum_add_gradient_terms(self, run, step):
+        self.add(run)
 
     def add(self, run) -> None:  # pragma: no cover - overridden
         raise NotImplementedError

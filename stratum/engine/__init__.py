@@ -12,6 +12,8 @@ dict that :mod:`stratum.results` writes and the CLI reports.
 * :mod:`.loop`: :class:`Trainer`, the epochs and steps, evaluation, signals.
 * :mod:`.state`: what a checkpoint holds; writing it and reading it back.
 * :mod:`.summary`: :func:`make_summary`.
+* :mod:`.step`: the learning-rate schedule, gradient accumulation, the order of the gradient
+  terms on a step; :mod:`.knobs`: weight-decay groups and clipping.
 
 Clock rules (see docs/architecture.md):
 
@@ -40,13 +42,16 @@ from .build import (
 from .loop import Trainer, evaluate, note, run_scoped_plugins
 from .run import Run
 from .state import restore_state, save_state
+from .step import ScheduleSpec, build_schedule
 from .summary import components_in_use, environment, make_summary, versions
 
 __all__ = [
     "Run",
+    "ScheduleSpec",
     "Trainer",
     "build_optimizer",
     "build_run",
+    "build_schedule",
     "check_batch_norm_batch_size",
     "check_dead_parameters",
     "components_in_use",

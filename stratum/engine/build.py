@@ -22,20 +22,22 @@ from ..seeding import generator, seed_everything, set_deterministic
 from ..strategy_base import Strategy
 from ..tasks import task_for
 from .run import Run
+from .step import build_schedule, optimizer_params
 
 #: ``run.state`` key of the stages that have run (name -> seconds); see :func:`run_stages`.
 STAGES_KEY = "_stages"
 
 
 def build_optimizer(run: Run, params=None) -> torch.optim.Optimizer:
-    """A fresh ``--optimizer`` over ``params`` (default: all of ``run.model``'s parameters).
+    """A fresh ``--optimizer`` over ``params`` (default: all of ``run.model``'s parameters, in two
+    param groups with ``--wd-exclude``: :func:`stratum.engine.step.optimizer_params`).
 
     The engine calls it once in :func:`build_run` and hands the result over on
     ``run.optimizer``; a strategy may call it again for a fresh optimizer (lottery rounds).
     Raises :class:`StratumError` naming the plugin when the factory returns no optimizer.
     """
     component = run.registries.get("optimizer", run.config.optimizer)
-    params = list(run.model.parameters()) if params is None else params
+    params = optimizer_params(run.model, run.config) if params is None else params
     optimizer = component.factory(params, run.config, options_for(component, run.config))
     return _checked(run.pm, component, optimizer, torch.optim.Optimizer)
 
@@ -157,7 +159,10 @@ def build_run(config: RunConfig, pm) -> Run:
         )
     except ValueError as exc:
         raise DataError(str(exc)) from None
-    task = task_for(bundle.task)
+    if config.label_smoothing and bundle.task != "classification":
+        raise ConfigError(f"--label-smoothing applies to classification; data set {config.dataset!r} "
+                          f"is a {bundle.task} task")
+    task = task_for(bundle.task, label_smoothing=config.label_smoothing)
 
     model_component = registries.get("model", config.model)
     spec = ModelSpec(tuple(bundle.input_shape), bundle.num_outputs, bundle.task)
@@ -188,6 +193,7 @@ def build_run(config: RunConfig, pm) -> Run:
     run.shuffle_generator = generator(config.seed, "shuffle")
     # The engine builds the optimizer and hands it over: strategy setup finds it on run.optimizer.
     run.optimizer = build_optimizer(run)
+    run.schedule = build_schedule(run)
     strategy_component = registries.get("strategy", config.strategy)
     strategy = strategy_component.factory(run, options_for(strategy_component, config))
     if not isinstance(strategy, Strategy):

@@ -25,6 +25,7 @@ from ..strategy_base import SwitchDecision
 from .build import build_run, run_stages
 from .run import Run
 from .state import restore_plugin_states, restore_state, save_state
+from .step import apply_update, current_lr, forward_backward, schedule_step, set_lr
 from .summary import _score, make_summary
 
 
@@ -174,30 +175,26 @@ class Trainer:
         check_every = 1 if run.device.type == "cpu" else 25
         synchronize(run.device)
         t0 = time.perf_counter()
-        batches = run.train_batches.epoch(run.shuffle_generator, start=start_step) if mode.uses_data else None
+        accum = config.grad_accum
+        batches = run.train_batches.epoch(run.shuffle_generator, start=start_step * accum) if mode.uses_data else None
+        schedule = run.schedule
+        epoch_start_step = schedule_step(run) - start_step  # the schedule step of this epoch's first step
         step = start_step
         for step in range(start_step, steps):
             timer.begin()
+            if schedule is not None:
+                set_lr(run.optimizer, schedule(schedule_step(run)))
             run.hooks.stratum_before_train_step(run=run, step=step)
             loss = None
             if batches is not None:
-                x, y = next(batches)
-                timer.mark("data")
-                run.optimizer.zero_grad(set_to_none=True)
-                output = forward(x)
-                timer.mark("forward")
-                loss = run.task.loss(output, y)
-                timer.mark("loss")
-                loss.backward()
-                timer.mark("backward")
-                loss = loss.detach()
+                loss = forward_backward(run, forward, batches, step, timer)
                 loss_sum += loss
                 loss_count += 1
                 if (step + 1) % check_every == 0 and not torch.isfinite(loss_sum):
                     diverged = True
             if not diverged:
                 run.hooks.stratum_capture_parameters(run=run, step=step)
-                run.hooks.stratum_apply_update(run=run, step=step)
+                apply_update(run, step)
                 timer.mark("update")
                 run.global_step += 1
                 run.hooks.stratum_after_train_step(run=run, step=step, loss=loss)
@@ -238,6 +235,9 @@ class Trainer:
             "epoch": epoch,
             "mode": mode_name,
             "steps": steps - 0,
+            # the learning rate of the epoch's first and last step (optimizer units)
+            "lr_first": schedule(epoch_start_step) if schedule is not None else current_lr(run.optimizer),
+            "lr": current_lr(run.optimizer),
             "train_loss": _finite_or_none(train_loss),
             "val_loss": _finite_or_none(val_loss),
             "val_acc": val_acc,

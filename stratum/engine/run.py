@@ -55,6 +55,12 @@ class Run:
     # search sets "L01-ticket" ...); None for the one fit of most strategies. Loggers
     # use it to give each fit its own place (TensorBoard: DIR/<run>/<fit_tag>/).
     fit_tag: str | None = None
+    # The learning rate as a function of the schedule step (stratum.engine.step.build_schedule),
+    # or None for --schedule constant without warm-up (the optimizer's rate is left alone).
+    schedule: Any = None
+    # Added to global_step to give the schedule step: 0, except after the lottery's late
+    # rewinding to iteration k, where a round's schedule resumes at k.
+    schedule_offset: int = 0
     # stratum.deadweights.dead_parameters of the model on this data set's input shape
     # (None when the model's forward could not be traced on the meta device).
     dead_parameters: dict | None = None
@@ -69,9 +75,11 @@ class Run:
 
     @property
     def steps_per_data_epoch(self) -> int:
-        steps = len(self.train_batches)
-        cap = self.config.steps_per_epoch
-        return min(steps, cap) if cap else steps
+        """Optimizer steps in one pass over the training data: ``ceil(batches / --grad-accum)``,
+        capped by ``--steps-per-epoch``."""
+        from .step import steps_per_data_epoch
+
+        return steps_per_data_epoch(len(self.train_batches), self.config.grad_accum, self.config.steps_per_epoch)
 
     def options_for(self, kind: str, name: str):
         """The options instance of a registered component, from this run's config."""

@@ -13,7 +13,7 @@ import torch
 
 from ..checkpoint import RUN_SCHEMA as CHECKPOINT_SCHEMA
 from ..checkpoint import load_checkpoint, save_checkpoint
-from ..config import NON_TRAJECTORY_KEYS
+from ..config import non_trajectory_keys
 from ..errors import StratumError
 from ..seeding import rng_state, set_rng_state
 from .run import Run
@@ -61,7 +61,7 @@ def restore_state(run: Run, path: Path) -> tuple[int, dict | None, dict]:
     """Load the checkpoint at ``path`` into ``run`` (model, optimizer, strategy, generators,
     history ...). Returns ``(step_in_epoch, partial, plugin states)``. Raises
     :class:`~stratum.errors.CheckpointError` for a corrupt checkpoint or one of another run."""
-    state = load_checkpoint(path, run.config.fingerprint(), run.config.to_dict(), NON_TRAJECTORY_KEYS,
+    state = load_checkpoint(path, run.config.fingerprint(), run.config.to_dict(), non_trajectory_keys(run.config),
                             schema=CHECKPOINT_SCHEMA)
     try:
         run.model.load_state_dict(state["model"])

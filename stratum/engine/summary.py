@@ -51,13 +51,14 @@ def components_in_use(run: Run) -> dict:
     """Which plugin (and version) provides each component of ``run``.
 
     ``{"strategy": {"name", "plugin", "version", "dist"}, "model": ..., "dataset": ...,
-    "initializer": ..., "optimizer": ..., "augmentation": ..., "profiler": [...], "extension": [...]}``.
+    "initializer": ..., "optimizer": ..., "augmentation": ..., "schedule": ..., "profiler": [...], "extension": [...]}``.
     """
     pm, config = run.pm, run.config
     out = {}
     for kind, name in (("strategy", config.strategy), ("model", config.model), ("dataset", config.dataset),
                        ("initializer", config.init), ("optimizer", config.optimizer),
-                       ("augmentation", config.augment)):
+                       ("augmentation", config.augment),
+                       ("schedule", config.schedule)):
         out[kind] = pm.provenance(pm.registries.get(kind, name))
     out["profiler"] = [pm.provenance(pm.registries.get("profiler", name)) for name in config.profile]
     out["extension"] = [pm.provenance(pm.registries.get("extension", name))
