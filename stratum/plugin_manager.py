@@ -413,8 +413,11 @@ class StratumPluginManager(pluggy.PluginManager):
             self.register(plugin, name=name)
         except pluggy.PluginValidationError as exc:
             label = self.describe(name)
+            if kind is None:  # a callback (stratum.fit(callbacks=...)): its internal run-scoped name means nothing
+                label = f"callback {type(plugin).__name__!r}"
             self.scoped.pop(name, None)
-            raise PluginError(self.provider(name), "to register its hooks", exc, label) from None
+            raise PluginError(self.provider(name), "to register its hooks", ConfigError(_hook_mismatch(plugin, exc)),
+                              label) from None
 
     # -- attributing failures ------------------------------------------------
     def _module_owners(self) -> list[tuple[str, str]]:
@@ -632,6 +635,26 @@ class StratumPluginManager(pluggy.PluginManager):
                 commands[command.name] = _guarded_command(self, command, name)
                 owner[command.name] = name
         return commands
+
+
+def _hook_mismatch(plugin: object, exc: BaseException) -> str:
+    """One line saying which hook implementation of ``plugin`` asks for an argument its hook does
+    not pass (pluggy's own message spans several lines and names internal plugin ids)."""
+    from pluggy._hooks import varnames
+
+    from . import hookspecs as specs
+
+    for attr in dir(plugin):
+        spec = getattr(specs, attr, None) if attr.startswith("stratum_") else None
+        if spec is None:
+            continue
+        wanted = [a for a in varnames(getattr(plugin, attr))[0] if a != "self"]
+        allowed = varnames(spec)[0]
+        extra = [a for a in wanted if a not in allowed]
+        if extra:
+            return (f"{attr}({', '.join(wanted)}) asks for {', '.join(repr(a) for a in extra)}, which the hook does not "
+                    f"pass; it passes ({', '.join(allowed)}), and an implementation may take any of them")
+    return " ".join(str(exc).split())
 
 
 class _RegistrationFailed(Exception):

@@ -157,3 +157,19 @@ def test_the_documented_order_is_the_one_in_the_docs():
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
     assert "strategy, then the profilers (in `--profile` order), then the extensions" in text
+
+
+def test_a_callback_asking_for_an_argument_its_hook_does_not_pass_fails_in_one_line():
+    import stratum
+    from stratum.errors import PluginError
+
+    class BadArg:
+        @stratum.hookimpl
+        def stratum_epoch_end(self, run, epochh):
+            pass
+
+    with pytest.raises(PluginError) as caught:
+        stratum.fit(model="mlp", hidden=[8], epochs=1, steps_per_epoch=1, threads=1, callbacks=[BadArg()], quiet=True)
+    message = str(caught.value)
+    assert "\n" not in message and "callback 'BadArg'" in message
+    assert "stratum_epoch_end(run, epochh) asks for 'epochh'" in message and "(run, epoch, record)" in message

@@ -198,8 +198,13 @@ def cli_spec(params: dict, explicit_run: dict) -> BenchSpec:
         if value is None:
             continue
         spec.axes[option] = seeds_axis(value, "--seeds") if option == "seed" else axis_values(value, f"--{flag}")
+    named = {option: flag for flag, option in NAMED_AXES.items() if params.get(flag) is not None}
     for text in params.get("axis") or ():
         key, value = parse_assignment(text, "--axis")
+        if key in named:  # one option, two axes: neither silently wins
+            raise ConfigError(f"--axis {key}=... and --{named[key]} both give an axis over {key!r}; keep one")
+        if key in spec.axes:
+            raise ConfigError(f"--axis {key} is given twice; list every value in one --axis {key}=V1,V2")
         spec.axes[key] = seeds_axis(value, "--axis seed") if key == "seed" else axis_values(value, f"--axis {key}")
     fixed = dict(explicit_run)
     for text in params.get("fixed") or ():
