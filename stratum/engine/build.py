@@ -20,7 +20,9 @@ from ..errors import ConfigError, DataError, StratumError
 from ..seeding import generator, seed_everything, set_deterministic
 from ..strategy_base import Strategy
 from ..tasks import task_for
+from .precision import Precision
 from .run import Run
+from .speed import check_channels_last, check_compile, use_channels_last
 
 #: ``run.state`` key of the stages that have run (name -> seconds); see :func:`run_stages`.
 STAGES_KEY = "_stages"
@@ -150,8 +152,14 @@ def build_run(config: RunConfig, pm) -> Run:
 
     batch_norm = has_batch_norm(model)
     check_batch_norm_batch_size(config, batch_norm)
+    dead = check_dead_parameters(model, spec.input_shape)
+    if config.channels_last:
+        check_channels_last(model, spec.input_shape, config.model, config.dataset)
+        use_channels_last(model)
+    if config.compile:
+        check_compile(config.compile_backend, device)
     run = Run(config=config, pm=pm, device=device, data=data, task=task, model=model,
-              dead_parameters=check_dead_parameters(model, spec.input_shape))
+              dead_parameters=dead, precision=Precision(config.precision, device))
     run.train_batches = make_batches(
         data.train, config.batch_size, device, bundle.batch_transform, config.loader_workers, drop_single=batch_norm
     )

@@ -24,6 +24,7 @@ from ..errors import OutputError, RunInterrupted, StratumError
 from ..strategy_base import SwitchDecision
 from .build import build_run, run_stages
 from .run import Run
+from .speed import take_compile_s, training_forward
 from .state import restore_plugin_states, restore_state, save_state
 from .summary import _score, make_summary
 
@@ -75,6 +76,7 @@ class Trainer:
         start_step = 0
         partial = None
         plugin_states = None
+        run.precision.reset()  # a fresh loss scale per fit; a checkpoint restores its own
         if resume and ckpt_path is not None and (ckpt_path.exists() or ckpt_path.is_symlink()):
             start_step, partial, plugin_states = restore_state(run, ckpt_path)  # corrupt or mismatched: refused
         elif resume and ckpt_path is not None:
@@ -168,9 +170,10 @@ class Trainer:
             train_s = partial["train_s"]
         diverged = False
         timer = run.timer
-        forward = run.train_module if run.train_module is not None else run.model
+        forward = training_forward(run)  # compiled with --compile
         check_every = 1 if run.device.type == "cpu" else 25
         synchronize(run.device)
+        take_compile_s(run)  # compile time is timed apart from train_s (speed.py)
         t0 = time.perf_counter()
         batches = run.train_batches.epoch(run.shuffle_generator, start=start_step) if mode.uses_data else None
         step = start_step
@@ -182,11 +185,12 @@ class Trainer:
                 x, y = next(batches)
                 timer.mark("data")
                 run.optimizer.zero_grad(set_to_none=True)
-                output = forward(x)
-                timer.mark("forward")
-                loss = run.task.loss(output, y)
-                timer.mark("loss")
-                loss.backward()
+                with run.precision.autocast():
+                    output = forward(x)
+                    timer.mark("forward")
+                    loss = run.task.loss(output, y)
+                    timer.mark("loss")
+                run.precision.backward(loss)
                 timer.mark("backward")
                 loss = loss.detach()
                 loss_sum += loss
@@ -194,8 +198,10 @@ class Trainer:
                 if (step + 1) % check_every == 0 and not torch.isfinite(loss_sum):
                     diverged = True
             if not diverged:
-                run.hooks.stratum_capture_parameters(run=run, step=step)
-                run.hooks.stratum_apply_update(run=run, step=step)
+                if run.precision.ready_to_step(run.optimizer):  # fp16: unscaled here; False: inf/NaN, skipped
+                    run.hooks.stratum_capture_parameters(run=run, step=step)
+                    run.hooks.stratum_apply_update(run=run, step=step)
+                run.precision.update()
                 timer.mark("update")
                 run.global_step += 1
                 run.hooks.stratum_after_train_step(run=run, step=step, loss=loss)
@@ -203,12 +209,12 @@ class Trainer:
                 break
             if run.stop_requested is not None and step + 1 < steps:
                 synchronize(run.device)
-                elapsed = train_s + time.perf_counter() - t0
+                elapsed = train_s + time.perf_counter() - t0 - take_compile_s(run)
                 self._interrupt(run, ckpt_path, step + 1, {"loss_sum": loss_sum.cpu(), "loss_count": loss_count, "train_s": elapsed})
         if batches is not None:
             batches.close()
         synchronize(run.device)
-        train_s += time.perf_counter() - t0
+        train_s += time.perf_counter() - t0 - take_compile_s(run)
         train_loss = (loss_sum / loss_count).item() if loss_count else None
         if train_loss is not None and not math.isfinite(train_loss):
             diverged = True
@@ -241,7 +247,7 @@ class Trainer:
             "test_s": test_s,
             "epoch_s": epoch_s,
             "cum_s": previous_cum + epoch_s,
-            "cum_all_in_s": previous_cum + epoch_s + run.prior_s,
+            "cum_all_in_s": previous_cum + epoch_s + run.prior_s + run.compile_s,
         }
         if diverged:
             record["diverged"] = True
@@ -379,8 +385,9 @@ def evaluate(run: Run, split) -> tuple[float | None, float | None]:
     count = 0
     transform = run.data.bundle.batch_transform
     for x, y in eval_batches(split, run.config.eval_batch_size, run.device, transform, run.config.loader_workers):
-        output = model(x)
-        batch_loss, batch_correct = run.task.batch_stats(output, y)
+        with run.precision.autocast():  # --precision: evaluation runs under autocast too (losses in fp32)
+            output = model(x)
+            batch_loss, batch_correct = run.task.batch_stats(output, y)
         loss_sum += batch_loss
         correct += batch_correct
         count += len(y)
