@@ -267,7 +267,10 @@ def stratum_capture_parameters(run, step):
     Fires every step in every mode, between the backward pass (if any) and
     :func:`stratum_apply_update`. Receives the ``run`` and the 0-based ``step``.
     Implementations read parameters and gradients (e.g. to build a prior) and
-    must not modify them. Return value ignored; not firstresult.
+    must not modify them. Under ``--precision fp16`` the gradients are already
+    unscaled here; a step whose unscaled gradients hold inf or NaN is skipped
+    (neither this hook nor :func:`stratum_apply_update` fires for it, as
+    ``GradScaler.step`` skips ``optimizer.step()``). Return value ignored; not firstresult.
     """
 
 
@@ -281,7 +284,8 @@ def stratum_apply_update(run, step):
     ``run.optimizer.step()`` and returns ``"optimizer"``. A strategy that
     predicts gradients writes them to ``.grad`` and steps the optimiser here.
     Wrappers (``@hookimpl(wrapper=True)``) may change ``.grad`` before the
-    update (noise, penalties) or parameters after it (masks). firstresult.
+    update (noise, penalties) or parameters after it (masks). The gradients
+    are true (unscaled) gradients under every ``--precision``. firstresult.
     """
 
 
