@@ -44,7 +44,7 @@ RUN_SCHEMA = Fields(
         "setup_s": Float(), "prior_s": Float(),
         "partial": Fields(optional={"loss_sum": torch.Tensor, "loss_count": Int(0), "train_s": Float()}),
     },
-    optional={"plugins": MapOf(dict)},
+    optional={"plugins": MapOf(dict), "compile_s": Float(), "precision": dict},
     extra=True,
 )
 

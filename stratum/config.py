@@ -68,6 +68,12 @@ class RunConfig:
     deterministic: bool = option(False, "Use deterministic kernels (slower; needed for bit-exact resume).", group="reproducibility")
     device: str = option("auto", "cpu, cuda, cuda:N, or auto (cuda when available).", pattern=r"auto|cpu|cuda(:\d+)?", group="run")
     threads: int = option(0, "torch intra-op threads (0 = torch's default).", min=0, max=THREADS_MAX, group="run")
+    precision: str = option("fp32", "Autocast precision of forward passes and losses: fp32 (off), bf16, or fp16 (with a gradient scaler).",
+                            choices=("fp32", "bf16", "fp16"), group="run")
+    channels_last: bool = option(False, "Put the model and 4-D input batches in torch.channels_last memory format (conv models on images).", group="run")
+    compile: bool = option(False, "torch.compile the training forward (compile time is reported as compile_s, outside cum_s).", group="run")
+    compile_backend: str = option("inductor", "torch.compile backend for --compile: inductor (needs a C++ compiler), aot_eager, eager.",
+                                  choices=("inductor", "aot_eager", "eager"), group="run")
     val_fraction: float = option(0.1, "Share of the training data held out for validation.", min=0, max=0.9, min_exclusive=True, group="data")
     split_seed: int = option(0, "Seed of the train/validation split (fixed across run seeds).", min=0, max=SEED_MAX, group="reproducibility")
     patience: int = option(0, "Early stopping: epochs without a validation gain before stopping (0 = off).", min=0, group="run")
@@ -145,6 +151,8 @@ NON_TRAJECTORY_KEYS = (
     "epochs", "out", "json", "name", "quiet", "resume", "profile", "tensorboard",
     "threads", "checkpoint_every", "patience", "data_root", "download", "loader_workers",
     "eval_batch_size", "resident", "device",
+    # how the same arithmetic is laid out and dispatched (like threads and device), not what it computes
+    "channels_last", "compile", "compile_backend",
 )
 
 

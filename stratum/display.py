@@ -138,6 +138,9 @@ def result_table(summary: dict) -> Table:
     ]
     if summary.get("prior_s"):
         rows.append(("prior building (s)", _fmt(summary.get("prior_s"))))
+    if summary.get("compile_s"):
+        rows.append(("torch.compile (s)", _fmt(summary.get("compile_s"))))
+    if summary.get("prior_s") or summary.get("compile_s"):
         rows.append(("total all-in (s)", _fmt(summary.get("total_all_in_s"))))
     if summary.get("averaging"):  # the accuracies above are the weight average's
         rows.append(("weights evaluated", f"{summary['averaging']['method'].upper()} average"))

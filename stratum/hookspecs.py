@@ -303,7 +303,10 @@ def stratum_capture_parameters(run, step):
     Fires every step in every mode, between the backward pass (if any) and
     :func:`stratum_apply_update`. Receives the ``run`` and the 0-based ``step``.
     Implementations read parameters and gradients (e.g. to build a prior) and
-    must not modify them. Return value ignored; not firstresult.
+    must not modify them. Under ``--precision fp16`` the gradients are already
+    unscaled here; a step whose unscaled gradients hold inf or NaN is skipped
+    (neither this hook nor :func:`stratum_apply_update` fires for it, as
+    ``GradScaler.step`` skips ``optimizer.step()``). Return value ignored; not firstresult.
     """
 
 
@@ -317,7 +320,8 @@ def stratum_apply_update(run, step):
     ``run.optimizer.step()`` and returns ``"optimizer"``. A strategy that
     predicts gradients writes them to ``.grad`` and steps the optimiser here.
     Wrappers (``@hookimpl(wrapper=True)``) may change parameters after the
-    update (masks). Gradient terms (noise, penalties) and masks on ``.grad``
+    update (masks). The gradients are true (unscaled) gradients under every
+    ``--precision``. Gradient terms (noise, penalties) and masks on ``.grad``
     belong in :func:`stratum_add_gradient_terms` and :func:`stratum_mask_gradients`,
     which the engine calls inside ``optimizer.step()`` in a fixed order with its
     clipping. The engine sets the learning rate (``--schedule``) before the

@@ -21,8 +21,10 @@ from ..errors import ConfigError, DataError, StratumError
 from ..seeding import generator, seed_everything, set_deterministic
 from ..strategy_base import Strategy
 from ..tasks import task_for
+from .precision import Precision
 from .run import Run
 from .step import build_schedule, optimizer_params
+from .speed import check_channels_last, check_compile, use_channels_last
 
 #: ``run.state`` key of the stages that have run (name -> seconds); see :func:`run_stages`.
 STAGES_KEY = "_stages"
@@ -176,8 +178,14 @@ def build_run(config: RunConfig, pm) -> Run:
 
     batch_norm = has_batch_norm(model)
     check_batch_norm_batch_size(config, batch_norm)
+    dead = check_dead_parameters(model, spec.input_shape)
+    if config.channels_last:
+        check_channels_last(model, spec.input_shape, config.model, config.dataset)
+        use_channels_last(model)
+    if config.compile:
+        check_compile(config.compile_backend, device)
     run = Run(config=config, pm=pm, device=device, data=data, task=task, model=model,
-              dead_parameters=check_dead_parameters(model, spec.input_shape))
+              dead_parameters=dead, precision=Precision(config.precision, device))
     # Train-only augmentation, seeded by (seed, global step): evaluation batches never see it.
     train_augment = None if augment is None else TrainAugmentation(augment, config.seed, lambda: run.global_step,
                                                                    config.augment)

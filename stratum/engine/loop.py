@@ -24,6 +24,7 @@ from ..errors import OutputError, RunInterrupted, StratumError
 from ..strategy_base import SwitchDecision
 from .build import build_run, run_stages
 from .run import Run
+from .speed import take_compile_s, training_forward
 from .state import restore_plugin_states, restore_state, save_state
 from .step import apply_update, current_lr, forward_backward, schedule_step, set_lr
 from .summary import _score, make_summary
@@ -78,6 +79,7 @@ class Trainer:
         start_step = 0
         partial = None
         plugin_states = None
+        run.precision.reset()  # a fresh loss scale per fit; a checkpoint restores its own
         if resume and ckpt_path is not None and (ckpt_path.exists() or ckpt_path.is_symlink()):
             start_step, partial, plugin_states = restore_state(run, ckpt_path)  # corrupt or mismatched: refused
         elif resume and ckpt_path is not None:
@@ -171,9 +173,10 @@ class Trainer:
             train_s = partial["train_s"]
         diverged = False
         timer = run.timer
-        forward = run.train_module if run.train_module is not None else run.model
+        forward = training_forward(run)  # compiled with --compile
         check_every = 1 if run.device.type == "cpu" else 25
         synchronize(run.device)
+        take_compile_s(run)  # compile time is timed apart from train_s (speed.py)
         t0 = time.perf_counter()
         accum = config.grad_accum
         batches = run.train_batches.epoch(run.shuffle_generator, start=start_step * accum) if mode.uses_data else None
@@ -193,8 +196,10 @@ class Trainer:
                 if (step + 1) % check_every == 0 and not torch.isfinite(loss_sum):
                     diverged = True
             if not diverged:
-                run.hooks.stratum_capture_parameters(run=run, step=step)
-                apply_update(run, step)
+                if run.precision.ready_to_step(run.optimizer):  # fp16: unscaled here; False: inf/NaN, skipped
+                    run.hooks.stratum_capture_parameters(run=run, step=step)
+                    apply_update(run, step)
+                run.precision.update()
                 timer.mark("update")
                 run.global_step += 1
                 run.hooks.stratum_after_train_step(run=run, step=step, loss=loss)
@@ -202,7 +207,7 @@ class Trainer:
                 break
             if run.stop_requested is not None and step + 1 < steps:
                 synchronize(run.device)
-                elapsed = train_s + time.perf_counter() - t0
+                elapsed = train_s + time.perf_counter() - t0 - take_compile_s(run)
                 self._interrupt(run, ckpt_path, step + 1, {"loss_sum": loss_sum.cpu(), "loss_count": loss_count, "train_s": elapsed})
         if batches is not None:
             batches.close()
@@ -211,7 +216,7 @@ class Trainer:
         if eval_model is not None and not isinstance(eval_model, torch.nn.Module):
             raise StratumError(f"stratum_eval_model returned {type(eval_model).__name__}, not a torch.nn.Module")
         synchronize(run.device)
-        train_s += time.perf_counter() - t0
+        train_s += time.perf_counter() - t0 - take_compile_s(run)
         train_loss = (loss_sum / loss_count).item() if loss_count else None
         if train_loss is not None and not math.isfinite(train_loss):
             diverged = True
@@ -248,7 +253,7 @@ class Trainer:
             "test_s": test_s,
             "epoch_s": epoch_s,
             "cum_s": previous_cum + epoch_s,
-            "cum_all_in_s": previous_cum + epoch_s + run.prior_s,
+            "cum_all_in_s": previous_cum + epoch_s + run.prior_s + run.compile_s,
             **raw,
         }
         if diverged:
@@ -427,8 +432,9 @@ def evaluate(run: Run, split, model: torch.nn.Module | None = None) -> tuple[flo
     count = 0
     transform = run.data.bundle.batch_transform
     for x, y in eval_batches(split, run.config.eval_batch_size, run.device, transform, run.config.loader_workers):
-        output = model(x)
-        batch_loss, batch_correct = run.task.batch_stats(output, y)
+        with run.precision.autocast():  # --precision: evaluation runs under autocast too (losses in fp32)
+            output = model(x)
+            batch_loss, batch_correct = run.task.batch_stats(output, y)
         loss_sum += batch_loss
         correct += batch_correct
         count += len(y)

@@ -12,6 +12,7 @@ from ..config import RunConfig, options_for
 from ..data import DataSplits
 from ..strategy_base import Strategy
 from ..timing import NullTimer
+from .precision import Precision
 
 
 @attrs.define(eq=False)
@@ -47,6 +48,11 @@ class Run:
     # building a prior (counted only in the all-in clock).
     setup_s: float = 0.0
     prior_s: float = 0.0
+    # Seconds torch.compile spent compiling (--compile): reported as compile_s, counted in the
+    # all-in clock only (stratum/engine/speed.py).
+    compile_s: float = 0.0
+    # --precision: autocast and fp16's gradient scaler (stratum/engine/precision.py).
+    precision: Precision = attrs.field(factory=Precision)
     # Set by a signal handler (or a plugin) to stop at the next step boundary.
     stop_requested: str | None = None
     # Scratch space for plugins, by plugin name.

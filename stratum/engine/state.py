@@ -50,6 +50,8 @@ def save_state(run: Run, path: Path, *, step_in_epoch: int, partial: dict | None
         "switches": [dict(s) for s in run.switches],
         "setup_s": run.setup_s,
         "prior_s": run.prior_s,
+        "compile_s": run.compile_s,
+        "precision": run.precision.state_dict(),
         "partial": partial or {},
         "plugins": {key: plugin.state_dict() for key, plugin in plugins.items()
                     if callable(getattr(plugin, "state_dict", None))},
@@ -70,6 +72,7 @@ def restore_state(run: Run, path: Path) -> tuple[int, dict | None, dict]:
         run.shuffle_generator.set_state(state["shuffle_generator"])
         run.state["_epoch_generator_state"] = state["epoch_generator_state"]
         set_rng_state(state["rng"])
+        run.precision.load_state_dict(state.get("precision") or {})
     except (KeyError, IndexError, AttributeError, RuntimeError, ValueError, TypeError) as exc:
         from ..errors import CheckpointError
 
@@ -81,6 +84,7 @@ def restore_state(run: Run, path: Path) -> tuple[int, dict | None, dict]:
     run.switches = list(state.get("switches", []))
     run.setup_s = state.get("setup_s", 0.0)
     run.prior_s = state.get("prior_s", 0.0)
+    run.compile_s = state.get("compile_s", 0.0)
     partial = state.get("partial") or None
     return state.get("step_in_epoch", 0), partial, state.get("plugins") or {}
 

@@ -254,11 +254,12 @@ def forward_backward(run, forward, batches, step: int, timer) -> torch.Tensor:
         x, y = next(batches)
         timer.mark("data")
         run.optimizer.zero_grad(set_to_none=True)
-        output = forward(x)
-        timer.mark("forward")
-        loss = run.task.loss(output, y)
-        timer.mark("loss")
-        loss.backward()
+        with run.precision.autocast():  # --precision: forward and loss under autocast, backward outside
+            output = forward(x)
+            timer.mark("forward")
+            loss = run.task.loss(output, y)
+            timer.mark("loss")
+        run.precision.backward(loss)  # fp16: on the scaled loss
         timer.mark("backward")
         return loss.detach()
     count = min(n, len(run.train_batches) - step * n)
@@ -268,12 +269,13 @@ def forward_backward(run, forward, batches, step: int, timer) -> torch.Tensor:
     total = sum(len(y) for _, y in micro)
     loss_sum = None
     for x, y in micro:
-        output = forward(x)
-        timer.mark("forward")
-        loss = run.task.loss(output, y)
-        timer.mark("loss")
+        with run.precision.autocast():
+            output = forward(x)
+            timer.mark("forward")
+            loss = run.task.loss(output, y)
+            timer.mark("loss")
         weight = len(y) / total
-        (loss * weight).backward()
+        run.precision.backward(loss * weight)
         timer.mark("backward")
         part = loss.detach() * weight
         loss_sum = part if loss_sum is None else loss_sum + part
