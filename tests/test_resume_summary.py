@@ -89,6 +89,10 @@ CASES = {
     "sgd+ema": dict(average="ema", ema_decay=0.8, ema_warmup=True, batch_norm=True),
     "focus+swa": dict(strategy="focus", prior_epochs=1, epochs=4, switch_threshold=100.0, average="swa", swa_start=2,
                       batch_norm=True),
+    # issue 12's whole recipe at once: schedule with warm-up, EMA, augmentation, the standard knobs, bf16
+    "sgd+recipe": dict(schedule="cosine", warmup_steps=3, average="ema", ema_decay=0.9, augment="translate",
+                       grad_accum=2, clip_grad_norm=1.0, label_smoothing=0.1, wd_exclude=["bias", "norm"],
+                       weight_decay=5e-4, precision="bf16", batch_norm=True),
 }
 
 
@@ -115,6 +119,10 @@ def test_resumed_summary_equals_the_uninterrupted_one(make_cfg, pm, tmp_path, ca
     assert len(resumed["history"]) == options["epochs"]
     if case == "focus":
         assert resumed["focus"]["prior_build"]["source_epochs"] == 1
+    if case == "sgd+recipe":  # every part of the recipe was on in both runs
+        assert len({row["lr"] for row in resumed["history"]}) == options["epochs"]  # the schedule moved
+        assert resumed["averaging"]["method"] == "ema" and "raw_val_acc" in resumed["history"][0]
+        assert resumed["config"]["augment"] == "translate" and resumed["precision"]["name"] == "bf16"
     if "profile" in options and "gradflow" in options["profile"]:
         assert resumed["gradflow"]["epochs"] == list(range(1, options["epochs"] + 1))
     if "tensorboard_dir" in resumed and case != "lottery":  # (lottery: one directory per fit)
