@@ -69,7 +69,8 @@ def click_option(field) -> click.Option:
         return click.Option([f"{flag}/{negative}", field.name], default=None, help=_help_text(field))
     return click.Option(
         [flag, field.name], type=click.STRING, multiple=meta["multiple"], default=None,
-        metavar=meta["type"].__name__.upper() if meta["type"] is not str else "TEXT", help=_help_text(field),
+        metavar=(meta["type"].__name__.upper() if meta["type"] is not str else "TEXT") + (",..." if meta["multiple"] else ""),
+        help=_help_text(field),
         shell_complete=option_completer(meta),
     )
 
@@ -92,6 +93,20 @@ def complete_values(candidates, incomplete: str, *, listed: bool = False) -> lis
         head, tail = incomplete.rsplit(",", 1)
         head += ","
     return [CompletionItem(head + value) for value in candidates if str(value).startswith(tail)]
+
+
+def _complete_plugin_names(incomplete: str) -> list:
+    """Completion of ``--block-plugin NAME``: the entry-point names of the installed plugins
+    (read from the package metadata; nothing is imported)."""
+    import importlib.metadata as md
+
+    from .plugin_manager import ENTRY_POINT_GROUP
+
+    try:
+        names = sorted({ep.name for ep in md.entry_points(group=ENTRY_POINT_GROUP)})
+    except Exception:  # completion never fails loudly
+        return []
+    return complete_values(names, incomplete)
 
 
 def component_names(ctx: click.Context, kind: str) -> list[str]:
@@ -249,7 +264,8 @@ def _one_line(text: str) -> str:
 
 @click.group(cls=StratumGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--block-plugin", "-p", "block_plugin", multiple=True, metavar="NAME",
-              help="Do not load this plugin (repeatable). Also: STRATUM_BLOCK_PLUGINS=a,b.")
+              help="Do not load this plugin (repeatable). Also: STRATUM_BLOCK_PLUGINS=a,b.",
+              shell_complete=lambda ctx, param, incomplete: _complete_plugin_names(incomplete))
 @click.option("--plugin", "plugin", multiple=True, metavar="MODULE_OR_FILE",
               help="Load a local plugin module without packaging it: a dotted module name or a path to a .py "
                    "file (repeatable; also accepted after `run`). Also: STRATUM_PLUGINS=a,b.")
@@ -386,7 +402,8 @@ def build_list_command(ctx) -> click.Command:
     @click.command("list", help="List registered components (all kinds, or one KIND) with plugin and description. "
                                 "`stratum list model` also states each model's dead weights on each data set's input "
                                 "shape (this builds the models, so it imports torch).")
-    @click.argument("kind", required=False)
+    @click.argument("kind", required=False,
+                    shell_complete=lambda ctx, param, incomplete: complete_values(KINDS, incomplete))
     @click.pass_context
     def list_cmd(ctx, kind):
         pm = get_pm(ctx)

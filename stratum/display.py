@@ -129,7 +129,7 @@ def result_table(summary: dict) -> Table:
     rows = [
         ("strategy / model / dataset", f"{summary['strategy']} / {summary['model']} / {summary['dataset']}"),
         ("seed", str(summary["seed"])),
-        ("epochs run", f"{summary['epochs_run']} ({summary['stopped_reason']})"),
+        ("epochs run", f"{summary['epochs_run']} ({_STOPPED.get(summary['stopped_reason'], summary['stopped_reason'])})"),
         ("best val acc", _fmt(summary.get("best_val_acc"))),
         ("test acc at best val", _fmt(summary.get("test_acc_at_best_val"))),
         ("peak test acc", _fmt(summary.get("peak_test_acc"))),
@@ -151,6 +151,11 @@ def result_table(summary: dict) -> Table:
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+# How the result table words summary["stopped_reason"].
+_STOPPED = {"epochs": "all --epochs", "early_stop": "early stop: no validation gain for --patience epochs",
+            "diverged": "diverged"}
 
 
 def print_result(summary: dict, stream=None) -> None:

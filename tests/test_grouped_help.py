@@ -330,6 +330,10 @@ def complete(args: list[str], incomplete: str) -> list[str]:
     (["bench", "--axis"], "optimizer=sgd,ad", ["optimizer=sgd,adagrad", "optimizer=sgd,adam", "optimizer=sgd,adamw"]),
     (["bench", "--set"], "model=vgg1", ["model=vgg11", "model=vgg13", "model=vgg16", "model=vgg19"]),
     (["bench", "--recipe"], "st", ["stability"]),
+    (["list"], "sch", ["schedule"]),
+    (["list"], "pol", ["policy"]),
+    (["--block-plugin"], "foc", ["focus"]),
+    (["-p"], "lot", ["lottery"]),
 ])
 def test_completion_completes_component_names_and_choices(args, incomplete, expected):
     assert complete(args, incomplete) == expected
@@ -344,3 +348,8 @@ def test_completion_through_clicks_environment_variable():
     source = subprocess.run([sys.executable, "-m", "stratum"], capture_output=True, text=True, timeout=120,
                             env={**os.environ, "_STRATUM_COMPLETE": "zsh_source"})
     assert source.returncode == 0 and "_stratum_completion" in source.stdout
+
+
+def test_list_valued_options_show_a_list_placeholder():
+    out = run_cli("run", "--model", "mlp", "--help").stdout
+    assert "--hidden INT,..." in out and "--profile TEXT,..." in out and "--epochs INT " in out

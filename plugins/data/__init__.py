@@ -76,7 +76,7 @@ def stratum_register_datasets():
     ]
     sets.append(stratum.dataset(
         "cubic", "stratum_plugins.data.cubic:load_cubic",
-        "Seed 004's regression toy: y = x^3 + 0.1*noise, 1,500 points (MSE task).",
+        "A 1-D regression toy: y = x^3 + 0.1*noise, 1,500 points (MSE task).",
         options=CubicOptions, info={"input_shape": (1,)},
     ))
     for name, (cls_name, *_rest) in TORCHVISION_SETS.items():

@@ -199,9 +199,9 @@ def vanishing_gradients(scale: str) -> BenchSpec:
 
 
 RECIPES: dict[str, Recipe] = {
-    "stability": Recipe("stability", "sgd vs focus, 20 seeds, early stopping at patience 5 (Fig. 4)", stability),
-    "depth": Recipe("depth", "vgg11/13/16/19, sgd vs focus, time saved by depth (Table 2)", depth),
-    "optimizers": Recipe("optimizers", "SGD/Momentum/AdaGrad/RMSProp/Adam on cubic regression, loss curves (seed 004)", optimizers),
+    "stability": Recipe("stability", "sgd vs focus, 20 seeds, early stopping at patience 5 (the focus paper's stability figure)", stability),
+    "depth": Recipe("depth", "vgg11/13/16/19, sgd vs focus, time saved by depth (the focus paper's depth table)", depth),
+    "optimizers": Recipe("optimizers", "SGD/Momentum/AdaGrad/RMSProp/Adam on cubic regression, loss curves", optimizers),
 }
 
 # The project's own studies, formerly scripts in benchmarks/: ``paper`` is each study's full
@@ -210,10 +210,10 @@ STUDIES: dict[str, Recipe] = {
     "focus-tune": Recipe("focus-tune", "focus study stage 1: SGD learning rate per VGG depth on tuning seeds", focus_tune),
     "focus": Recipe("focus", "focus study stage 2: sgd vs focus methods x VGG depth x 5 seeds at the tuned --lr", focus),
     "focus-spread": Recipe("focus-spread", "focus study stage 3: final-accuracy spread with patience 5", focus_spread),
-    "deep-vanilla-cnn": Recipe("deep-vanilla-cnn", "256-layer tanh CNN on digits, delta-orthogonal vs gaussian (seed 003)",
+    "deep-vanilla-cnn": Recipe("deep-vanilla-cnn", "256-layer tanh CNN on digits, delta-orthogonal vs gaussian (Xiao et al. 2018)",
                                deep_vanilla_cnn),
     "vanishing-gradients": Recipe("vanishing-gradients", "20x64 MLP, five activation/init pairs, per-layer gradient "
-                                  "norms (seed 004)", vanishing_gradients),
+                                  "norms", vanishing_gradients),
     "lottery-lenet": Recipe("lottery-lenet", "lottery tickets, LeNet-300-100 on digits, per sparsity level", _lottery("lottery-lenet")),
     "lottery-conv": Recipe("lottery-conv", "lottery tickets, Conv-2 on synthetic, per sparsity level", _lottery("lottery-conv")),
 }
