@@ -251,6 +251,9 @@ def _make_callback(run_names: list[str]):
         scale = cli.settings.get("scale") or toml.settings.get("scale") or "small"
         spec = recipe_spec(recipe, scale) if recipe else BenchSpec()
         spec = spec.merged(toml).merged(cli)
+        from .recipes import check_seeds
+
+        check_seeds(spec)
         if not spec.axes and not spec.variants and not spec.fixed and not recipe:
             raise ConfigError("nothing to bench: give axes (e.g. --strategies sgd --seeds 5), --config FILE or --recipe NAME")
         settings = spec.settings

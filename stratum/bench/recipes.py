@@ -27,6 +27,16 @@ before the focus plugin is installed).
 * ``vanishing-gradients`` (seed 004, formerly ``benchmarks/vanishing_gradients.py``):
   a 20 x 64 MLP with five activation/initialiser pairs under ``--profile gradflow``;
   the report adds the first epoch's per-layer gradient norms and verdicts.
+* ``baselines-tune``, ``baselines`` (issue 12's strong baselines): five arms
+  (constant lr; cosine; warm-up + cosine; cosine + EMA; cosine + label
+  smoothing) on digits (VGG11 w0.25 with batch norm) and synthetic (ResNet-20
+  w0.25, 2,000 training samples), each a variant ``<task>:<arm>``.
+  ``baselines-tune`` runs an lr axis on tuning seeds (100 on); its table picks
+  each variant's lr by best validation accuracy. ``baselines`` runs the
+  evaluation seeds (0-4) at those rates (a TOML ``[[variant]]`` per name with
+  its ``lr``); its table reports steps, samples and seconds to a target every
+  arm's median run reaches, and test accuracy at the best validation epoch next
+  to the peak. :func:`check_seeds` refuses overlapping seeds.
 * ``lottery-lenet``, ``lottery-conv`` (formerly ``benchmarks/lottery_ticket.py``):
   a lottery-ticket search per seed; the report's own table is the mean and 95%
   t-interval of each branch's accuracy and early-stop iteration per sparsity level.
@@ -198,6 +208,81 @@ def vanishing_gradients(scale: str) -> BenchSpec:
                      settings={"baseline": "variant=relu+he-normal"})
 
 
+# The baselines study (issue 12 item 7): five training recipes of plain SGD with momentum, each with its
+# own learning rate tuned on seeds the evaluation never uses.
+BASELINE_ARMS = ("constant", "cosine", "warmup+cosine", "cosine+ema", "cosine+smoothing")
+BASELINE_TUNE_SEEDS = {"small": [100, 101], "paper": [100, 101, 102]}
+BASELINE_EVAL_SEEDS = {"small": [0, 1, 2], "paper": [0, 1, 2, 3, 4]}
+BASELINE_LRS = {"small": [0.02, 0.05, 0.1], "paper": [0.01, 0.02, 0.05, 0.1, 0.2]}
+BASELINE_EPOCHS = {"small": 6, "paper": 30}  # fixed, so --epochs narrows every variant
+# (task name, run options)
+BASELINE_TASKS = (
+    ("digits", {"dataset": "digits", "model": "vgg11", "width": 0.25, "batch_norm": True, "batch_size": 32}),
+    ("synthetic", {"dataset": "synthetic", "model": "resnet20", "width": 0.25, "synthetic_train": 2000,
+                   "batch_size": 64}),
+)
+
+
+def baseline_arm_values(arm: str, epochs: int) -> dict:
+    """The run options of one baselines arm (a name in :data:`BASELINE_ARMS`) for a run of ``epochs``
+    epochs: the schedule and, per arm, a linear warm-up over a tenth of the epochs, EMA weights
+    (``--average ema``, decay 0.99 per step) or label smoothing 0.1. Raises ``KeyError`` for another name."""
+    return {
+        "constant": {"schedule": "constant"},
+        "cosine": {"schedule": "cosine"},
+        "warmup+cosine": {"schedule": "cosine", "warmup_epochs": round(epochs / 10, 3)},
+        "cosine+ema": {"schedule": "cosine", "average": "ema"},
+        "cosine+smoothing": {"schedule": "cosine", "label_smoothing": 0.1},
+    }[arm]
+
+
+def baseline_variants(scale: str) -> list[dict]:
+    """Task x arm variants named ``<task>:<arm>`` (``digits:cosine``), each with its data set, model and
+    arm options; without ``epochs`` (fixed, :data:`BASELINE_EPOCHS`) and ``lr`` (the recipe's fixed ``lr`` applies until a TOML ``[[variant]]`` of the same name
+    sets the tuned one, see :meth:`BenchSpec.merged`)."""
+    variants = []
+    for task, options in BASELINE_TASKS:
+        for arm in BASELINE_ARMS:
+            variants.append({"name": f"{task}:{arm}",
+                             "values": {**options, **baseline_arm_values(arm, BASELINE_EPOCHS[scale])}})
+    return variants
+
+
+def _baselines_fixed(scale: str) -> dict:
+    return {"strategy": "sgd", "optimizer": "momentum", "momentum": 0.9, "lr": 0.05, "epochs": BASELINE_EPOCHS[scale]}
+
+
+def baselines_tune(scale: str) -> BenchSpec:
+    return BenchSpec(name="baselines-tune", recipe="baselines-tune", fixed=_baselines_fixed(scale),
+                     axes={"lr": list(BASELINE_LRS[scale]), "seed": list(BASELINE_TUNE_SEEDS[scale])},
+                     variants=baseline_variants(scale))
+
+
+def baselines(scale: str) -> BenchSpec:
+    return BenchSpec(name="baselines", recipe="baselines", fixed=_baselines_fixed(scale),
+                     axes={"seed": list(BASELINE_EVAL_SEEDS[scale])}, variants=baseline_variants(scale))
+
+
+def check_seeds(spec: BenchSpec) -> None:
+    """Refuse a ``baselines`` plan whose seeds overlap the tuning seeds (100-102 at either scale), and a
+    ``baselines-tune`` plan whose seeds overlap the evaluation seeds (0-4): the learning rates are chosen on
+    seeds the evaluation never sees. Other recipes pass. Raises :class:`ConfigError` naming the seeds."""
+    seeds = set(spec.axes.get("seed") or ([spec.fixed["seed"]] if "seed" in spec.fixed else []))
+    tune = {s for v in BASELINE_TUNE_SEEDS.values() for s in v}
+    held = {s for v in BASELINE_EVAL_SEEDS.values() for s in v}
+    clash = {"baselines": (tune, "tuning"), "baselines-tune": (held, "evaluation")}.get(spec.recipe)
+    if clash is None:
+        return
+    reserved, role = clash
+    try:
+        overlap = sorted(int(s) for s in seeds if int(s) in reserved)
+    except (TypeError, ValueError):
+        return  # an ill-formed seed is refused later, with its own message
+    if overlap:
+        raise ConfigError(f"recipe {spec.recipe!r}: seed(s) {', '.join(map(str, overlap))} are the {role} seeds "
+                          f"({', '.join(map(str, sorted(reserved)))}); tune and evaluate on disjoint seeds")
+
+
 RECIPES: dict[str, Recipe] = {
     "stability": Recipe("stability", "sgd vs focus, 20 seeds, early stopping at patience 5 (the focus paper's stability figure)", stability),
     "depth": Recipe("depth", "vgg11/13/16/19, sgd vs focus, time saved by depth (the focus paper's depth table)", depth),
@@ -214,6 +299,10 @@ STUDIES: dict[str, Recipe] = {
                                deep_vanilla_cnn),
     "vanishing-gradients": Recipe("vanishing-gradients", "20x64 MLP, five activation/init pairs, per-layer gradient "
                                   "norms", vanishing_gradients),
+    "baselines-tune": Recipe("baselines-tune", "baselines stage 1: lr per arm (constant, cosine, warm-up, EMA, label "
+                             "smoothing) on digits VGG11 and synthetic ResNet-20, tuning seeds", baselines_tune),
+    "baselines": Recipe("baselines", "baselines stage 2: the five arms x 2 tasks x evaluation seeds; steps and samples "
+                        "to a target, test acc at the best validation epoch", baselines),
     "lottery-lenet": Recipe("lottery-lenet", "lottery tickets, LeNet-300-100 on digits, per sparsity level", _lottery("lottery-lenet")),
     "lottery-conv": Recipe("lottery-conv", "lottery tickets, Conv-2 on synthetic, per sparsity level", _lottery("lottery-conv")),
 }

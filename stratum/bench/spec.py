@@ -79,7 +79,7 @@ class BenchSpec:
         return BenchSpec(
             name=other.name or self.name,
             axes=axes,
-            variants=other.variants or self.variants,
+            variants=_merged_variants(self.variants, other.variants),
             fixed=fixed,
             settings={**self.settings, **other.settings},
             recipe=other.recipe or self.recipe,
@@ -88,6 +88,19 @@ class BenchSpec:
     def to_dict(self) -> dict:
         return {"name": self.name, "recipe": self.recipe, "axes": self.axes, "variants": self.variants,
                 "fixed": self.fixed, "settings": self.settings}
+
+
+def _merged_variants(mine: list, theirs: list) -> list:
+    """``theirs`` replaces ``mine``, except when every one of ``theirs`` names one of ``mine``: then each is
+    laid over its namesake (its values win per key) and the rest of ``mine`` stays, so a TOML can set one
+    option of a recipe's variants (the tuned ``lr`` of each ``baselines`` variant) without restating them."""
+    if not theirs:
+        return mine
+    names = {v["name"] for v in mine}
+    if not mine or any(v["name"] not in names for v in theirs):
+        return theirs
+    over = {v["name"]: v["values"] for v in theirs}
+    return [{"name": v["name"], "values": {**v["values"], **over.get(v["name"], {})}} for v in mine]
 
 
 def seeds_axis(value: Any, source: str) -> list[int]:

@@ -24,6 +24,13 @@
 * ``vanishing-gradients``: per activation/initialiser, the first epoch's mean
   gradient norm of every third layer and the output layer (median over seeds),
   the first/last ratio, gradflow's verdicts and the test accuracy.
+* ``baselines-tune``: per variant and lr, the best validation accuracy (median
+  over tuning seeds) and ``chosen`` on each variant's best rate.
+* ``baselines``: per variant (task x arm), the median peak test accuracy and
+  test accuracy at the best validation epoch, and the median optimizer steps,
+  training samples (steps x batch size x grad-accum), seconds and epoch to a
+  per-task target that every arm's median run reaches (the weakest arm's median
+  test accuracy at the best validation epoch minus 0.5 points).
 * ``lottery-lenet``, ``lottery-conv``: per pruning level, the mean and 95%
   t-interval over seeds of the test accuracy at the early-stopping point and of
   that point's iteration, for the winning ticket and both controls.
@@ -291,6 +298,102 @@ def vanishing_gradients_table(groups) -> tuple[list[str], list[dict]]:
     return headers, rows
 
 
+def _task_arm(g) -> tuple[str, str]:
+    """(task, arm) of a baselines configuration: its variant ``<task>:<arm>``, else (data set, label)."""
+    variant = str(g.value("variant") or "")
+    task, sep, arm = variant.partition(":")
+    return (task, arm) if sep else (str(g.value("dataset")), g.label)
+
+
+def baselines_tune_table(groups) -> tuple[list[str], list[dict]]:
+    """``baselines-tune``: one row per (variant, lr): runs, the best validation accuracy (its peak over the
+    epochs, median over the tuning seeds) and ``chosen`` on each variant's best rate (ties: the smaller
+    rate); a variant is decided only when all its runs are in."""
+    score = "best val acc (median over seeds)"
+    headers = ["variant", "lr", "runs", "unfinished", score, "test acc at best val (median)", "chosen"]
+    rows = []
+    for g in groups:
+        if not g.runs and not g.unfinished:
+            continue
+        rows.append({"variant": g.value("variant") or g.label, "lr": g.value("lr"), "runs": len(g.runs),
+                     "unfinished": len(g.unfinished),
+                     score: stats.median([r["summary"]["best_val_acc"] for r in g.runs
+                                          if r["summary"].get("best_val_acc") is not None]),
+                     "test acc at best val (median)": _median_of(g, "test_acc_at_best_val"), "chosen": ""})
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        mine = [r for r in rows if r["variant"] == variant]
+        if any(r["unfinished"] or r[score] is None for r in mine):
+            continue
+        max(mine, key=lambda r: (r[score], -float(r["lr"] or 0)))["chosen"] = "yes"
+    return headers, rows
+
+
+def chosen_lrs(rows: list[dict]) -> dict[str, float]:
+    """Variant -> chosen lr from :func:`baselines_tune_table` rows."""
+    return {r["variant"]: r["lr"] for r in rows if r.get("chosen") == "yes"}
+
+
+def steps_to_target(run: dict, target: float, key: str = "test_acc") -> dict:
+    """Cost of one run to reach ``target`` (``key``, accuracy %) at the end of an epoch: ``{"steps"``
+    (optimizer steps, the history's per-epoch ``steps`` summed up to and including that epoch),
+    ``"samples"`` (steps x ``batch_size`` x ``grad_accum`` from the run's config: training examples
+    drawn, a last partial batch counted whole), ``"seconds"`` (``cum_s``), ``"epoch"}``; every value is
+    ``math.inf`` (the epoch ``None``) if the run never reaches it, so medians stay honest."""
+    import math
+
+    config = run["summary"].get("config") or {}
+    per_step = int(config.get("batch_size") or 0) * int(config.get("grad_accum") or 1)
+    steps = 0
+    for row in run["summary"].get("history") or []:
+        steps += int(row.get("steps") or 0)
+        if not row.get("diverged") and row.get(key) is not None and row[key] >= target:
+            return {"steps": steps, "samples": steps * per_step if per_step else None,
+                    "seconds": row.get("cum_s"), "epoch": row["epoch"]}
+    return {"steps": math.inf, "samples": math.inf, "seconds": math.inf, "epoch": None}
+
+
+BASELINES_MARGIN = 0.5  # accuracy points below the weakest arm's median test acc at the best val epoch
+
+
+def baselines_targets(groups, margin: float = BASELINES_MARGIN) -> dict[str, float]:
+    """Per task: the target test accuracy, the lowest median (over seeds) test accuracy at the best
+    validation epoch among its arms, minus ``margin`` points, so every arm's median run reaches it."""
+    lowest: dict[str, float] = {}
+    for g in groups:
+        value = _median_of(g, "test_acc_at_best_val") if g.runs else None
+        if value is not None:
+            task = _task_arm(g)[0]
+            lowest[task] = min(lowest.get(task, value), value)
+    return {task: value - margin for task, value in lowest.items()}
+
+
+def baselines_table(groups, margin: float = BASELINES_MARGIN) -> tuple[list[str], list[dict]]:
+    """``baselines``: one row per variant (task x arm): its lr, runs, the median peak test accuracy and test
+    accuracy at the best validation epoch, the task's target (:func:`baselines_targets`), the runs reaching
+    it and the median steps, samples, seconds and epoch to it (:func:`steps_to_target`; inf = the median run
+    never got there)."""
+    headers = ["task", "arm", "lr", "runs", "peak test acc", "test acc at best val", "target", "reached",
+               "steps to target", "samples to target", "seconds to target", "epoch to target"]
+    targets = baselines_targets(groups, margin)
+    rows = []
+    for g in groups:
+        if not g.runs:
+            continue
+        task, arm = _task_arm(g)
+        target = targets.get(task)
+        costs = [steps_to_target(r, target) for r in g.runs] if target is not None else []
+        epochs = [c["epoch"] for c in costs]
+        rows.append({"task": task, "arm": arm, "lr": g.value("lr"), "runs": len(g.runs),
+                     "peak test acc": _median_of(g, "peak_test_acc"),
+                     "test acc at best val": _median_of(g, "test_acc_at_best_val"), "target": target,
+                     "reached": sum(e is not None for e in epochs),
+                     "steps to target": stats.median([c["steps"] for c in costs]),
+                     "samples to target": stats.median([c["samples"] for c in costs if c["samples"] is not None]),
+                     "seconds to target": stats.median([c["seconds"] for c in costs if c["seconds"] is not None]),
+                     "epoch to target": stats.median([e for e in epochs if e is not None])})
+    return headers, rows
+
+
 LOTTERY_BRANCHES = ("ticket", "reinit", "random-mask")
 
 
@@ -377,6 +480,12 @@ STUDY_TABLES = {
                          lambda groups, registries: deep_vanilla_cnn_table(groups)),
     "vanishing-gradients": ("first epoch's mean gradient norm per layer, input side first (median over seeds; seed 004)",
                             lambda groups, registries: vanishing_gradients_table(groups)),
+    "baselines-tune": ("lr per baselines variant: best validation accuracy, median over tuning seeds (pass the chosen "
+                       "ones as [[variant]] lr in a TOML, see docs/measurement.md)",
+                       lambda groups, registries: baselines_tune_table(groups)),
+    "baselines": (f"baselines: steps, samples and seconds to a target = the weakest arm's median test acc at the best "
+                  f"val epoch minus {BASELINES_MARGIN:g} points (medians over seeds)",
+                  lambda groups, registries: baselines_table(groups)),
     "lottery-lenet": _LOTTERY,
     "lottery-conv": _LOTTERY,
 }
