@@ -15,7 +15,7 @@ from stratum.bench.store import Store
 from stratum.errors import ConfigError
 from stratum.report.compare import group_rows
 from stratum.report.studies import (baselines_table, baselines_targets, baselines_tune_table, chosen_lrs,
-                                    steps_to_target)
+                                    chosen_lrs_toml, steps_to_target)
 
 from .conftest import assert_one_line_error, run_cli
 
@@ -100,7 +100,7 @@ def _history(tests: list[float], vals: list[float] | None = None, steps: int = 1
             for i, (v, t) in enumerate(zip(vals, tests))]
 
 
-def test_the_tune_table_chooses_each_variants_lr_by_best_validation_accuracy():
+def test_the_tune_table_chooses_each_variants_lr_by_best_validation_accuracy(tmp_path):
     records = []
     for seed in (100, 101):
         records.append(_record("digits:cosine", seed, _history([50, 80], [50, 81 + seed - 100]), lr=0.02))
@@ -112,10 +112,17 @@ def test_the_tune_table_chooses_each_variants_lr_by_best_validation_accuracy():
     assert chosen_lrs(rows) == {"digits:cosine": 0.05, "digits:constant": 0.02}  # ties go to the smaller rate
     row = next(r for r in rows if r["variant"] == "digits:cosine" and r["lr"] == 0.02)
     assert row["best val acc (median over seeds)"] == 81.5 and row["runs"] == 2
+    # The report prints the TOML that feeds these rates to the baselines recipe.
+    toml = tmp_path / "chosen.toml"
+    toml.write_text(chosen_lrs_toml(rows))
+    spec = recipe_spec("baselines", "small").merged(spec_from_toml(toml))
+    assert spec.recipe == "baselines"
+    lrs = {v["name"]: v["values"].get("lr") for v in spec.variants}
+    assert lrs["digits:cosine"] == 0.05 and lrs["digits:constant"] == 0.02 and lrs["synthetic:cosine"] is None
     # Not decided while a run is missing.
     pending = dict(records[0], status="pending", summary=None)
     _, rows = baselines_tune_table(group_rows([pending] + records[1:]))
-    assert "digits:cosine" not in chosen_lrs(rows)
+    assert "digits:cosine" not in chosen_lrs(rows) and chosen_lrs_toml(rows) is None
 
 
 def test_steps_and_samples_to_target_by_hand():
@@ -162,3 +169,16 @@ def test_a_tiny_baselines_bench_runs_end_to_end(tmp_path):
     study = report["study"]["rows"]
     assert [f'{r["task"]}:{r["arm"]}' for r in study] == VARIANTS
     assert all(r["steps to target"] == 2 and r["reached"] == 1 for r in study)  # the target is at most every run's
+
+
+def test_the_tune_report_prints_the_toml_of_the_chosen_rates():
+    from stratum.report.api import Report, render_study
+
+    records = [_record(v, 100, _history([50, 60]), lr=lr) for v in ("digits:constant", "synthetic:cosine")
+               for lr in (0.02, 0.05)]
+    report = Report("baselines-tune", "baselines-tune", group_rows(records), [], records)
+    for fmt in ("table", "markdown"):
+        out = render_study(report, fmt)
+        assert "lr per baselines variant" in out
+        assert 'recipe = "baselines"' in out and 'name = "synthetic:cosine"\nlr = 0.02' in out
+    assert "recipe =" not in render_study(report, "json")  # the JSON rows carry "chosen" instead

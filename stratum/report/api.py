@@ -82,10 +82,23 @@ def render_study(report: Report, fmt: str, registries=None) -> str | None:
     if fmt == "markdown":
         lines = [f"**{title}**", "", "| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
         lines += ["| " + " | ".join(c) + " |" for c in cells]
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + _tuned_toml(report.recipe, rows)
     from .tables import _rich_table
 
-    return _rich_table(headers, cells, title)
+    return _rich_table(headers, cells, title) + _tuned_toml(report.recipe, rows)
+
+
+def _tuned_toml(recipe: str | None, rows: list[dict]) -> str:
+    """After the ``baselines-tune`` table: the bench TOML of the chosen rates, to save and pass to
+    ``stratum bench --config FILE`` (empty for other recipes, or until every variant is decided)."""
+    if recipe != "baselines-tune":
+        return ""
+    from .studies import chosen_lrs_toml
+
+    text = chosen_lrs_toml(rows)
+    if text is None:
+        return ""
+    return "\n# the chosen rates: save as a .toml file and run `stratum bench --config FILE`\n" + text
 
 
 def _cell(v) -> str:

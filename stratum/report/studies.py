@@ -38,6 +38,8 @@
 
 from __future__ import annotations
 
+import json
+
 from . import stats
 
 # The paper's names for the VGG depths (conv layers), used when the registry is not at hand.
@@ -350,6 +352,19 @@ def steps_to_target(run: dict, target: float, key: str = "test_acc") -> dict:
             return {"steps": steps, "samples": steps * per_step if per_step else None,
                     "seconds": row.get("cum_s"), "epoch": row["epoch"]}
     return {"steps": math.inf, "samples": math.inf, "seconds": math.inf, "epoch": None}
+
+
+def chosen_lrs_toml(rows: list[dict]) -> str | None:
+    """The bench TOML that runs ``baselines`` at the rates :func:`baselines_tune_table` chose: ``[bench]
+    recipe = "baselines"`` and one ``[[variant]]`` per variant with its ``lr`` (laid over the recipe's
+    variant of that name). ``None`` until every variant is decided."""
+    chosen = chosen_lrs(rows)
+    if not chosen or len(chosen) < len({r["variant"] for r in rows}):
+        return None
+    lines = ["[bench]", 'recipe = "baselines"']
+    for variant, lr in chosen.items():
+        lines += ["", "[[variant]]", f"name = {json.dumps(str(variant))}", f"lr = {float(lr)!r}"]
+    return "\n".join(lines) + "\n"
 
 
 BASELINES_MARGIN = 0.5  # accuracy points below the weakest arm's median test acc at the best val epoch
