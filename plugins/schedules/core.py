@@ -273,10 +273,7 @@ def apply_lr(optimizer: torch.optim.Optimizer, lr: float) -> float:
     """
     if not (math.isfinite(lr) and lr >= 0):
         raise ValueError(f"learning rate must be finite and >= 0, got {lr!r}")
-    for group in optimizer.param_groups:
-        value = lr * group.get("lr_scale", 1.0)
-        if isinstance(group["lr"], torch.Tensor):
-            group["lr"].fill_(value)
-        else:
-            group["lr"] = value
+    from stratum.engine.step import set_lr  # the engine's own setter: one rule for scales and tensor rates
+
+    set_lr(optimizer, lr)
     return lr
