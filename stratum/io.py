@@ -15,12 +15,11 @@ import math
 import os
 import pickle
 import re
-import sys
 import tempfile
 import time
 import warnings
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Callable
 
 from .errors import StratumError
@@ -121,19 +120,23 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def json_safe(value: Any) -> Any:
-    """Replace NaN/inf by ``None`` and tensors/paths by plain values, recursively."""
+    """Replace NaN/inf by ``None`` and tensors, numpy values and paths by plain values, recursively.
+
+    Duck-typed (``tolist``/``item``), so it never imports torch or numpy: the results store, which
+    must stay light, uses it too."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
-    torch = sys.modules.get("torch")  # no tensor can exist before torch is imported: never import it here
-    if torch is not None and isinstance(value, torch.Tensor):
-        return json_safe(value.tolist())
-    if isinstance(value, Path):
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if isinstance(value, PurePath):
         return str(value)
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+    if hasattr(value, "tolist") and callable(value.tolist):  # tensors, numpy arrays and scalars
+        return json_safe(value.tolist())
+    if hasattr(value, "item") and callable(value.item):
         return json_safe(value.item())
     return value
 

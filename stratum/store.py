@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import socket
 import sqlite3
@@ -35,10 +34,11 @@ import stat
 import time
 import urllib.parse
 import warnings
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import StratumError
+from .io import json_safe
 
 SCHEMA_VERSION = 1
 STATUSES = ("pending", "running", "done", "failed", "lost")
@@ -238,26 +238,6 @@ def check_summary(summary: dict, where: str) -> dict:
         if len(steps) != len(values):
             fail("losses.loss", f"as long as losses.steps ({len(steps)})", len(values))
     return summary
-
-
-def json_safe(value: Any) -> Any:
-    """The rules of :func:`stratum.io.json_safe` (NaN/inf -> null; tensors, numpy, paths -> plain),
-    duck-typed so that a process using only the store never imports torch."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    if isinstance(value, PurePath):
-        return str(value)
-    if hasattr(value, "tolist") and callable(value.tolist):  # tensors, numpy arrays and scalars
-        return json_safe(value.tolist())
-    if hasattr(value, "item") and callable(value.item):
-        return json_safe(value.item())
-    return value
 
 
 def _dumps(data: Any) -> str:
