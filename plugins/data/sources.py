@@ -113,6 +113,19 @@ def read_torchvision(name: str, root: Path, expected: Path, download: bool, make
     return train, test
 
 
+def image_splits(name: str, expected: Path, train, test):
+    """``(train_x, train_y, test_x, test_y)`` of two torchvision image data sets with ``.data`` and
+    ``.targets``: images as uint8 (N, C, H, W), labels as int64 (N,). Raises ``DataError`` naming
+    ``name`` and the folder ``expected`` when the files decode to something malformed."""
+    try:
+        train_x, test_x = _images_as_uint8(train), _images_as_uint8(test)
+        train_y = torch.as_tensor(train.targets, dtype=torch.long)
+        test_y = torch.as_tensor(test.targets, dtype=torch.long)
+    except Exception as exc:
+        raise DataError(f"{name} files under {expected} are malformed ({type(exc).__name__})") from None
+    return train_x, train_y, test_x, test_y
+
+
 def load_torchvision(name: str, root: Path, download: bool) -> DatasetBundle:
     """A torchvision data set, kept as uint8 tensors and normalised per batch on the device."""
     import torchvision.datasets as tvd
@@ -124,12 +137,7 @@ def load_torchvision(name: str, root: Path, download: bool) -> DatasetBundle:
     check_data_root(name, root, expected, download)
     train, test = read_torchvision(name, root, expected, download, lambda **kw: cls(**kw, train=True),
                                    lambda **kw: cls(**kw, train=False))
-    try:
-        train_x, test_x = _images_as_uint8(train), _images_as_uint8(test)
-        train_y = torch.as_tensor(train.targets, dtype=torch.long)
-        test_y = torch.as_tensor(test.targets, dtype=torch.long)
-    except Exception as exc:
-        raise DataError(f"{name} files under {expected} are malformed ({type(exc).__name__})") from None
+    train_x, train_y, test_x, test_y = image_splits(name, expected, train, test)
     return DatasetBundle(
         train=TensorSplit(train_x, train_y), test=TensorSplit(test_x, test_y),
         input_shape=tuple(train_x.shape[1:]), num_outputs=num_classes(train, train_y),

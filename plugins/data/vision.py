@@ -31,7 +31,7 @@ from stratum.errors import DataError
 from stratum.paths import expand
 
 from ..augment.core import channel_stats
-from .sources import _images_as_uint8, _normaliser, check_data_root, num_classes, read_torchvision
+from .sources import _normaliser, check_data_root, image_splits, num_classes, read_torchvision
 
 __all__ = ["IMAGEFOLDER_EXTENSIONS", "load_cifar100", "load_imagefolder", "load_svhn", "training_normaliser"]
 
@@ -68,12 +68,7 @@ def load_cifar100(root: Path, download: bool = False) -> DatasetBundle:
     check_data_root("cifar100", root, expected, download)
     train, test = read_torchvision("cifar100", root, expected, download,
                                    lambda **kw: tvd.CIFAR100(**kw, train=True), lambda **kw: tvd.CIFAR100(**kw, train=False))
-    try:
-        train_x, test_x = _images_as_uint8(train), _images_as_uint8(test)
-        train_y = torch.as_tensor(train.targets, dtype=torch.long)
-        test_y = torch.as_tensor(test.targets, dtype=torch.long)
-    except Exception as exc:
-        raise DataError(f"cifar100 files under {expected} are malformed ({type(exc).__name__})") from None
+    train_x, train_y, test_x, test_y = image_splits("cifar100", expected, train, test)
     return _bundle("torchvision.datasets.CIFAR100", root, train_x, train_y, test_x, test_y,
                    num_classes(train, train_y))
 
