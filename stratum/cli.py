@@ -383,12 +383,12 @@ def _run_callback(ctx, config_file, **_kwargs):
 def _unread_option_lines(config, pm) -> list[str]:
     """One warning line per plugin option given that no component of this run reads
     (``--width`` with ``--model mlp``); the run leaves it out (:func:`stratum.config.resolve_config`)."""
-    from .config import unread_options
+    from .config import readers_text, unread_options
 
     lines = []
     for name, readers in unread_options(config, pm.registries).items():
         flag = "--" + name.replace("_", "-")
-        who = ", ".join(readers[:6]) + (f" and {len(readers) - 6} more" if len(readers) > 6 else "")
+        who = readers_text(readers)
         lines.append(f"stratum: warning: {flag} is ignored: no component of this run reads it"
                      + (f" (only {who} read it)" if who else ""))
     return lines

@@ -196,6 +196,19 @@ def option_readers(name: str, components: Iterable) -> list:
             or (c.options is not None and name in attrs.fields_dict(c.options))]
 
 
+def readers_text(readers: Iterable, most: int = 6) -> str:
+    """``"model vgg11, model vgg13 and 3 more"``: components named by kind and name for a warning
+    line, at most ``most`` of them; ``""`` for none."""
+    names = [f"{c.kind} {c.name}" for c in readers]
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _declared(components: Iterable) -> set[str]:
+    """The option names the options classes of ``components`` declare."""
+    return {field.name for component in components if component.options is not None
+            for field in attrs.fields(component.options)}
+
+
 def _field_default(field: attrs.Attribute) -> Any:
     default = field.default
     return default.factory() if isinstance(default, attrs.Factory) else default
@@ -488,8 +501,7 @@ def resolve_config(config: RunConfig, registries) -> RunConfig:
     components = components_in_use(config, registries)
     # Options no component of this run declares are not part of it: the summary, the
     # fingerprint and --resume see only what the run reads (see :func:`unread_options`).
-    read = {field.name for component in components if component.options is not None
-            for field in attrs.fields(component.options)}
+    read = _declared(components)
     options = {name: value for name, value in config.options.items() if name in read}
     filled: dict[str, Any] = {}
     conflicting: set[str] = set()
@@ -520,23 +532,15 @@ def resolve_config(config: RunConfig, registries) -> RunConfig:
     return attrs.evolve(config, options=options, **core)
 
 
-def unread_options(config: RunConfig, registries) -> dict[str, list[str]]:
+def unread_options(config: RunConfig, registries) -> dict[str, list]:
     """The plugin options set in ``config`` that no component of this run reads.
 
-    Returns ``{option name: ["model vgg11", ...]}``: for each such option, the registered
-    components that would read it (their kind and name), so a caller can warn in one line
-    (``--width is not read by this run; only model vgg11, ... read it``). Such options are
-    dropped by :func:`resolve_config`.
+    Returns ``{option name: [components]}``: for each such option, the registered components
+    that would read it (:func:`option_readers`), so a caller can warn in one line
+    (:func:`readers_text`). Such options are dropped by :func:`resolve_config`.
     """
-    read = {field.name for component in components_in_use(config, registries) if component.options is not None
-            for field in attrs.fields(component.options)}
-    unread: dict[str, list[str]] = {}
-    for name in config.options:
-        if name in read:
-            continue
-        unread[name] = [f"{c.kind} {c.name}" for c in registries.all()
-                        if c.options is not None and name in attrs.fields_dict(c.options)]
-    return unread
+    read = _declared(components_in_use(config, registries))
+    return {name: option_readers(name, registries.all()) for name in config.options if name not in read}
 
 
 def _check_plugin_value(field: attrs.Attribute, value: Any) -> None:

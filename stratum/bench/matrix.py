@@ -25,7 +25,8 @@ from typing import Iterable
 
 import attrs
 
-from ..config import CORE_FIELDS, SELECTIVE_CORE_OPTIONS, check_names, make_config, option_readers, plugin_option_fields
+from ..config import (CORE_FIELDS, SELECTIVE_CORE_OPTIONS, check_names, make_config, option_readers,
+                      plugin_option_fields, readers_text)
 from ..errors import ConfigError, StratumError
 from ..options import option_meta
 from .spec import MAX_RUNS, RESERVED, BenchSpec, canonical  # noqa: F401  (RESERVED, canonical: moved to .spec, still read from here)
@@ -111,9 +112,8 @@ def applies(name: str, values: dict, registries) -> bool:
 
 def dropped_axis_warning(name: str, registries) -> str:
     """The warning for an axis over ``name`` that no run reads, naming who would read it."""
-    readers = [f"{c.kind} {c.name}" for c in option_readers(name, registries.all())]
-    who = ", ".join(readers[:6]) + (f" and {len(readers) - 6} more" if len(readers) > 6 else "")
-    reader_text = f"only {who} read it" if readers else "no registered component reads it"
+    who = readers_text(option_readers(name, registries.all()))
+    reader_text = f"only {who} read it" if who else "no registered component reads it"
     return f"axis {name!r} dropped: none of the runs reads it ({reader_text})"
 
 
