@@ -182,3 +182,24 @@ def test_the_tune_report_prints_the_toml_of_the_chosen_rates():
         assert "lr per baselines variant" in out
         assert 'recipe = "baselines"' in out and 'name = "synthetic:cosine"\nlr = 0.02' in out
     assert "recipe =" not in render_study(report, "json")  # the JSON rows carry "chosen" instead
+
+
+def test_report_tuned_toml_writes_the_chosen_rates_and_refuses_a_bench_without_them(tmp_path):
+    db = tmp_path / "t.sqlite"
+    result = run_cli("bench", "--recipe", "baselines-tune", "--epochs", "1", "--steps-per-epoch", "2",
+                     "--seeds", "100-100", "--axis", "lr=0.02", "--threads", "1", "--workers", "1", "--db", db,
+                     "--no-report")
+    assert result.exit_code == 0, result
+    out = tmp_path / "lrs.toml"
+    result = run_cli("report", db, "--format", "csv", "--tuned-toml", out)
+    assert result.exit_code == 0, result
+    text = out.read_text()
+    assert text.startswith('[bench]\nrecipe = "baselines"') and text.count("[[variant]]") == len(VARIANTS)
+    # The file is a bench config as it stands: the evaluation stage plans from it.
+    plan = run_cli("bench", "--config", out, "--epochs", "1", "--seeds", "1", "--dry-run")
+    assert plan.exit_code == 0, plan
+    evaluation = tmp_path / "e.sqlite"
+    assert run_cli("bench", "--recipe", "baselines", "--epochs", "1", "--steps-per-epoch", "2", "--seeds", "1",
+                   "--threads", "1", "--workers", "1", "--db", evaluation, "--no-report").exit_code == 0
+    refused = run_cli("report", evaluation, "--tuned-toml", tmp_path / "x.toml")
+    assert refused.exit_code == 2 and "--tuned-toml" in refused.stderr and not (tmp_path / "x.toml").exists()

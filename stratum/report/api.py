@@ -88,6 +88,20 @@ def render_study(report: Report, fmt: str, registries=None) -> str | None:
     return _rich_table(headers, cells, title) + _tuned_toml(report.recipe, rows)
 
 
+def tuned_toml(report: Report, registries=None) -> str | None:
+    """The bench TOML of the values a tuning bench chose (``baselines-tune``: ``[bench] recipe =
+    "baselines"`` plus one ``[[variant]]`` with its ``lr`` each), for ``stratum bench --config FILE``.
+    ``None`` for a bench of another recipe, or until every variant has a decided value."""
+    if report.recipe != "baselines-tune":
+        return None
+    from .studies import chosen_lrs_toml, study
+
+    result = study(report.recipe, report.groups, registries)
+    if result is None or not result[2]:
+        return None
+    return chosen_lrs_toml(result[2])
+
+
 def _tuned_toml(recipe: str | None, rows: list[dict]) -> str:
     """After the ``baselines-tune`` table: the bench TOML of the chosen rates, to save and pass to
     ``stratum bench --config FILE`` (empty for other recipes, or until every variant is decided)."""

@@ -23,6 +23,9 @@ def build_report_command(ctx: click.Context) -> click.Command:
     @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", help="Output format. [default: table]")
     @click.option("--output", "-o", type=UserPath(dir_okay=False), default=None,
                   help="Write the report to this file instead of stdout (atomically).")
+    @click.option("--tuned-toml", "tuned_path", type=UserPath(dir_okay=False), default=None,
+                  help="Also write the values a tuning bench chose (baselines-tune) as a bench TOML to this file, "
+                       "for `stratum bench --config FILE` (atomically).")
     @click.option("--baseline", default=None,
                   help="Baseline for speed-ups and the default target: KEY=VALUE (per context) or one configuration label. "
                        "[default: strategy=sgd]")
@@ -41,17 +44,17 @@ def build_report_command(ctx: click.Context) -> click.Command:
                   help="Also export every stored run's history as TensorBoard scalars into this directory.")
     @click.option("--failures", is_flag=True, default=False, help="List the runs that failed or were lost, with their errors.")
     @click.pass_context
-    def report_cmd(ctx, db, bench_name, fmt, output, baseline, target, target_fraction, resamples, confidence, seed,
+    def report_cmd(ctx, db, bench_name, fmt, output, tuned_path, baseline, target, target_fraction, resamples, confidence, seed,
                    plot_dir, tensorboard_dir, failures):
         from ..cli import get_pm
         from ..io import atomic_write_bytes
         from ..store import results_db_path
-        from .api import build_report, failures as list_failures, render, render_study
+        from .api import build_report, failures as list_failures, render, render_study, tuned_toml
 
         db = results_db_path(db)
 
         # Destinations first: an unwritable one fails before the (bootstrap) work. The DB is only read.
-        for path, kind, flag in ((output, "file", "--output"), (plot_dir, "dir", "--plot"),
+        for path, kind, flag in ((output, "file", "--output"), (tuned_path, "file", "--tuned-toml"), (plot_dir, "dir", "--plot"),
                                  (tensorboard_dir, "dir", "--tensorboard")):
             if path is not None:
                 probe_output(path, kind, flag)
@@ -63,6 +66,12 @@ def build_report_command(ctx: click.Context) -> click.Command:
             registries = get_pm(ctx).registries
         except Exception:  # the report reads stored data; a broken plugin must not stop it
             registries = None
+        tuned = None
+        if tuned_path is not None:
+            tuned = tuned_toml(report, registries)
+            if tuned is None:
+                raise ConfigError(f"--tuned-toml: bench {report.bench!r} (recipe {report.recipe or 'none'}) has no "
+                                  "chosen values to write: it is not a baselines-tune bench, or a variant is undecided")
         text = render(report.rows, fmt, title=f"stratum report: bench {report.bench!r}")
         study = render_study(report, fmt, registries) if fmt != "json" else None
         if fmt == "json":
@@ -84,6 +93,9 @@ def build_report_command(ctx: click.Context) -> click.Command:
             atomic_write_bytes(output, text.encode(), "--output")
         else:
             click.echo(text, nl=False)
+        if tuned is not None:
+            atomic_write_bytes(tuned_path, tuned.encode(), "--tuned-toml")
+            click.echo(f"wrote the chosen values to {tuned_path}", err=True)
         if plot_dir is not None:
             from .plots import write_all
 
