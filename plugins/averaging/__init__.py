@@ -12,7 +12,7 @@ The averaged model is what the engine evaluates and reports (through the
 epoch and early stopping are the average's; the raw model's accuracies stay in the history as
 ``raw_val_acc``, ``raw_test_acc`` ... The averaging work (the updates, SWA's ``update_bn``)
 counts on the training clock. The average is kept in checkpoints (resume is exact) and is
-``stratum.fit(...).averaged_model``. Details: docs/baselines-core.md, "Weight averaging".
+``stratum.fit(...).averaged_model``. Details: docs/training.md, "Weight averaging".
 
 Entry point ``averaging`` in group ``stratum``. Registration imports no torch: the extension
 (:mod:`.extension`) and the functional core (:mod:`.core`, around ``torch.optim.swa_utils``)
