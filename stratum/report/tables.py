@@ -69,22 +69,15 @@ def _pairs(r: dict) -> str:
     return str(paired["pairs"]) + (f" ({', '.join(notes)})" if notes else "")
 
 
-def _level(settings: dict | None) -> str:
-    return f"{(settings or {}).get('confidence', 0.95):.0%} CI"
-
-
 def display_rows(rows: list[dict], settings: dict | None = None) -> tuple[list[str], list[list[str]]]:
     """Headers and cells of the summary table: per configuration its finished seeds (``!``: fewer
     than :data:`stats.MIN_SEEDS`), median test accuracy at the best validation epoch with its
     interval, median peak, runs reaching the target, median time to it (all-in) and the paired
     speed-up over the baseline with its interval (see :func:`footnotes`)."""
-    from . import stats
-
     regression = any(r["task"] == "regression" for r in rows)
     m, spec = ("loss", ".4g") if regression else ("acc", ".2f")
-    level = _level(settings)
-    headers = ["configuration", "seeds", f"test {m} at best val [{level}]", "best loss" if regression else "peak acc",
-               "reached target", "TTT s all-in", f"speed-up all-in [{level}]"]
+    headers = ["configuration", "seeds", f"test {m} at best val", "best loss" if regression else "peak acc", "reached",
+               "TTT s all-in", "speed-up all-in"]
     cells = []
     for r in rows:
         cells.append([
@@ -95,27 +88,23 @@ def display_rows(rows: list[dict], settings: dict | None = None) -> tuple[list[s
     return headers, cells
 
 
-def detail_rows(rows: list[dict], settings: dict | None = None) -> tuple[list[str], list[list[str]]]:
-    """Headers and cells of the detail table (``--detail``): peak with its interval, final
-    accuracy (mean, spread = max - min, standard deviation across seeds), time to target on
-    both clocks with intervals, the speed-up excluding the prior, pairs, failures."""
+def detail_rows(rows: list[dict], settings: dict | None = None) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The detail tables (``--detail``) as ``(name, headers, cells)``: ``accuracy`` (peak with its
+    interval; final accuracy: mean, standard deviation and spread = max - min across seeds; failed
+    runs) and ``time to target`` (both clocks with intervals, the speed-up excluding the prior, the
+    pairs behind the speed-ups)."""
     regression = any(r["task"] == "regression" for r in rows)
     m, spec = ("loss", ".4g") if regression else ("acc", ".2f")
-    level = _level(settings)
-    headers = ["configuration", f"{'best loss' if regression else 'peak acc'} [{level}]", f"final {m} mean",
-               "final spread", "final std", f"TTT s excl. prior [{level}]", f"TTT s all-in [{level}]",
-               f"speed-up excl. prior [{level}]", "pairs", "failed"]
-    cells = []
-    for r in rows:
-        cells.append([
-            r["label"], _num(r["peak_median"], spec) + _ci(r["peak_ci"], spec), _num(r["final_mean"], spec),
-            _num(r["final_spread"], spec), _num(r["final_std"], spec),
-            _num(r["ttt_excl_prior_median"]) + _ci(r["ttt_excl_prior_ci"]),
-            _num(r["ttt_all_in_median"]) + _ci(r["ttt_all_in_ci"]),
-            _speedup(r, "excl_prior"), _pairs(r),
-            str(r["failed"]) + (f" (+{r['diverged']} diverged)" if r["diverged"] else ""),
-        ])
-    return headers, cells
+    accuracy = (["configuration", "best loss" if regression else "peak acc", f"final {m} mean", "final std",
+                 "final spread", "failed"],
+                [[r["label"], _num(r["peak_median"], spec) + _ci(r["peak_ci"], spec), _num(r["final_mean"], spec),
+                  _num(r["final_std"], spec), _num(r["final_spread"], spec),
+                  str(r["failed"]) + (f" (+{r['diverged']} diverged)" if r["diverged"] else "")] for r in rows])
+    time = (["configuration", "TTT s excl. prior", "TTT s all-in", "speed-up excl. prior", "pairs"],
+            [[r["label"], _num(r["ttt_excl_prior_median"]) + _ci(r["ttt_excl_prior_ci"]),
+              _num(r["ttt_all_in_median"]) + _ci(r["ttt_all_in_ci"]), _speedup(r, "excl_prior"), _pairs(r)]
+             for r in rows])
+    return [("accuracy", *accuracy), ("time to target", *time)]
 
 
 def footnotes(rows: list[dict], settings: dict | None = None, *, detail: bool = False) -> list[str]:
@@ -131,13 +120,14 @@ def footnotes(rows: list[dict], settings: dict | None = None, *, detail: bool = 
             targets.setdefault((r["target"], r["target_source"], r["metric"]), []).append(r["label"])
     for (target, source, metric), labels in targets.items():
         what = "test loss" if metric == "test_loss" else "test acc"
-        lines.append(f"target {what} {target:.4g} = {source} (for {', '.join(labels)})")
+        which = "every configuration" if len(labels) == len(rows) else ", ".join(labels)
+        lines.append(f"target {what} {target:.4g} = {source} (for {which})")
+    lines.append(f"[low, high] = {settings['confidence']:.0%} confidence interval of the median over seeds: percentile "
+                 f"bootstrap (scipy.stats.bootstrap, {settings['resamples']} resamples, seed {settings['seed']}).")
     if any(r["paired"] for r in rows):
         lines.append("speed-up = the median over seeds of (baseline time / this configuration's time) to the target, "
-                     "runs paired by seed; " + ("all-in clock, and excluding the prior in the detail table; " if detail
-                                                 else "all-in clock (--detail: also excluding the prior); ")
-                     + f"[{_level(settings)}]: percentile bootstrap of that median (scipy.stats.bootstrap, "
-                       f"{settings['resamples']} resamples, seed {settings['seed']}).")
+                     "runs paired by seed; " + ("all-in clock, and excluding the prior in the detail table."
+                                                if detail else "all-in clock (--detail: also excluding the prior)."))
     outcomes = {o for r in rows for name in stats.CLOCKS
                 for o in [r[f"speedup_{name}_outcome"], *r[f"speedup_{name}_ci_outcome"]]}
     if stats.NOT_REACHED in outcomes:
@@ -169,7 +159,7 @@ def render(rows: list[dict], fmt: str, *, title: str = "stratum report", setting
         return _csv(rows)
     tables = [(title, *display_rows(rows, settings))]
     if detail:
-        tables.append((f"{title}: detail", *detail_rows(rows, settings)))
+        tables += [(f"{title}: {name}", headers, cells) for name, headers, cells in detail_rows(rows, settings)]
     notes = footnotes(rows, settings, detail=detail)
     if fmt == "markdown":
         out = []
@@ -179,22 +169,27 @@ def render(rows: list[dict], fmt: str, *, title: str = "stratum report", setting
             out.append("")
         out += [f"- {line}" for line in notes]
         return "\n".join(out) + "\n"
-    text = "".join(_rich_table(headers, cells, heading) for heading, headers, cells in tables)
-    return text + "".join(textwrap.fill(line, WIDTH, subsequent_indent="  ") + "\n" for line in notes)
+    text = "\n".join(_rich_table(headers, cells, heading, light=True) for heading, headers, cells in tables)
+    return text + "\n" + "".join(textwrap.fill(line, WIDTH, subsequent_indent="  ") + "\n" for line in notes)
 
 
 WIDTH = 100  # columns of a terminal table and its notes
 
 
-def _rich_table(headers, cells, title) -> str:
+def _rich_table(headers, cells, title, *, light: bool = False) -> str:
+    """A terminal table at most :data:`WIDTH` columns wide (cells wrap). ``light``: no vertical rules
+    (eight more columns for the numbers)."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, header_style="bold", show_lines=False)
+    table = Table(title=title, header_style="bold", show_lines=False, box=box.SIMPLE_HEAD if light else box.HEAVY_HEAD,
+                  pad_edge=not light, show_edge=not light, padding=(0, 1, 0, 0) if light else (0, 1))
     for i, h in enumerate(headers):
         table.add_column(h, justify="left" if i == 0 else "right", overflow="fold")
-    for row in cells:
-        table.add_row(*row)
+    for row in cells:  # as Text: cells such as "[n/r, 1.50x]" are no markup (nor measured as such)
+        table.add_row(*map(Text, row))
     buffer = io.StringIO()
     Console(file=buffer, width=WIDTH, highlight=False, markup=False).print(table)
     return buffer.getvalue()
