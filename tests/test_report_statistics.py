@@ -211,7 +211,7 @@ def documented_example() -> tuple[list[str], str]:
     block = re.search(r"^```console\n(.*?)^```", section, flags=re.S | re.M).group(1)
     command, _, output = block.partition("\n")
     assert command.startswith("$ stratum report example.sqlite")
-    return command.split()[3:], output
+    return command.split()[4:], output  # the options after the store
 
 
 def test_the_documented_example_is_what_the_command_prints(tmp_path):

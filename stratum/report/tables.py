@@ -192,7 +192,7 @@ def _rich_table(headers, cells, title, *, light: bool = False) -> str:
         table.add_row(*map(Text, row))
     buffer = io.StringIO()
     Console(file=buffer, width=WIDTH, highlight=False, markup=False).print(table)
-    return buffer.getvalue()
+    return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
 
 
 CSV_COLUMNS = [
