@@ -121,10 +121,15 @@ def example_bench(db, seeds=4, label_suffix=""):
     return db
 
 
+def compared(db, bench: str = "example", **options) -> dict:
+    """Label -> comparison row of ``bench`` in the store ``db``."""
+    with Store(db, create=False) as store:
+        return {r["label"]: r for r in compare(group_rows(store.bench_rows(bench)), **options)}
+
+
 def test_the_default_target_reads_the_best_validation_epoch_not_the_peak(tmp_path):
     db = example_bench(tmp_path / "e.sqlite")
-    with Store(db, create=False) as store:
-        rows = {r["label"]: r for r in compare(group_rows(store.bench_rows("example")))}
+    rows = compared(db)
     sgd, focus = rows["sgd"], rows["focus"]
     # sgd's best validation epoch is the 4th: test 90 - k/2 -> median 89.25 (its peak, 91 - k/2, has median 90.25).
     assert sgd["at_best_val_median"] == pytest.approx(89.25) and sgd["peak_median"] == pytest.approx(90.25)
@@ -138,8 +143,7 @@ def test_the_default_target_reads_the_best_validation_epoch_not_the_peak(tmp_pat
     assert focus["paired"]["all_in"]["counts"][stats.NOT_REACHED] == 1
     assert focus["speedup_excl_prior"] == pytest.approx(math.sqrt(3 / 1.2 * 3 / 1.5))
     assert focus["reached"] == 3 and focus["few_seeds"] and sgd["few_seeds"]
-    assert compare(group_rows(Store(db, create=False).bench_rows("example")), target=50.0)[0]["target_provenance"] == {
-        "kind": "given"}
+    assert compared(db, target=50.0)["focus"]["target_provenance"] == {"kind": "given"}
 
 
 def test_regression_target_is_the_test_loss_at_the_best_validation_epoch(tmp_path):
@@ -152,7 +156,7 @@ def test_regression_target_is_the_test_loss_at_the_best_validation_epoch(tmp_pat
         entries.append(("sgd", point, point, s))
     with Store(tmp_path / "r.sqlite") as store:
         add_runs(store, "reg", entries)
-        (row,) = compare(group_rows(store.bench_rows("reg")), target_fraction=0.5)
+    row = compared(tmp_path / "r.sqlite", "reg", target_fraction=0.5)["sgd"]
     # The best validation epoch is the 2nd (val loss 0.2), test loss 0.3 there (the best test loss is lower).
     assert row["at_best_val_median"] == pytest.approx(0.3) and row["target"] == pytest.approx(0.3 / 0.5)
 
@@ -175,8 +179,7 @@ def test_json_keeps_every_figure(tmp_path):
     assert payload["statistics"] == {"bootstrap": "scipy.stats.bootstrap", "method": "percentile", "statistic": "median",
                                      "speedup": payload["statistics"]["speedup"], "min_seeds": 5, "resamples": 500,
                                      "confidence": 0.95, "seed": 4, "target_fraction": 0.99, "target": None}
-    with Store(db, create=False) as store:
-        rows = compare(group_rows(store.bench_rows("example")), resamples=500, seed=4)
+    rows = list(compared(db, resamples=500, seed=4).values())
     assert [set(c) for c in payload["configurations"]] == [set(r) for r in rows]
     focus = payload["configurations"][1]
     assert focus["speedup_all_in"] == pytest.approx(rows[1]["speedup_all_in"])
