@@ -69,7 +69,7 @@ def _pairs(r: dict) -> str:
     return str(paired["pairs"]) + (f" ({', '.join(notes)})" if notes else "")
 
 
-def display_rows(rows: list[dict], settings: dict | None = None) -> tuple[list[str], list[list[str]]]:
+def display_rows(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Headers and cells of the summary table: per configuration its finished seeds (``!``: fewer
     than :data:`stats.MIN_SEEDS`), median test accuracy at the best validation epoch with its
     interval, median peak, runs reaching the target, median time to it (all-in) and the paired
@@ -88,7 +88,7 @@ def display_rows(rows: list[dict], settings: dict | None = None) -> tuple[list[s
     return headers, cells
 
 
-def detail_rows(rows: list[dict], settings: dict | None = None) -> list[tuple[str, list[str], list[list[str]]]]:
+def detail_rows(rows: list[dict]) -> list[tuple[str, list[str], list[list[str]]]]:
     """The detail tables (``--detail``) as ``(name, headers, cells)``: ``accuracy`` (peak with its
     interval; final accuracy: mean, standard deviation and spread = max - min across seeds; failed
     runs) and ``time to target`` (both clocks with intervals, the speed-up excluding the prior, the
@@ -157,9 +157,9 @@ def render(rows: list[dict], fmt: str, *, title: str = "stratum report", setting
         return json.dumps(json_safe(rows), indent=2, allow_nan=False) + "\n"
     if fmt == "csv":
         return _csv(rows)
-    tables = [(title, *display_rows(rows, settings))]
+    tables = [(title, *display_rows(rows))]
     if detail:
-        tables += [(f"{title}: {name}", headers, cells) for name, headers, cells in detail_rows(rows, settings)]
+        tables += [(f"{title}: {name}", headers, cells) for name, headers, cells in detail_rows(rows)]
     notes = footnotes(rows, settings, detail=detail)
     if fmt == "markdown":
         out = []
