@@ -20,6 +20,7 @@ class Report:
     groups: list
     rows: list  # comparison rows
     records: list  # raw store rows
+    settings: dict = attrs.field(factory=dict)  # how the intervals were computed (see statistics())
 
 
 def load(db: Path, bench: str | None = None) -> tuple[str, str | None, list[dict], dict]:
@@ -53,7 +54,19 @@ def build_report(db: Path, *, bench: str | None = None, baseline: str | None = N
         baseline = (spec.get("settings") or {}).get("baseline")
     rows = compare(groups, baseline=baseline, target=target, target_fraction=target_fraction,
                    resamples=resamples, confidence=confidence, seed=seed)
-    return Report(name, recipe, groups, rows, records)
+    return Report(name, recipe, groups, rows, records, statistics(resamples=resamples, confidence=confidence, seed=seed,
+                                                                  target_fraction=target_fraction, target=target))
+
+
+def statistics(**settings) -> dict:
+    """What a report's numbers mean (the ``statistics`` entry of ``report --format json``): the
+    bootstrap's ``resamples``, ``confidence`` and ``seed``, its method, the seed count below which a
+    configuration is marked, and the target settings."""
+    from . import stats
+
+    return {"bootstrap": "scipy.stats.bootstrap", "method": stats.CI_METHOD, "statistic": "median",
+            "speedup": "median over seeds of baseline time / configuration time to the target, paired by seed",
+            "min_seeds": stats.MIN_SEEDS, **settings}
 
 
 def render_study(report: Report, fmt: str, registries=None) -> str | None:
@@ -131,7 +144,7 @@ def bench_report(db: Path, *, bench: str | None = None, baseline: str | None = N
     stream = stream or sys.stdout
     report = build_report(db, bench=bench, baseline=baseline)
     if show_table:
-        stream.write(render(report.rows, fmt, title=f"stratum report: bench {report.bench!r}"))
+        stream.write(render(report.rows, fmt, title=f"stratum report: bench {report.bench!r}", settings=report.settings))
         study = render_study(report, fmt, registries)
         if study:
             stream.write(study)

@@ -16,8 +16,9 @@ MAX_RESAMPLES = 100_000
 
 def build_report_command(ctx: click.Context) -> click.Command:
     @click.command("report", help="Compare the strategy configurations of a bench stored in DB (an SQLite file from "
-                                  "`stratum bench`): time to target accuracy with bootstrap CIs, peak and final "
-                                  "accuracy, spread across seeds, speed-ups against a baseline; optional PNG plots.")
+                                  "`stratum bench`): test accuracy at the best validation epoch and peak, time to a "
+                                  "target accuracy, speed-ups over a baseline paired by seed, with bootstrap CIs; "
+                                  "spread across seeds; optional PNG plots.")
     @click.argument("db", type=click.STRING)  # checked by results_db_path() as typed ('', ':memory:', 'dir/')
     @click.option("--bench", "bench_name", default=None, help="Bench inside the store. [default: the latest]")
     @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", help="Output format. [default: table]")
@@ -30,21 +31,28 @@ def build_report_command(ctx: click.Context) -> click.Command:
                   help="Baseline for speed-ups and the default target: KEY=VALUE (per context) or one configuration label. "
                        "[default: strategy=sgd]")
     @click.option("--target", type=float, default=None,
-                  help="Target test accuracy (or test loss for regression). [default: 0.99 x the baseline's median peak]")
+                  help="Target test accuracy (or test loss for regression). [default: --target-fraction x the baseline's "
+                       "median test accuracy at its best validation epoch]")
     @click.option("--target-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.99,
-                  help="Default target as a fraction of the baseline's median peak accuracy. [default: 0.99]")
+                  help="Default target as a fraction of the baseline's median test accuracy at its best validation epoch "
+                       "(regression: its test loss there divided by the fraction). [default: 0.99]")
     @click.option("--bootstrap", "resamples", type=click.IntRange(min=100, max=MAX_RESAMPLES), default=2000,
-                  help=f"Bootstrap resamples for the confidence intervals (100 to {MAX_RESAMPLES}). [default: 2000]")
+                  help=f"Bootstrap resamples for the confidence intervals (scipy.stats.bootstrap, percentile method; "
+                       f"100 to {MAX_RESAMPLES}). [default: 2000]")
     @click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
                   help="Confidence level of the intervals. [default: 0.95]")
-    @click.option("--seed", type=click.IntRange(min=0, max=SEED_MAX), default=0, help="Seed of the bootstrap. [default: 0]")
+    @click.option("--seed", type=click.IntRange(min=0, max=SEED_MAX), default=0, help="Seed of the bootstrap (the same seed, the same intervals). [default: 0]")
+    @click.option("--detail", is_flag=True, default=False,
+                  help="Also print the detail table (table and markdown formats): peak with its interval, final accuracy "
+                       "and spread, time to target on both clocks, the speed-up excluding the prior, pairs. csv and json "
+                       "always hold every figure.")
     @click.option("--plot", "plot_dir", type=UserPath(file_okay=False), default=None,
                   help="Write PNG plots into this directory.")
     @click.option("--tensorboard", "tensorboard_dir", type=UserPath(file_okay=False), default=None,
                   help="Also export every stored run's history as TensorBoard scalars into this directory.")
     @click.option("--failures", is_flag=True, default=False, help="List the runs that failed or were lost, with their errors.")
     @click.pass_context
-    def report_cmd(ctx, db, bench_name, fmt, output, tuned_path, baseline, target, target_fraction, resamples, confidence, seed,
+    def report_cmd(ctx, db, bench_name, fmt, output, tuned_path, baseline, target, target_fraction, resamples, confidence, seed, detail,
                    plot_dir, tensorboard_dir, failures):
         from ..cli import get_pm
         from ..io import atomic_write_bytes
@@ -72,7 +80,8 @@ def build_report_command(ctx: click.Context) -> click.Command:
             if tuned is None:
                 raise ConfigError(f"--tuned-toml: bench {report.bench!r} (recipe {report.recipe or 'none'}) has no "
                                   "chosen values to write: it is not a baselines-tune bench, or a variant is undecided")
-        text = render(report.rows, fmt, title=f"stratum report: bench {report.bench!r}")
+        text = render(report.rows, fmt, title=f"stratum report: bench {report.bench!r}", settings=report.settings,
+                      detail=detail)
         study = render_study(report, fmt, registries) if fmt != "json" else None
         if fmt == "json":
             import json
@@ -80,7 +89,8 @@ def build_report_command(ctx: click.Context) -> click.Command:
             from ..io import json_safe
 
             study_json = render_study(report, "json", registries)
-            payload = {"bench": report.bench, "recipe": report.recipe, "configurations": report.rows,
+            payload = {"bench": report.bench, "recipe": report.recipe, "statistics": report.settings,
+                       "configurations": report.rows,
                        "study": json.loads(study_json) if study_json else None}
             text = json.dumps(json_safe(payload), indent=2, allow_nan=False) + "\n"
         elif study:
