@@ -349,6 +349,9 @@ def _run_callback(ctx, config_file, **_kwargs):
     pm = get_pm(ctx)
     config = config_from_cli(ctx, pm, config_file)
     check_outputs(config, plugin_option_fields(pm.registries.all()))  # before joining a process group
+    deprecated = deprecation_line(config)
+    if deprecated:
+        click.echo(deprecated, err=True)
     distributed.init_from_environment(config.device)  # under torchrun: join the process group
     try:
         main = distributed.is_main_process()
@@ -378,6 +381,14 @@ def _run_callback(ctx, config_file, **_kwargs):
         # all-reduce it will never join): print its line, then leave at once.
         distributed.fail_fast(exc, report_error)
         raise
+
+
+def deprecation_line(config) -> str | None:
+    """The one warning line for a deprecated option the user set (``--tensorboard DIR``), or ``None``."""
+    if config.is_set("tensorboard") and config.tensorboard is not None:
+        return ("stratum: warning: --tensorboard DIR is deprecated; use --log tensorboard --tensorboard-dir DIR "
+                "(TOML: log = [\"tensorboard\"], tensorboard-dir = \"DIR\")")
+    return None
 
 
 def _unread_option_lines(config, pm) -> list[str]:
