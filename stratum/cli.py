@@ -349,14 +349,11 @@ def _run_callback(ctx, config_file, **_kwargs):
     pm = get_pm(ctx)
     config = config_from_cli(ctx, pm, config_file)
     check_outputs(config, plugin_option_fields(pm.registries.all()))  # before joining a process group
-    deprecated = deprecation_line(config)
-    if deprecated:
-        click.echo(deprecated, err=True)
     distributed.init_from_environment(config.device)  # under torchrun: join the process group
     try:
         main = distributed.is_main_process()
         display = ConsoleDisplay(quiet=config.quiet or not main)
-        unread = _unread_option_lines(config, pm)
+        unread = [line for line in (deprecation_line(config),) if line] + _unread_option_lines(config, pm)
         trainer = Trainer(pm, extra_plugins=[("display", display)], handle_signals=True)
         try:
             summary = trainer.run(config)
