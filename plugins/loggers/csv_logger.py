@@ -24,6 +24,8 @@ from stratum.hookspecs import hookimpl
 from stratum.io import atomic_write_bytes
 from stratum.paths import safe_join, slug
 
+from .flat import flatten
+
 FILENAME = "metrics.csv"
 
 
@@ -43,18 +45,10 @@ def csv_path(run_dir: Path, fit_tag: str | None) -> Path:
     return safe_join(Path(run_dir), f"metrics-{slug(fit_tag, fallback='fit')}.csv")
 
 
-def flatten(record: dict, prefix: str = "") -> dict:
+def cells_of(record: dict) -> dict:
     """A history row as CSV cells: nested dicts as dotted keys, lists as JSON, ``None`` as ``""``."""
-    cells = {}
-    for key, value in record.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            cells.update(flatten(value, f"{name}."))
-        elif isinstance(value, (list, tuple)):
-            cells[name] = json.dumps(value)
-        else:
-            cells[name] = "" if value is None else value
-    return cells
+    return {key: "" if value is None else json.dumps(value) if isinstance(value, (list, tuple)) else value
+            for key, value in flatten(record).items()}
 
 
 def read_rows(path: Path) -> tuple[list, list]:
@@ -99,7 +93,7 @@ class CsvLogger:
 
     @hookimpl
     def stratum_epoch_end(self, run, epoch, record):
-        cells = flatten(record)
+        cells = cells_of(record)
         new = [key for key in cells if key not in self.columns]
         if new or not self.path.exists():
             _, rows = read_rows(self.path)

@@ -24,6 +24,7 @@ a URI it cannot open is refused in one line. Needs the optional extra ``stratum[
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -31,6 +32,8 @@ from pathlib import Path
 from stratum.errors import ConfigError
 from stratum.hookspecs import hookimpl
 from stratum.paths import slug
+
+from .flat import flatten
 
 INSTALL = "--log mlflow needs the mlflow package: pip install 'stratum[mlflow]'"
 # MLflow's limit on a parameter value (characters)
@@ -74,16 +77,10 @@ def params_of(config) -> dict:
     return params
 
 
-def numbers(values: dict, prefix: str = "") -> dict:
-    """The finite numbers of ``values`` (nested dicts as dotted keys; booleans are not numbers)."""
-    found = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            found.update(numbers(value, f"{name}."))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf"):
-            found[name] = float(value)
-    return found
+def numbers(values: dict) -> dict:
+    """The finite numbers of ``values`` as floats (nested dicts as dotted keys; booleans are not numbers)."""
+    return {key: float(value) for key, value in flatten(values).items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)}
 
 
 def run_name(run) -> str:
