@@ -91,6 +91,13 @@ def test_csv_keeps_finished_epochs_and_widens_its_header_for_a_new_key(pm, make_
     assert [float(r["val_acc"]) for r in rows] == pytest.approx([h["val_acc"] for h in summary["history"]])
 
 
+def test_loggers_are_chosen_in_toml_too(tmp_path):
+    (tmp_path / "run.toml").write_text(f'log = ["csv"]\nout = "{tmp_path / "r"}"\n')
+    result = run_cli("run", *TINY, "--config", tmp_path / "run.toml")
+    assert result.exit_code == 0, result
+    assert [r["epoch"] for r in _rows(tmp_path / "r" / "metrics.csv")] == ["1", "2"]
+
+
 def test_csv_without_a_run_directory_is_refused_before_training():
     result = run_cli("run", *TINY, "--log", "csv")
     assert result.exit_code == 2
