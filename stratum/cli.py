@@ -353,7 +353,7 @@ def _run_callback(ctx, config_file, **_kwargs):
     try:
         main = distributed.is_main_process()
         display = ConsoleDisplay(quiet=config.quiet or not main)
-        unread = _unread_option_lines(config, pm)
+        unread = [line for line in (deprecation_line(config),) if line] + _unread_option_lines(config, pm)
         trainer = Trainer(pm, extra_plugins=[("display", display)], handle_signals=True)
         try:
             summary = trainer.run(config)
@@ -378,6 +378,14 @@ def _run_callback(ctx, config_file, **_kwargs):
         # all-reduce it will never join): print its line, then leave at once.
         distributed.fail_fast(exc, report_error)
         raise
+
+
+def deprecation_line(config) -> str | None:
+    """The one warning line for a deprecated option the user set (``--tensorboard DIR``), or ``None``."""
+    if config.is_set("tensorboard") and config.tensorboard is not None:
+        return ("stratum: warning: --tensorboard DIR is deprecated; use --log tensorboard --tensorboard-dir DIR "
+                "(TOML: log = [\"tensorboard\"], tensorboard-dir = \"DIR\")")
+    return None
 
 
 def _unread_option_lines(config, pm) -> list[str]:

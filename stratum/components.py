@@ -22,6 +22,7 @@ policy          ``factory(options) -> object deciding switches``
 profiler        ``factory(run, options) -> plugin object (run-scoped)``
 feature_set     ``factory(options) -> object building regression features``
 extension       ``factory(run, options) -> run-scoped plugin, or None to stay out``
+logger          ``factory(run, options) -> run-scoped plugin (guarded: a failure disables it)``
 augmentation    ``factory(spec: ModelSpec, options) -> augment(x, generator), or None``
 ==============  ============================================================
 =======
@@ -161,6 +162,14 @@ KIND_TABLE: tuple[KindSpec, ...] = (
         "a plugin object, or `None` to stay out", "at every fit start, for every registered extension",
         "Takes part in any run when its options ask for it.", None, multiple=True,
         aliases=("extensions",),
+    ),
+    KindSpec(
+        "logger", "stratum_register_loggers", "logger", "factory(run, options)",
+        "a plugin object (hook implementations)",
+        "once per run, for each `--log NAME`, before the strategy's stages; the plugin then takes part in every fit, "
+        "and one that raises is reported once and disabled while training goes on",
+        "Records a run's parameters, per-epoch metrics and summary (CSV, TensorBoard, MLflow ...).", "log",
+        multiple=True, aliases=("loggers", "log"),
     ),
     KindSpec(
         "augmentation", "stratum_register_augmentations", "augmentation", "factory(spec, options)",

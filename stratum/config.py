@@ -93,7 +93,10 @@ class RunConfig:
     checkpoint_every: int = option(1, "Write a checkpoint every N epochs (needs --out).", min=1, group="output")
     resume: bool = option(False, "Resume from the checkpoint in the run directory (none there yet: start fresh, with a note).", group="run")
     quiet: bool = option(False, "Print only the final result table.", group="output")
-    tensorboard: Path | None = option(None, "Also log scalars to this TensorBoard directory.", type=Path, output="dir", group="output")
+    log: tuple = option((), "Run tracking: logger to attach (repeatable or comma-separated; csv, tensorboard, mlflow ...).",
+                        type=str, multiple=True, kind="logger", group="output")
+    tensorboard: Path | None = option(None, "Deprecated: use --log tensorboard --tensorboard-dir DIR (this selects that logger and its directory).",
+                                      type=Path, output="dir", group="output")
     # Options declared by plugin components: as set by the user, and after
     # resolve_config() every option of the components in use.
     options: dict = attrs.field(factory=dict, repr=False)
@@ -101,13 +104,16 @@ class RunConfig:
     # unknown (a RunConfig built directly): then a value differing from its default counts as set.
     explicit: frozenset | None = attrs.field(default=None, eq=False, repr=False,
                                              converter=lambda v: None if v is None else frozenset(v))
+    # Plugin options that only the loggers in use declare (set by resolve_config): like --log
+    # itself they change where a run is recorded, not the run, so the fingerprint leaves them out.
+    logger_options: frozenset = attrs.field(factory=frozenset, eq=False, repr=False, converter=frozenset)
 
     def to_dict(self) -> dict:
         """Every option as JSON-safe data: the core fields, then the plugin options by name."""
         data = attrs.asdict(self, recurse=False)
         out = {}
         for key, value in data.items():
-            if key in ("options", "explicit"):
+            if key in ("options", "explicit", "logger_options"):
                 continue
             out[key] = _jsonable(value)
         out.update({k: _jsonable(v) for k, v in sorted(self.options.items())})
@@ -148,7 +154,7 @@ class RunConfig:
 
 # Keys that change presentation or bookkeeping, not where the parameters go.
 NON_TRAJECTORY_KEYS = (
-    "epochs", "out", "json", "name", "quiet", "resume", "profile", "tensorboard",
+    "epochs", "out", "json", "name", "quiet", "resume", "profile", "log", "tensorboard",
     "threads", "checkpoint_every", "patience", "data_root", "download", "loader_workers",
     "eval_batch_size", "resident", "device",
     # how the same arithmetic is laid out and dispatched (like threads and device), not what it computes
@@ -160,9 +166,18 @@ def non_trajectory_keys(config: "RunConfig") -> tuple:
     """:data:`NON_TRAJECTORY_KEYS` for ``config``: without ``epochs`` when ``--schedule`` is not
     ``constant``, since a schedule's length (cosine, linear, one-cycle) follows ``--epochs``, so a
     checkpoint resumes only with the ``--epochs`` it was written with."""
+    keys = NON_TRAJECTORY_KEYS + tuple(sorted(config.logger_options))
     if config.schedule == "constant":
-        return NON_TRAJECTORY_KEYS
-    return tuple(k for k in NON_TRAJECTORY_KEYS if k != "epochs")
+        return keys
+    return tuple(k for k in keys if k != "epochs")
+
+
+def loggers_in_use(config: RunConfig) -> tuple:
+    """The loggers a run of ``config`` attaches, in call order: ``--log``, then ``tensorboard``
+    when only the deprecated ``--tensorboard DIR`` asks for it."""
+    if config.tensorboard is not None and "tensorboard" not in config.log:
+        return (*config.log, "tensorboard")
+    return tuple(config.log)
 
 
 def _jsonable(value: Any) -> Any:
@@ -448,9 +463,9 @@ def make_config(
 def components_in_use(config: RunConfig, registries) -> list:
     """The components a run of ``config`` uses, each once, in a stable order.
 
-    The strategy, model, dataset, initialiser, optimiser and profilers the core
-    options name, every registered extension (each is asked to take part in every
-    run), and transitively every component named by an option of those (focus's
+    The strategy, model, dataset, initialiser, optimiser, profilers and loggers the
+    core options name (:func:`loggers_in_use`), every registered extension (each is
+    asked to take part in every run), and transitively every component named by an option of those (focus's
     ``--regressor``, ``--features``, ``--policy``), given or at its default.
     Names nobody registered are skipped (:func:`check_names` reports them).
     """
@@ -471,6 +486,7 @@ def components_in_use(config: RunConfig, registries) -> list:
             select(kind, getattr(config, field.name))
     for component in registries["extension"]:
         select("extension", component.name)
+    select("logger", loggers_in_use(config))  # --tensorboard DIR selects one too
     while frontier:
         component = frontier.pop(0)
         used.append(component)
@@ -516,6 +532,8 @@ def resolve_config(config: RunConfig, registries) -> RunConfig:
                 conflicting.add(field.name)
             filled.setdefault(field.name, default)
     options.update({k: v for k, v in filled.items() if k not in conflicting})
+    declared_by_others = _declared(c for c in components if c.kind != "logger")
+    logger_options = _declared(c for c in components if c.kind == "logger") - declared_by_others
     core: dict[str, Any] = {}
     for component in components:
         declared = component.defaults
@@ -529,7 +547,7 @@ def resolve_config(config: RunConfig, registries) -> RunConfig:
                                   "which is not a core option")
             if not config.is_set(name) and name not in core:
                 core[name] = coerce(CORE_FIELDS[name], value, f"{component.kind} {component.name!r}")
-    return attrs.evolve(config, options=options, **core)
+    return attrs.evolve(config, options=options, logger_options=logger_options, **core)
 
 
 def unread_options(config: RunConfig, registries) -> dict[str, list]:

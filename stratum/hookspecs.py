@@ -38,15 +38,17 @@ Two families:
       fit_end
 
   The active strategy, the active profilers, the extensions that take part
-  (``--capture-out``, ``--tensorboard`` ...) and the extra plugins (the display,
-  ``stratum.fit`` callbacks) are registered as *run-scoped* plugins: they
-  receive lifecycle hooks for that fit only, called in this order: strategy,
-  profilers (``--profile`` order), extensions, extra plugins (the order given);
-  then the plugins loaded for the whole process; stratum's ``trylast``
-  ``optimizer.step()`` fallback last. ``tryfirst=True``/``trylast=True`` move an
-  implementation before/after all of them (docs/architecture.md, "Who is called
-  first around a hook"). A lifecycle hook that raises ends the run with an error
-  that names the plugin and the hook.
+  (``--capture-out``, ``--average`` ...), the loggers (``--log``) and the extra
+  plugins (the display, ``stratum.fit`` callbacks) are registered as
+  *run-scoped* plugins: they receive lifecycle hooks for that fit only, called
+  in this order: strategy, profilers (``--profile`` order), extensions, loggers
+  (``--log`` order), extra plugins (the order given); then the plugins loaded
+  for the whole process; stratum's ``trylast`` ``optimizer.step()`` fallback
+  last. ``tryfirst=True``/``trylast=True`` move an implementation before/after
+  all of them (docs/architecture.md, "Who is called first around a hook"). A
+  lifecycle hook that raises ends the run with an error that names the plugin
+  and the hook, except a logger's: that one is reported once and the logger is
+  disabled while training goes on.
 
 ``run`` is always the :class:`stratum.engine.Run` being trained (``stratum/engine/run.py``): it exposes
 ``config``, ``model``, ``optimizer``, ``device``, ``data``, ``task``, ``strategy``,
@@ -194,6 +196,25 @@ def stratum_register_extensions():
     hooks, e.g. a ``stratum_apply_update`` wrapper adding an L1 term to
     ``.grad``) or ``None`` when its options leave it off, so it composes with
     any strategy and costs nothing when unused. Not firstresult.
+    """
+
+
+@hookspec
+def stratum_register_loggers():
+    """Register run-tracking loggers (``--log NAME``, repeatable).
+
+    Fires once while the registries are built. Receives nothing. Returns
+    ``logger`` components; the factory is called as ``factory(run, options)``
+    once per run, for each name in ``--log``, before the strategy's stages (a
+    :class:`stratum.ConfigError` it raises, such as a missing optional package,
+    stops the run before any training). It returns an object whose lifecycle
+    hooks (``stratum_fit_start``, ``stratum_epoch_end``, ``stratum_fit_end``
+    ...) record the run; it takes part in every fit of the run (``run.fit_tag``
+    names the fit). Loggers observe: an implementation of a firstresult hook or
+    a wrapper is refused. A logger that raises in a hook (or in ``state_dict``
+    / ``load_state_dict``) is reported once on stderr, listed in the summary's
+    ``logger_errors`` and disabled for the rest of the run; training goes on.
+    Not firstresult.
     """
 
 

@@ -17,6 +17,7 @@ import re
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -41,6 +42,7 @@ EXAMPLES = {
     "feature_set": ("stratum_example_feature_set", "magnitude", "example-feature-set"),
     "extension": ("stratum_example_extension", "grad-clip", "example-extension"),
     "augmentation": ("stratum_example_augmentation", "cutout", "example-augmentation"),
+    "logger": ("stratum_example_logger", "jsonl", "example-logger"),
 }
 # What makes every run tiny (appended to the docs' commands; a repeated flag takes the last value).
 TINY = ["--hidden", "16", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "32", "--threads", "1", "--quiet"]
@@ -127,7 +129,7 @@ def _evidence(kind: str, summary: dict) -> None:
     components = summary["components"]
     if kind in ("strategy", "model", "dataset", "initializer", "optimizer", "augmentation"):
         assert components[kind]["name"] == name and components[kind]["plugin"] == plugin
-    if kind in ("profiler", "extension"):
+    if kind in ("profiler", "extension", "logger"):
         assert {"name": name, "plugin": plugin} in [{"name": c["name"], "plugin": c["plugin"]} for c in components[kind]]
     if kind == "strategy":
         assert summary["sign_steps"] == summary["global_steps"] > 0
@@ -154,6 +156,9 @@ def _evidence(kind: str, summary: dict) -> None:
         assert [(r["lr_first"], r["lr"]) for r in summary["history"]] == [(0.01 / 2, 0.01)]
     if kind == "extension":
         assert summary["grad_clip"]["max_norm"] == 1.0 and summary["grad_clip"]["clipped_steps"] >= 0
+    if kind == "logger":  # one JSON line per epoch, each the epoch's history row
+        lines = Path(summary["jsonl_file"]).read_text().splitlines()
+        assert [json.loads(line) for line in lines] == summary["history"]
     if kind == "augmentation":
         assert summary["config"]["augment"] == name and summary["config"]["cutout_size"] == 3
 

@@ -74,3 +74,23 @@ def test_every_augmentation_trains_under_every_strategy(augmentation, strategy, 
     summary = Trainer(pm).run(config)
     _check(summary, strategy)
     assert summary["config"]["augment"] == augmentation
+
+
+LOGGERS = _REGISTRIES["logger"].names()
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_logger_records_every_strategy(strategy, pm, make_cfg, tmp_path, monkeypatch):
+    """All registered loggers at once on one run per strategy: none fails, each leaves its record."""
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # (what the mlflow logger sets for a file store)
+    config = make_cfg(strategy=strategy, epochs=2, steps_per_epoch=2, log=LOGGERS, out=str(tmp_path / "r"),
+                      mlflow_uri=(tmp_path / "mlruns").as_uri(), **SMALL, **QUICK.get(strategy, {}))
+    summary = Trainer(pm).run(config)
+    _check(summary, strategy)
+    assert "logger_errors" not in summary
+    assert [c["name"] for c in summary["components"]["logger"]] == list(LOGGERS)
+    if "csv" in LOGGERS:  # the last fit's file holds that fit's epochs
+        import csv
+
+        with open(summary["metrics_csv"], newline="") as fh:
+            assert [int(r["epoch"]) for r in csv.DictReader(fh)] == [h["epoch"] for h in summary["history"]]

@@ -17,7 +17,7 @@ import click
 from stratum.errors import PriorError
 from stratum.paths import UserPath
 
-EXCLUDED_CORE = {"out", "json", "name", "resume", "strategy", "checkpoint_every", "tensorboard", "profile", "patience"}
+EXCLUDED_CORE = {"out", "json", "name", "resume", "strategy", "checkpoint_every", "tensorboard", "log", "profile", "patience"}
 SOURCE_KINDS = ("model", "dataset", "initializer", "optimizer")
 
 

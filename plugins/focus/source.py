@@ -31,7 +31,7 @@ from .prior import FORMAT, Prior, save_prior
 
 # Options of the target run that must not leak into a source run.
 _SOURCE_RESETS = dict(strategy="sgd", out=None, json=None, name=None, resume=False, profile=(),
-                      tensorboard=None, quiet=True, patience=0)
+                      log=(), tensorboard=None, quiet=True, patience=0)
 
 
 def source_config(config, *, seed: int, epochs: int):

@@ -33,7 +33,7 @@ from .spec import MAX_RUNS, RESERVED, BenchSpec, canonical  # noqa: F401  (RESER
 
 # Options a bench controls itself: not allowed as axes or fixed values.
 # Options that do not change what a run computes: left out of its id.
-NOT_IN_IDENTITY = ("threads", "tensorboard", "quiet", "json", "out", "name", "resume")
+NOT_IN_IDENTITY = ("threads", "log", "tensorboard", "quiet", "json", "out", "name", "resume")
 
 
 @attrs.frozen

@@ -22,6 +22,7 @@ from ..seeding import generator, seed_everything, set_deterministic
 from ..strategy_base import Strategy
 from ..tasks import task_for
 from .precision import Precision
+from .loggers import build_loggers
 from .run import Run
 from .step import build_schedule, optimizer_params
 from .speed import check_channels_last, check_compile, use_channels_last
@@ -212,6 +213,8 @@ def build_run(config: RunConfig, pm) -> Run:
     strategy.setup(run)
     if run.optimizer is None:
         raise StratumError(f"strategy {config.strategy!r} left no optimizer after setup()")
+    # Once per run, before the stages: a logger that cannot work stops the run before any training.
+    run.loggers = build_loggers(run)
     return run
 
 

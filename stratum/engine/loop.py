@@ -37,8 +37,8 @@ class Trainer:
         self.pm = pm
         self.extra_plugins = list(extra_plugins or [])
         self.handle_signals = handle_signals
-        # The run-scoped plugins of the fit in progress (profilers, extensions, extra plugins) by a
-        # stable name ("profiler:gradflow", "extension:capture", "extra:NAME"). A checkpoint keeps
+        # The run-scoped plugins of the fit in progress (profilers, extensions, loggers, extra plugins)
+        # by a stable name ("profiler:gradflow", "extension:capture", "logger:csv", "extra:NAME"). A checkpoint keeps
         # the state_dict() of each that has one, and a resumed fit hands it back to load_state_dict().
         self.fit_plugins: dict = {}
         # The run-scoped plugins of the last fit that ended (same keys), for final_models().
@@ -354,9 +354,11 @@ def run_scoped_plugins(run: Run, extra_plugins=(), tag: str = "run") -> list[tup
     2. the **profilers**, in ``--profile`` order: they measure and add their fields
        (``record["phases_s"]`` ...);
     3. the **extensions**, in registry order (each decides from its options whether to take
-       part): they act on, and log, what the strategy and profilers left (TensorBoard logs
-       ``phases_s``);
-    4. the **extra plugins** (the CLI's display, ``stratum.fit(callbacks=...)``), in the
+       part): they act on what the strategy and profilers left;
+    4. the **loggers**, in ``--log`` order (built once per run by ``build_run``, each under a
+       guard that reports its first failure and disables it): they record what everything
+       before them left in the epoch record;
+    5. the **extra plugins** (the CLI's display, ``stratum.fit(callbacks=...)``), in the
        order given: they see every change of the hook call before them.
 
     After them come the plugins loaded for the whole process (entry points, ``--plugin``) and
@@ -379,6 +381,8 @@ def run_scoped_plugins(run: Run, extra_plugins=(), tag: str = "run") -> list[tup
             plugins.append((f"{tag}:extension:{component.name}", extension, "extension", component.name, component.plugin))
             extensions.append(component.name)
     run.state["_extensions_in_use"] = extensions
+    for logger in run.loggers:  # built once per run (build_run); guarded: a failure disables only the logger
+        plugins.append((f"{tag}:logger:{logger.name}", logger, "logger", logger.name, logger.provider))
     plugins += [(f"{tag}:{name}", plugin, None, name, None) for name, plugin in extra_plugins]
     return plugins
 

@@ -70,6 +70,9 @@ class Run:
     # stratum.deadweights.dead_parameters of the model on this data set's input shape
     # (None when the model's forward could not be traced on the meta device).
     dead_parameters: dict | None = None
+    # The run's loggers (--log), each a stratum.engine.loggers.GuardedLogger, built once per run
+    # by build_run and registered for every fit after the extensions.
+    loggers: list = attrs.field(factory=list)
 
     @property
     def registries(self):

@@ -51,7 +51,7 @@ def components_in_use(run: Run) -> dict:
     """Which plugin (and version) provides each component of ``run``.
 
     ``{"strategy": {"name", "plugin", "version", "dist"}, "model": ..., "dataset": ...,
-    "initializer": ..., "optimizer": ..., "augmentation": ..., "schedule": ..., "profiler": [...], "extension": [...]}``.
+    "initializer": ..., "optimizer": ..., "augmentation": ..., "schedule": ..., "profiler": [...], "extension": [...], "logger": [...]}``.
     """
     pm, config = run.pm, run.config
     out = {}
@@ -63,6 +63,7 @@ def components_in_use(run: Run) -> dict:
     out["profiler"] = [pm.provenance(pm.registries.get("profiler", name)) for name in config.profile]
     out["extension"] = [pm.provenance(pm.registries.get("extension", name))
                         for name in run.state.get("_extensions_in_use", [])]
+    out["logger"] = [pm.provenance(pm.registries.get("logger", logger.name)) for logger in run.loggers]
     return out
 
 

@@ -1,9 +1,9 @@
 """TensorBoard logging through torch's SummaryWriter.
 
-* :class:`TensorBoardLogger`: a run-scoped plugin the engine attaches when a
-  run sets ``--tensorboard DIR``. Per epoch it logs train/val/test loss,
-  accuracies, epoch seconds and phase seconds (when ``--profile phases``
-  runs); every ``LOSS_EVERY`` steps the training loss.
+* :class:`TensorBoardLogger`: the ``tensorboard`` logger (``--log tensorboard``,
+  directory ``--tensorboard-dir DIR``; the deprecated ``--tensorboard DIR`` selects it
+  too). Per epoch it logs train/val/test loss, accuracies, epoch seconds and phase
+  seconds (when ``--profile phases`` runs); every ``LOSS_EVERY`` steps the training loss.
 * :func:`export_histories`: writes the stored history of bench runs, one
   sub-directory per configuration and seed (``stratum report --tensorboard``).
 
@@ -32,6 +32,7 @@ from ..paths import safe_join, slug, unique_slug, writing
 from ..hookspecs import hookimpl
 
 LOSS_EVERY = 10
+MISSING_PACKAGE = "TensorBoard logging needs the tensorboard package: pip install 'stratum[tensorboard]'"
 STEPS_SUBDIR = "steps"
 _SCALARS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc", "epoch_s", "cum_s", "cum_all_in_s",
             # the raw model's, beside the weight average's val/test (--average)
@@ -46,7 +47,7 @@ def summary_writer(log_dir: Path, purge_step: int | None = None):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise ConfigError("--tensorboard needs the tensorboard package: pip install 'stratum[tensorboard]'") from None
+        raise ConfigError(MISSING_PACKAGE) from None
     if purge_step is not None:
         _after_existing_event_files(Path(log_dir))
     with writing(log_dir, "--tensorboard"):
@@ -72,13 +73,14 @@ def run_log_name(config) -> str:
     return slug(f"{config.strategy}-{config.model}-{config.dataset}-seed{config.seed}-{config.fingerprint()[:8]}")
 
 
-def run_log_dir(run) -> Path:
-    """Where ``run``'s current fit logs: ``DIR/<run log name>[/<fit tag>]``, checked to stay in DIR."""
+def run_log_dir(run, directory: Path | None = None) -> Path:
+    """Where ``run``'s current fit logs: ``DIR/<run log name>[/<fit tag>]``, checked to stay in DIR
+    (``directory``; default the run's ``--tensorboard``)."""
     parts = [run_log_name(run.config)]
     tag = getattr(run, "fit_tag", None)
     if tag:
         parts.append(slug(tag, fallback="fit"))
-    return safe_join(Path(run.config.tensorboard), *parts)
+    return safe_join(Path(run.config.tensorboard if directory is None else directory), *parts)
 
 
 def log_record(writer, record: dict, step: int) -> None:
@@ -91,10 +93,13 @@ def log_record(writer, record: dict, step: int) -> None:
 
 
 class TensorBoardLogger:
-    """Logs one fit of a run (the engine creates one per fit)."""
+    """Logs every fit of a run under ``directory`` (``DIR/<run log name>[/<fit tag>]``, one
+    directory per fit: see :func:`run_log_dir`)."""
 
-    def __init__(self, run):
-        self.log_dir = run_log_dir(run)
+    def __init__(self, run, directory: Path):
+        self.directory = Path(directory)
+        self.log_dir = run_log_dir(run, self.directory)
+        self.saved_dir: Path | None = None  # from a checkpoint, for the fit about to resume
         self.writer = None
         self.step_writer = None
 
@@ -103,13 +108,15 @@ class TensorBoardLogger:
         return {"log_dir": str(self.log_dir)}
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue in the saved log directory, unless this run names another --tensorboard DIR."""
-        saved = Path(state["log_dir"])
-        if saved.parent == self.log_dir.parent:
-            self.log_dir = saved
+        """Continue in the saved log directory, unless this run names another directory."""
+        self.saved_dir = Path(state["log_dir"])
 
     @hookimpl
     def stratum_fit_start(self, run):
+        self.log_dir = run_log_dir(run, self.directory)  # this fit's (run.fit_tag)
+        if self.saved_dir is not None and self.saved_dir.parent == self.log_dir.parent:
+            self.log_dir = self.saved_dir
+        self.saved_dir = None
         # A resumed fit arrives here with its checkpoint's epoch and step restored.
         resumed = run.epoch > 0 or run.global_step > 0
         self.writer = summary_writer(self.log_dir, purge_step=run.epoch + 1 if resumed else 0)
