@@ -627,6 +627,30 @@ class Store:
             for rid in run_ids:
                 conn.execute("UPDATE runs SET status = 'pending', owner = NULL WHERE run_id = ? AND session = ?", (rid, session))
 
+    def record_run(self, bench: str, plan, outcome: dict) -> None:
+        """Store one finished run of ``bench`` that no queue handed out (a ``stratum tune`` trial's
+        run): ``plan`` gives ``run_id``, ``ordinal``, ``label``, ``group``, ``point``, ``values``,
+        ``strategy`` and ``seed`` (as a bench :class:`~stratum.bench.matrix.RunPlan` does), ``outcome``
+        what :func:`stratum.bench.runner.execute_run` returns. Replaces an earlier row of the same id."""
+        summary = outcome.get("summary")
+        now = time.time()
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO runs (run_id, values_json, strategy, seed, status, attempts, started_at, "
+                "finished_at, duration_s, diverged, error, summary_json, config_json) "
+                "VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
+                (plan.run_id, _dumps(plan.values), plan.strategy, plan.seed, outcome["status"],
+                 now - (outcome.get("duration_s") or 0.0), now, outcome.get("duration_s"),
+                 None if summary is None else int(bool(summary.get("diverged"))), outcome.get("error"),
+                 None if summary is None else _dumps(summary),
+                 None if summary is None else _dumps(summary.get("config", {}))),
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO bench_runs (bench, run_id, ordinal, label, group_json, point_json) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (bench, plan.run_id, plan.ordinal, plan.label, _dumps(plan.group), _dumps(plan.point)),
+            )
+
     # -- reading ---------------------------------------------------------------
     def session_counts(self, session: str) -> dict:
         counts = dict.fromkeys(STATUSES, 0)
