@@ -18,7 +18,9 @@ from ..paths import UserPath
 from .space import NOT_TUNABLE
 
 DEFAULT_DB = Path("tune.sqlite")
-DEFAULT_SEEDS = "100"
+# Tuning seeds start here, away from the evaluation seeds a bench counts from 0.
+FIRST_SEED = 100
+DEFAULT_SEEDS = "1"
 
 
 def complete_param(ctx, param, incomplete):
@@ -71,7 +73,8 @@ def _tune_params() -> list[click.Parameter]:
                      help="A run option to search (repeatable): log:LO:HI (log-uniform), LO:HI[:STEP] (uniform), "
                           "int:LO:HI[:STEP], or A,B,C (one of these)."),
         click.Option(["--seeds"], default=DEFAULT_SEEDS, show_default=True,
-                     help="Tuning seeds: each trial trains once per seed (a count N, a list 100,101 or a range 100-102)."),
+                     help="Tuning seeds: each trial trains once per seed, the objective is their mean (a count N: seeds 100 to "
+                          "100+N-1; a list 100,101; a range 100-102)."),
         *search_options(),
         click.Option(["--config", "config_file"], type=UserPath(dir_okay=False), default=None,
                      help="The base run as a TOML file (as `stratum run --config` takes); flags given here win over it."),
@@ -128,6 +131,16 @@ def base_values(explicit: dict, config_file: Path | None) -> dict:
     return values
 
 
+def tuning_seeds(value, flag: str) -> list[int]:
+    """Like a bench's ``--seeds`` (:func:`stratum.bench.spec.seeds_axis`), except that a count N
+    means the N seeds from :data:`FIRST_SEED` on (100, 101 ...), away from the evaluation seeds."""
+    from ..bench.spec import seeds_axis
+
+    seeds = seeds_axis(value, flag)
+    counted = isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit())
+    return [FIRST_SEED + s for s in seeds] if counted else seeds
+
+
 def make_job(pm, *, base: dict, param_texts, seeds, db, study: str, workers: int, options: dict,
              block: tuple = (), plugins: tuple = (), flag: str = "--param", defaults: bool = False):
     """A checked :class:`~stratum.tune.study.TuneJob` from command-line values, before any trial:
@@ -137,17 +150,17 @@ def make_job(pm, *, base: dict, param_texts, seeds, db, study: str, workers: int
 
     from ..bench.matrix import known_fields, plan_runs
     from ..bench.runner import threads_per_worker
-    from ..bench.spec import BenchSpec, seeds_axis
+    from ..bench.spec import BenchSpec
     from .space import check_read, parse_space
     from .study import DEFAULT_TRIALS, TuneJob, check_sampler, grid_size
 
     registries = pm.registries
     fields = known_fields(registries)
-    params = parse_space(param_texts, fields, flag=flag, defaults=defaults)
+    params = parse_space(param_texts, fields, flag=flag, defaults=defaults, registries=registries)
     for p in params:
         if p.name in base:
             raise ConfigError(f"{flag} {p.name}: {p.name!r} is also given a fixed value; give one")
-    seeds = seeds_axis(seeds, "--seeds" if flag == "--param" else "--tune-seeds")
+    seeds = tuning_seeds(seeds, "--seeds" if flag == "--param" else "--tune-seeds")
     base = dict(base)
     threads = base.pop("threads", None)
     plans = plan_runs(BenchSpec(fixed=base, axes={"seed": seeds[:1]}), registries,

@@ -89,12 +89,13 @@ def _number(text: str, kind: str, where: str) -> float | int:
         raise ConfigError(f"{where}: {text!r} is not {what}") from None
 
 
-def parse_param(name: str, spec: str, fields: dict, *, flag: str = "--param") -> Param:
+def parse_param(name: str, spec: str, fields: dict, *, flag: str = "--param", registries=None) -> Param:
     """One ``NAME=SPEC`` against the run options ``fields`` (name -> option field).
 
     Raises :class:`ConfigError` for an unknown option (naming the closest one), an option the
     tuner cannot search (the seed, outputs, list options), a malformed spec, bounds out of order
-    or outside the option's own bounds, and a listed value the option refuses.
+    or outside the option's own bounds, and a listed value the option refuses (with ``registries``,
+    a component name nobody registered, with the closest one).
     """
     where = f"{flag} {name}={spec}"
     field = fields.get(name)
@@ -113,6 +114,14 @@ def parse_param(name: str, spec: str, fields: dict, *, flag: str = "--param") ->
         if any(not v for v in raw):
             raise ConfigError(f"{where}: an empty value in the list")
         choices = tuple(_jsonable(coerce(field, v, where)) for v in raw)
+        if meta["kind"] and registries is not None:
+            from ..errors import StratumError
+
+            for choice in choices:
+                try:
+                    registries[meta["kind"]].get(choice)
+                except StratumError as exc:
+                    raise ConfigError(f"{where}: {exc}") from None
         if len(set(map(json.dumps, choices))) != len(choices):
             raise ConfigError(f"{where}: a value repeats")
         if len(choices) < 2:
@@ -145,7 +154,7 @@ def _jsonable(value: Any) -> Any:
     return str(value) if not isinstance(value, (str, int, float, bool)) and value is not None else value
 
 
-def parse_space(texts, fields: dict, *, flag: str = "--param", defaults: bool = False) -> list[Param]:
+def parse_space(texts, fields: dict, *, flag: str = "--param", defaults: bool = False, registries=None) -> list[Param]:
     """Every ``NAME=SPEC`` of ``texts`` (``defaults``: a bare ``NAME`` takes its
     :data:`DEFAULT_SPACES` entry). Raises :class:`ConfigError` for a name given twice, or
     for any spec :func:`parse_param` refuses."""
@@ -160,7 +169,7 @@ def parse_space(texts, fields: dict, *, flag: str = "--param", defaults: bool = 
         name, spec = split_assignment(text, flag)
         if any(p.name == name for p in params):
             raise ConfigError(f"{flag} {name} is given twice")
-        params.append(parse_param(name, spec, fields, flag=flag))
+        params.append(parse_param(name, spec, fields, flag=flag, registries=registries))
     if not params:
         raise ConfigError(f"nothing to tune: give {flag} NAME=SPEC (e.g. {flag} lr=log:1e-3:1e-1)")
     return params
