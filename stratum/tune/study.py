@@ -116,7 +116,7 @@ def make_pruner(job: TuneJob):
 
     if job.pruner == "none":
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=job.startup_trials, n_warmup_steps=1)
+    return optuna.pruners.MedianPruner(n_startup_trials=job.startup_trials, n_warmup_steps=2)  # never on epoch 1 alone
 
 
 def grid_size(params: list[Param]) -> int:
