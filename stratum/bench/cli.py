@@ -24,6 +24,7 @@ DEFAULT_DB = Path("bench.sqlite")
 
 
 def _bench_params() -> list[click.Parameter]:
+    from ..tune.cli import search_options
     from .recipes import SCALES, all_recipes
 
     recipes = all_recipes()
@@ -58,6 +59,14 @@ def _bench_params() -> list[click.Parameter]:
         click.Option(["--log-dir"], type=UserPath(file_okay=False), default=None,
                      help="Keep each local worker's output in this directory (default: discarded)."),
         click.Option(["--quiet", "-q"], is_flag=True, default=False, help="Only the final lines."),
+        click.Option(["--tune"], multiple=True, metavar="NAME[=SPEC]",
+                     help="Tune this run option per arm on --tune-seeds first (stratum tune's --param specs; a bare lr "
+                          "searches 0.001-0.3 in half-decades), then run the evaluation seeds at the chosen values "
+                          "(repeatable; bare names may be comma-separated)."),
+        click.Option(["--tune-seeds"], default=None,
+                     help="With --tune: the tuning seeds, never evaluation seeds (a count N: 100 to 100+N-1; a list; "
+                          "a range). [default: 1, i.e. seed 100]"),
+        *search_options("tune-"),
     ]
     return opts
 
@@ -258,6 +267,19 @@ def _make_callback(run_names: list[str]):
             raise ConfigError("nothing to bench: give axes (e.g. --strategies sgd --seeds 5), --config FILE or --recipe NAME")
         settings = spec.settings
         db = results_db_path(params["db"] if params.get("db") is not None else settings.get("db", DEFAULT_DB))
+        block = tuple(ctx.find_root().params.get("block_plugin", ()) or ())
+        if params.get("tune_seeds") is not None and not params.get("tune"):
+            raise ConfigError("--tune-seeds needs --tune NAME")
+        if params.get("tune") and not params["dry_run"]:
+            from ..tune.arms import tune_then_evaluate
+
+            probe_output(db, "file", "--db")
+            options = {k[len("tune_"):]: v for k, v in params.items() if k.startswith("tune_") and k != "tune_seeds"}
+            spec = tune_then_evaluate(
+                spec, db, pm, texts=params["tune"], seeds=params["tune_seeds"] or "1", options=options,
+                workers=settings.get("workers"), executor=settings.get("executor", "local"),
+                address=settings.get("address"), block=block, quiet=params["quiet"],
+            )
         if params["dry_run"]:
             plans = plan_runs(spec, pm.registries, warn=lambda m: click.echo(f"stratum: warning: {m}", err=True))
             for plan in plans:
@@ -270,7 +292,6 @@ def _make_callback(run_names: list[str]):
             plans = plan_runs(spec, pm.registries)
             check_baseline(params["baseline"], list(dict.fromkeys(p.label for p in plans)),
                            lambda key: _plan_values(plans, key))
-        block = tuple(ctx.find_root().params.get("block_plugin", ()) or ())
         plot_dir = params.get("plot_dir")
         if plot_dir is None and recipe:  # a recipe's plots are its result
             plot_dir = Path(db).parent / f"{Path(db).stem}-plots"

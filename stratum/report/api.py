@@ -20,6 +20,7 @@ class Report:
     groups: list
     rows: list  # comparison rows
     records: list  # raw store rows
+    spec: dict = attrs.field(factory=dict)  # the bench's stored spec (settings: a --tune bench's chosen values)
 
 
 def load(db: Path, bench: str | None = None) -> tuple[str, str | None, list[dict], dict]:
@@ -53,10 +54,23 @@ def build_report(db: Path, *, bench: str | None = None, baseline: str | None = N
         baseline = (spec.get("settings") or {}).get("baseline")
     rows = compare(groups, baseline=baseline, target=target, target_fraction=target_fraction,
                    resamples=resamples, confidence=confidence, seed=seed)
-    return Report(name, recipe, groups, rows, records)
+    return Report(name, recipe, groups, rows, records, spec)
 
 
 def render_study(report: Report, fmt: str, registries=None) -> str | None:
+    """The tables after the comparison: a ``--tune`` bench's tuned values (:mod:`.tuned`), then its
+    recipe's study; ``None`` when there is neither."""
+    from .tuned import render_tuned
+
+    tuned, text = render_tuned(report.spec, fmt), _recipe_study(report, fmt, registries)
+    if fmt == "json" and tuned:
+        import json
+
+        return json.dumps({**(json.loads(text) if text else {}), "tuned": json.loads(tuned)}, indent=2) + "\n"
+    return (tuned + ("\n" if tuned and text and fmt != "csv" else "") + (text or "")) or None
+
+
+def _recipe_study(report: Report, fmt: str, registries=None) -> str | None:
     from .studies import study
 
     result = study(report.recipe, report.groups, registries)

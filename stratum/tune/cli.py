@@ -53,8 +53,9 @@ def search_options(prefix: str = "") -> list[click.Option]:
                      show_default=True,
                      help="What a trial maximises, mean over its seeds: the best or the mean validation accuracy "
                           "over the epochs (minus the validation loss for regression). Never the test set."),
-        click.Option([f"{p}sampler", f"{n}sampler"], type=click.Choice(SAMPLERS), default="tpe", show_default=True,
-                     help="Optuna sampler: tpe (TPESampler), random (RandomSampler), grid (GridSampler: listed values only)."),
+        click.Option([f"{p}sampler", f"{n}sampler"], type=click.Choice(SAMPLERS), default=None,
+                     help="Optuna sampler: tpe (TPESampler), random (RandomSampler), grid (GridSampler: listed values "
+                          "only). [default: grid when every searched option lists its values, else tpe]"),
         click.Option([f"{p}sampler-seed", f"{n}sampler_seed"], type=click.IntRange(min=0, max=2**31 - 1), default=0,
                      show_default=True, help="Seed of the sampler (each worker and resumed session adds its own offset)."),
         click.Option([f"{p}pruner", f"{n}pruner"], type=click.Choice(PRUNERS), default="median", show_default=True,
@@ -167,7 +168,7 @@ def make_job(pm, *, base: dict, param_texts, seeds, db, study: str, workers: int
                       warn=lambda m: warnings.warn(m, stacklevel=2))
     base = {k: v for k, v in plans[0].values.items() if k not in ("seed", "threads")}
     check_read(params, base, registries, flag=flag)
-    sampler = options.get("sampler") or "tpe"
+    sampler = options.get("sampler") or ("grid" if all(p.grid is not None for p in params) else "tpe")
     trials = options.get("trials")
     job = TuneJob(db=str(db), study=study, base=base, params=params, seeds=seeds,
                   objective=options.get("objective") or "best-val-acc", sampler=sampler,
