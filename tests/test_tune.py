@@ -228,3 +228,83 @@ def test_two_workers_share_the_study(tmp_path):
     assert len(owners) == 2  # one trial in each worker process
     with Store(db, create=False) as store:
         assert len(store.bench_rows("tune:tune")) == 2
+
+
+# -- stratum bench --tune ------------------------------------------------------------------------
+
+
+def test_bench_tune_tunes_each_arm_then_evaluates_and_resumes(tmp_path):
+    db = tmp_path / "b.sqlite"
+    args = ["bench", "--optimizers", "sgd,adam", *BASE[:6], "--epochs", "1", *BASE[8:], "--seeds", "2",
+            "--tune", "lr=0.03,0.3", "--tune-seeds", "100", "--workers", "1", "--db", db]
+    first = run_cli(*args)
+    assert first.exit_code == 0, first
+    with Store(db, create=False) as store:
+        benches = {b["name"]: b for b in store.benches()}
+        rows = store.bench_rows("bench")
+    tuned = benches["bench"]["spec"]["settings"]["tuned"]
+    assert set(tuned) == {"sgd optimizer=sgd", "sgd optimizer=adam"}
+    for label, arm in tuned.items():
+        trials = _trials(db, f"bench/{label}")
+        best = max((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: (t.value, -t.number))
+        assert arm["values"] == best.params and {t.params["lr"] for t in trials} == {0.03, 0.3}
+        assert {r["summary"]["config"]["lr"] for r in rows if r["label"] == label} == {best.params["lr"]}
+    assert sorted(r["seed"] for r in rows) == [0, 0, 1, 1]  # evaluation seeds only
+    assert f"bench/{next(iter(tuned))}" in benches[f"tune:bench/{next(iter(tuned))}"]["name"]
+    assert "tuned values" in first.stdout and "chose lr=" in first.stdout
+    again = run_cli(*args)
+    assert again.exit_code == 0, again
+    assert again.stdout.count("trials finished, 0 to run") == 2 and "4 already done, 0 to run" in again.stdout
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--seeds", "0,100", "--tune", "lr", "--tune-seeds", "100,101"], "--tune-seeds 100 is also evaluation seed"),
+    (["--seeds", "2", "--tune", "lr", "--axis", "lr=0.1,0.2"], "also an axis of the bench"),
+    (["--seeds", "2", "--tune", "momentum"], "give its space"),
+    (["--seeds", "2", "--tune-seeds", "100"], "--tune-seeds needs --tune"),
+    (["--seeds", "2", "--tune", "lr=0.1:0.5", "--tune-sampler", "grid"], "--sampler grid needs listed values"),
+])
+def test_bench_tune_refuses_a_bad_plan_in_one_line(tmp_path, extra, fragment):
+    result = run_cli("bench", *BASE, "--db", tmp_path / "b.sqlite", *extra)
+    assert result.exit_code == 2
+    assert_one_line_error(result.stderr, fragment)
+    assert not (tmp_path / "b.sqlite").exists()
+
+
+# -- docs/measurement.md -------------------------------------------------------------------------
+
+FAST_TAIL = {"tune": ["--epochs", "1", "--steps-per-epoch", "2", "--threads", "1", "--trials", "2", "--workers", "1"],
+             "run": ["--epochs", "1", "--steps-per-epoch", "2", "--threads", "1", "--quiet"],
+             "bench": ["--epochs", "1", "--steps-per-epoch", "2", "--threads", "1", "--tune-trials", "2", "--seeds", "1",
+                       "--workers", "1", "--tune-seeds", "100"],
+             "report": []}
+
+
+def doc_commands() -> list[str]:
+    """The commands of the fenced blocks in the two tuning sections of docs/measurement.md."""
+    import re
+
+    from .conftest import REPO
+
+    text = (REPO / "docs" / "measurement.md").read_text()
+    start = text.index("## Tuning with `stratum tune`")
+    section = text[start:text.index("\n## ", text.index("## Tune, then evaluate", start))]
+    blocks = re.findall(r"^```\n(.*?)^```", section, flags=re.S | re.M)
+    return [line for block in blocks for line in block.splitlines() if line.startswith("stratum ")]
+
+
+def test_docs_tuning_examples_run(tmp_path, monkeypatch):
+    """Every example command of the tuning sections runs (shortened: 1 epoch of 2 steps, 2 trials)."""
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    commands = doc_commands()
+    assert [c.split()[1] for c in commands] == ["tune", "run", "report", "tune", "tune", "bench", "report"]
+    outputs = []
+    for command in commands:
+        words = shlex.split(command)[1:]
+        result = run_cli(*words, *FAST_TAIL[words[0]])
+        assert result.exit_code == 0, (command, result)
+        outputs.append(result.stdout)
+    assert "best: trial" in outputs[0] and (tmp_path / "best.toml").exists() and (tmp_path / "vgg11-best.toml").exists()
+    assert "tuned values" in outputs[-1] and "sgd optimizer=adam" in outputs[-1]
