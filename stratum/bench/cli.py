@@ -140,19 +140,30 @@ def _kind_axes() -> list[click.Option]:
     return axes
 
 
-def build_bench_command(ctx: click.Context) -> click.Command:
-    from ..cli import click_option, get_pm
+def add_run_options(pm, params: list, skip: tuple = ()) -> tuple[list[str], dict]:
+    """Append to ``params`` a flag for every run option (core and plugin) except the reserved ones,
+    those in ``skip`` and those whose flag ``params`` already has; returns ``(their names, every run
+    option field by name)``. Shared by the commands that take run options (``bench``, ``tune``)."""
+    from ..cli import click_option
 
-    pm = get_pm(ctx)
-    params = _bench_params()
     taken = {opt for p in params for opt in p.opts}
+    own = {p.name for p in params}
     run_fields = {**CORE_FIELDS, **plugin_option_fields(pm.registries.all())}
     run_names = []
     for name, field in run_fields.items():
-        if name in RESERVED or flag_name(field) in taken or name in {p.name for p in params}:
+        if name in RESERVED or name in skip or flag_name(field) in taken or name in own:
             continue
         params.append(click_option(field))
         run_names.append(name)
+    return run_names, run_fields
+
+
+def build_bench_command(ctx: click.Context) -> click.Command:
+    from ..cli import get_pm
+
+    pm = get_pm(ctx)
+    params = _bench_params()
+    run_names, run_fields = add_run_options(pm, params)
     return _grouped_bench_command(pm, params, run_names, run_fields)
 
 

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import click
 
-from ..config import CORE_FIELDS, plugin_option_fields
 from ..errors import ConfigError, StratumError
-from ..options import PROCESSES_MAX, flag_name
+from ..options import PROCESSES_MAX
 from ..paths import UserPath
 from .space import NOT_TUNABLE
 
@@ -97,20 +96,13 @@ def _tune_params() -> list[click.Parameter]:
 
 
 def build_tune_command(ctx: click.Context) -> click.Command:
-    from ..bench.matrix import RESERVED
-    from ..cli import click_option, get_pm
+    from ..bench.cli import add_run_options
+    from ..cli import get_pm
     from ..grouped_help import GroupedCommand, run_choices
 
     pm = get_pm(ctx)
     params = _tune_params()
-    taken = {opt for p in params for opt in p.opts}
-    run_fields = {**CORE_FIELDS, **plugin_option_fields(pm.registries.all())}
-    run_names = []
-    for name, field in run_fields.items():
-        if name in RESERVED or name == "seed" or flag_name(field) in taken or name in {p.name for p in params}:
-            continue
-        params.append(click_option(field))
-        run_names.append(name)
+    run_names, run_fields = add_run_options(pm, params, skip=("seed",))  # the tuning seeds are --seeds
     return GroupedCommand(
         "tune", params=params, callback=_make_callback(run_names),
         help="Search run options with Optuna (TPE, random or grid; median pruning), training each trial on the tuning "

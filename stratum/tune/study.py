@@ -372,7 +372,7 @@ def _run_processes(job: TuneJob, quotas: list[int], offset: int, watch) -> None:
 def _run_dask(job: TuneJob, quotas: list[int], offset: int, address: str | None, watch) -> None:
     from distributed import wait
 
-    from ..bench.dask_executor import _client
+    from ..bench.dask_executor import _client, close_client
 
     client, cluster = _client(address, len(quotas))
     try:
@@ -380,19 +380,15 @@ def _run_dask(job: TuneJob, quotas: list[int], offset: int, address: str | None,
                    for index, quota in enumerate(quotas)]
         pending = set(futures)
         while pending:
-            done = wait(pending, timeout=1.0, return_when="FIRST_COMPLETED")
-            pending = set(done.not_done)
+            try:
+                pending = set(wait(pending, timeout=1.0, return_when="FIRST_COMPLETED").not_done)
+            except TimeoutError:  # distributed.wait raises when nothing finished in time
+                pass
             watch()
         for future in futures:
             future.result()  # a task that raised: its error here
     finally:
-        import contextlib
-
-        with contextlib.suppress(Exception):
-            client.close()
-        if cluster is not None:
-            with contextlib.suppress(Exception):
-                cluster.close()
+        close_client(client, cluster)
 
 
 @attrs.define
