@@ -24,7 +24,7 @@ DEFAULT_DB = Path("bench.sqlite")
 
 
 def _bench_params() -> list[click.Parameter]:
-    from ..tune.cli import search_options
+    from ..tune.options import search_options
     from .recipes import SCALES, all_recipes
 
     recipes = all_recipes()

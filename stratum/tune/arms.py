@@ -47,14 +47,12 @@ def tune_then_evaluate(spec, db, pm, *, texts, seeds, options: dict, workers: in
     completed trial."""
     from ..bench.spec import BenchSpec
     from ..config import CORE_FIELDS
-    from .cli import make_job
+    from .job import make_job, tuning_seeds
     from .study import run_tune
 
     stream = stream or sys.stdout
     texts = tune_texts(texts)
     eval_seeds = list(spec.axes.get("seed") or [spec.fixed.get("seed", CORE_FIELDS["seed"].default)])
-    from .cli import tuning_seeds
-
     tune_seeds = tuning_seeds(seeds, "--tune-seeds")
     shared = sorted(set(tune_seeds) & set(int(s) for s in eval_seeds))
     if shared:

@@ -14,11 +14,11 @@ import click
 from ..errors import ConfigError, StratumError
 from ..options import PROCESSES_MAX
 from ..paths import UserPath
+from .job import make_job
+from .options import search_options
 from .space import NOT_TUNABLE
 
 DEFAULT_DB = Path("tune.sqlite")
-# Tuning seeds start here, away from the evaluation seeds a bench counts from 0.
-FIRST_SEED = 100
 DEFAULT_SEEDS = "1"
 
 
@@ -36,35 +36,6 @@ def complete_param(ctx, param, incomplete):
         return []
     names = sorted(n for n, f in fields.items() if n not in NOT_TUNABLE and not option_meta(f)["multiple"])
     return complete_values([f"{n}=" for n in names], incomplete.replace("-", "_"))
-
-
-def search_options(prefix: str = "") -> list[click.Option]:
-    """The options of a search, shared by ``stratum tune`` and ``stratum bench --tune``
-    (``prefix``: ``"tune-"`` for the bench's)."""
-    from .study import OBJECTIVES, PRUNERS, SAMPLERS
-
-    p = f"--{prefix}"
-    n = prefix.replace("-", "_")
-    return [
-        click.Option([f"{p}trials", f"{n}trials"], type=click.IntRange(min=1, max=100_000), default=None,
-                     help="Trials to finish (complete or pruned). [default: 20; with --sampler grid: the grid's size]"),
-        click.Option([f"{p}objective", f"{n}objective"], type=click.Choice(OBJECTIVES), default="best-val-acc",
-                     show_default=True,
-                     help="What a trial maximises, mean over its seeds: the best or the mean validation accuracy "
-                          "over the epochs (minus the validation loss for regression). Never the test set."),
-        click.Option([f"{p}sampler", f"{n}sampler"], type=click.Choice(SAMPLERS), default=None,
-                     help="Optuna sampler: tpe (TPESampler), random (RandomSampler), grid (GridSampler: listed values "
-                          "only). [default: grid when every searched option lists its values, else tpe]"),
-        click.Option([f"{p}sampler-seed", f"{n}sampler_seed"], type=click.IntRange(min=0, max=2**31 - 1), default=0,
-                     show_default=True, help="Seed of the sampler (each worker and resumed session adds its own offset)."),
-        click.Option([f"{p}pruner", f"{n}pruner"], type=click.Choice(PRUNERS), default="median", show_default=True,
-                     help="median: Optuna's MedianPruner stops a trial whose objective so far is below the median of "
-                          "earlier trials at the same epoch; none: every trial runs to the end."),
-        click.Option([f"{p}startup-trials", f"{n}startup_trials"], type=click.IntRange(min=0, max=100_000), default=5,
-                     show_default=True, help="Trials that finish before the median pruner prunes any."),
-        click.Option([f"{p}timeout", f"{n}timeout"], type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="Stop starting trials after this many seconds (per worker). [default: none]"),
-    ]
 
 
 def _tune_params() -> list[click.Parameter]:
@@ -122,60 +93,6 @@ def base_values(explicit: dict, config_file: Path | None) -> dict:
     values = {k.replace("-", "_"): v for k, v in values.items()}
     values.update(explicit)
     return values
-
-
-def tuning_seeds(value, flag: str) -> list[int]:
-    """Like a bench's ``--seeds`` (:func:`stratum.bench.spec.seeds_axis`), except that a count N
-    means the N seeds from :data:`FIRST_SEED` on (100, 101 ...), away from the evaluation seeds."""
-    from ..bench.spec import seeds_axis
-
-    seeds = seeds_axis(value, flag)
-    counted = isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit())
-    return [FIRST_SEED + s for s in seeds] if counted else seeds
-
-
-def make_job(pm, *, base: dict, param_texts, seeds, db, study: str, workers: int, options: dict,
-             block: tuple = (), plugins: tuple = (), flag: str = "--param", defaults: bool = False):
-    """A checked :class:`~stratum.tune.study.TuneJob` from command-line values, before any trial:
-    the base run validated like a bench's runs (:func:`stratum.bench.matrix.plan_runs`), the
-    space parsed and every searched option known, valid and read by the run. Raises ConfigError."""
-    import warnings
-
-    from ..bench.matrix import known_fields, plan_runs
-    from ..bench.runner import threads_per_worker
-    from ..bench.spec import BenchSpec
-    from .space import check_read, parse_space
-    from .study import DEFAULT_TRIALS, TuneJob, check_sampler, grid_size
-
-    registries = pm.registries
-    fields = known_fields(registries)
-    params = parse_space(param_texts, fields, flag=flag, defaults=defaults, registries=registries)
-    for p in params:
-        if p.name in base:
-            raise ConfigError(f"{flag} {p.name}: {p.name!r} is also given a fixed value; give one")
-    seeds = tuning_seeds(seeds, "--seeds" if flag == "--param" else "--tune-seeds")
-    base = dict(base)
-    threads = base.pop("threads", None)
-    plans = plan_runs(BenchSpec(fixed=base, axes={"seed": seeds[:1]}), registries,
-                      warn=lambda m: warnings.warn(m, stacklevel=2))
-    base = {k: v for k, v in plans[0].values.items() if k not in ("seed", "threads")}
-    check_read(params, base, registries, flag=flag)
-    sampler = options.get("sampler") or ("grid" if all(p.grid is not None for p in params) else "tpe")
-    trials = options.get("trials")
-    job = TuneJob(db=str(db), study=study, base=base, params=params, seeds=seeds,
-                  objective=options.get("objective") or "best-val-acc", sampler=sampler,
-                  sampler_seed=options.get("sampler_seed") or 0, pruner=options.get("pruner") or "median",
-                  startup_trials=5 if options.get("startup_trials") is None else options["startup_trials"],
-                  trials=DEFAULT_TRIALS, timeout=options.get("timeout"),
-                  threads=int(threads) if threads else threads_per_worker(workers), block=tuple(block),
-                  plugins=tuple(plugins))
-    check_sampler(job)
-    if sampler == "grid":
-        size = grid_size(params)
-        job.trials = size if trials is None else min(trials, size)
-    elif trials is not None:
-        job.trials = trials
-    return job
 
 
 def _make_callback(run_names: list[str]):
