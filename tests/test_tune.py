@@ -96,6 +96,16 @@ def test_an_unwritable_output_is_refused_before_any_trial(tmp_path):
     assert not (tmp_path / "t.sqlite").exists()
 
 
+def test_a_damaged_journal_is_refused_in_one_line_and_left_alone(tmp_path):
+    db = tmp_path / "t.sqlite"
+    journal = tmp_path / "t.sqlite.optuna-journal"
+    journal.write_text("not a journal{\n")
+    result = run_cli("tune", *BASE, "--db", db, "--param", "lr=0.01,0.1")
+    assert result.exit_code == 2
+    assert_one_line_error(result.stderr, "is not a readable Optuna journal")
+    assert journal.read_text() == "not a journal{\n" and not db.exists()
+
+
 def _trials(db, study="tune"):
     import optuna
 

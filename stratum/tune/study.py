@@ -143,7 +143,12 @@ def load_study(job: TuneJob, *, offset: int = 0, create: bool = False):
                   pruner=make_pruner(job))
     if not create:
         return optuna.load_study(**kwargs)
-    study = optuna.create_study(direction="maximize", load_if_exists=True, **kwargs)
+    try:
+        kwargs["storage"].get_all_studies()  # reads the whole journal: a damaged one fails before any write
+        study = optuna.create_study(direction="maximize", load_if_exists=True, **kwargs)
+    except (ValueError, KeyError, TypeError) as exc:  # a damaged journal (JSONDecodeError is a ValueError)
+        raise ConfigError(f"{journal_path(job.db)} is not a readable Optuna journal ({type(exc).__name__}: {exc}); "
+                          "move it away or give another --db") from None
     stored = study.user_attrs.get("stratum")
     identity = _plain(job.identity())
     if stored is None:
@@ -418,11 +423,10 @@ def run_tune(job: TuneJob, *, workers: int = 1, executor: str = "local", address
 
     stream = stream or sys.stdout
     check_sampler(job)
-    Store(job.db).close()  # create the results store (and fail on a bad one) before any trial
-    with Store(job.db) as store:
+    study = load_study(job, create=True)  # a damaged journal or another study's options: refused first
+    with Store(job.db) as store:  # the results store (a bad one refused) before any trial
         store.record_bench(job.bench, {"name": job.bench, "recipe": None, "axes": {}, "variants": [],
                                        "fixed": job.base, "settings": {"tune": _plain(job.identity())}}, None)
-    study = load_study(job, create=True)
     released = release_stale(study)
     before = finished_count(study)
     remaining = job.trials - before
