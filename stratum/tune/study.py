@@ -138,17 +138,13 @@ def load_study(job: TuneJob, *, offset: int = 0, create: bool = False):
     another search space, base run, seeds or objective."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is one line of ours, not a traceback
     kwargs = dict(study_name=job.study, storage=storage(job.db), sampler=make_sampler(job, offset),
                   pruner=make_pruner(job))
     if not create:
         return optuna.load_study(**kwargs)
-    try:
-        kwargs["storage"].get_all_studies()  # reads the whole journal: a damaged one fails before any write
-        study = optuna.create_study(direction="maximize", load_if_exists=True, **kwargs)
-    except (ValueError, KeyError, TypeError) as exc:  # a damaged journal (JSONDecodeError is a ValueError)
-        raise ConfigError(f"{journal_path(job.db)} is not a readable Optuna journal ({type(exc).__name__}: {exc}); "
-                          "move it away or give another --db") from None
+    check_journal(journal_path(job.db))
+    study = optuna.create_study(direction="maximize", load_if_exists=True, **kwargs)
     stored = study.user_attrs.get("stratum")
     identity = _plain(job.identity())
     if stored is None:
@@ -158,6 +154,26 @@ def load_study(job: TuneJob, *, offset: int = 0, create: bool = False):
         raise ConfigError(f"study {job.study!r} in {journal_path(job.db)} was made with another "
                           f"{' and '.join(changed)}; give another --study name, or the same options to resume it")
     return study
+
+
+def check_journal(path: Path) -> None:
+    """Refuse, before anything is appended, a journal with a line that is not a JSON object. (Optuna
+    skips an unreadable last line as a write cut short, then appends after it, which leaves a
+    journal it can no longer read.) Raises :class:`ConfigError`."""
+    import json
+
+    if not path.exists():
+        return
+    try:
+        with open(path, "rb") as fh:
+            for number, line in enumerate(fh, 1):
+                if line.strip() and not isinstance(json.loads(line), dict):
+                    raise ValueError("not an object")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not a readable Optuna journal (line {number}: {exc}); move it away or give "
+                          "another --db") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the Optuna journal {path}: {exc.strerror or exc}") from None
 
 
 def _plain(data: Any) -> Any:
