@@ -123,7 +123,7 @@ def test_tune_beats_the_default_lr_writes_a_runnable_toml_and_stores_every_run(t
     import json
 
     default_val = json.loads((tmp_path / "default.json").read_text())["best_val_acc"]
-    result = run_cli("tune", *BASE, "--db", db, "--param", "lr=log:0.01:0.5", "--trials", "3", "--seeds", "1",
+    result = run_cli("tune", *BASE, "--db", db, "--param", "lr=log:0.01:0.5", "--trials", "3", "--seeds", "100",
                      "--pruner", "none", "--output", best)
     assert result.exit_code == 0, result
     trials = _trials(db)
@@ -145,7 +145,7 @@ def test_tune_beats_the_default_lr_writes_a_runnable_toml_and_stores_every_run(t
 
 def test_resume_runs_only_the_missing_trials_and_refuses_another_space(tmp_path):
     db = tmp_path / "t.sqlite"
-    args = ["tune", *BASE, "--db", db, "--param", "lr=log:0.01:0.5", "--seeds", "1", "--sampler", "random"]
+    args = ["tune", *BASE, "--db", db, "--param", "lr=log:0.01:0.5", "--seeds", "100", "--sampler", "random"]
     assert run_cli(*args, "--trials", "2").exit_code == 0
     first = [(t.number, t.params) for t in _trials(db)]
     again = run_cli(*args, "--trials", "3")
@@ -154,7 +154,7 @@ def test_resume_runs_only_the_missing_trials_and_refuses_another_space(tmp_path)
     assert len(trials) == 3 and [(t.number, t.params) for t in trials[:2]] == first
     assert trials[2].params != trials[0].params  # a resumed session does not repeat the sampler's draws
     assert "2 of 3 trials finished, 1 to run" in again.stdout
-    other = run_cli("tune", *BASE, "--db", db, "--param", "lr=log:0.01:0.2", "--seeds", "1")
+    other = run_cli("tune", *BASE, "--db", db, "--param", "lr=log:0.01:0.2", "--seeds", "100")
     assert other.exit_code == 2
     assert_one_line_error(other.stderr, "was made with another space")
 
@@ -165,7 +165,7 @@ def test_a_trial_left_running_by_a_dead_process_is_failed_and_asked_again(tmp_pa
     from stratum.tune.study import storage
 
     db = tmp_path / "t.sqlite"
-    args = ["tune", *BASE, "--db", db, "--param", "lr=0.05,0.2", "--seeds", "1", "--sampler", "grid"]
+    args = ["tune", *BASE, "--db", db, "--param", "lr=0.05,0.2", "--seeds", "100", "--sampler", "grid"]
     assert run_cli(*args, "--trials", "1").exit_code == 0
     # A worker killed mid-trial leaves its trial RUNNING, owned by a process that is gone.
     study = optuna.load_study(study_name="tune", storage=storage(db),
@@ -216,7 +216,7 @@ def test_median_pruning_prunes_a_trial_and_stores_its_partial_run(tmp_path):
     # lr 0.5 learns, 1e-5 does not; the grid's sampler seed 1 runs 0.5 first. With no start-up
     # trials the median of the one finished trial decides from epoch 2 on.
     result = run_cli("tune", *BASE[:6], "--epochs", "3", *BASE[8:], "--db", db, "--param", "lr=0.5,0.00001",
-                     "--sampler", "grid", "--startup-trials", "0", "--seeds", "1", "--sampler-seed", "1")
+                     "--sampler", "grid", "--startup-trials", "0", "--seeds", "100", "--sampler-seed", "1")
     assert result.exit_code == 0, result
     trials = _trials(db)
     assert [t.params["lr"] for t in trials] == [0.5, 0.00001]
@@ -230,7 +230,7 @@ def test_median_pruning_prunes_a_trial_and_stores_its_partial_run(tmp_path):
 def test_two_workers_share_the_study(tmp_path):
     db = tmp_path / "t.sqlite"
     result = run_cli("tune", *BASE[:6], "--epochs", "1", *BASE[8:], "--db", db, "--param", "lr=log:0.01:0.5",
-                     "--seeds", "1", "--trials", "2", "--workers", "2", "--pruner", "none", "--quiet")
+                     "--seeds", "100", "--trials", "2", "--workers", "2", "--pruner", "none", "--quiet")
     assert result.exit_code == 0, result
     trials = _trials(db)
     assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
@@ -278,7 +278,7 @@ def test_bench_tune_refuses_a_bad_plan_in_one_line(tmp_path, extra, fragment):
 
 FAST_TAIL = {"tune": ["--epochs", "1", "--steps-per-epoch", "2", "--threads", "1", "--trials", "2", "--workers", "1"],
              "run": ["--epochs", "1", "--steps-per-epoch", "2", "--threads", "1", "--quiet"],
-             "bench": ["--epochs", "1", "--steps-per-epoch", "2", "--threads", "1", "--tune-trials", "2", "--seeds", "1",
+             "bench": ["--epochs", "1", "--steps-per-epoch", "2", "--threads", "1", "--tune-trials", "2", "--seeds", "100",
                        "--workers", "1", "--tune-seeds", "100"],
              "report": []}
 

@@ -64,8 +64,8 @@ def _bench_params() -> list[click.Parameter]:
                           "searches 0.001-0.3 in half-decades), then run the evaluation seeds at the chosen values "
                           "(repeatable; bare names may be comma-separated)."),
         click.Option(["--tune-seeds"], default=None,
-                     help="With --tune: the tuning seeds, never evaluation seeds (a count N: 100 to 100+N-1; a list; "
-                          "a range). [default: 1, i.e. seed 100]"),
+                     help="With --tune: the tuning seeds, never evaluation seeds (one seed, a list 100,101 or a range "
+                          "100-102; a single number is a seed, not a count). [default: 100]"),
         *search_options("tune-"),
     ]
     return opts
@@ -287,7 +287,7 @@ def _make_callback(run_names: list[str]):
             probe_output(db, "file", "--db")
             options = {k[len("tune_"):]: v for k, v in params.items() if k.startswith("tune_") and k != "tune_seeds"}
             spec = tune_then_evaluate(
-                spec, db, pm, texts=params["tune"], seeds=params["tune_seeds"] or "1", options=options,
+                spec, db, pm, texts=params["tune"], seeds=params["tune_seeds"] or "100", options=options,
                 workers=settings.get("workers"), executor=settings.get("executor", "local"),
                 address=settings.get("address"), block=block, quiet=params["quiet"],
             )

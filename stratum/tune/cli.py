@@ -19,7 +19,7 @@ from .options import search_options
 from .space import NOT_TUNABLE
 
 DEFAULT_DB = Path("tune.sqlite")
-DEFAULT_SEEDS = "1"
+DEFAULT_SEEDS = "100"
 
 
 def complete_param(ctx, param, incomplete):
@@ -44,8 +44,8 @@ def _tune_params() -> list[click.Parameter]:
                      help="A run option to search (repeatable): log:LO:HI (log-uniform), LO:HI[:STEP] (uniform), "
                           "int:LO:HI[:STEP], or A,B,C (one of these)."),
         click.Option(["--seeds"], default=DEFAULT_SEEDS, show_default=True,
-                     help="Tuning seeds: each trial trains once per seed, the objective is their mean (a count N: seeds 100 to "
-                          "100+N-1; a list 100,101; a range 100-102)."),
+                     help="Tuning seeds: each trial trains once per seed, the objective is their mean (one seed, a list 100,101 "
+                          "or a range 100-102; a single number is a seed, not a count)."),
         *search_options(),
         click.Option(["--config", "config_file"], type=UserPath(dir_okay=False), default=None,
                      help="The base run as a TOML file (as `stratum run --config` takes); flags given here win over it."),

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 
-# Tuning seeds start here, away from the evaluation seeds a bench counts from 0.
-FIRST_SEED = 100
+# The default tuning seed: away from the evaluation seeds a bench counts from 0.
+DEFAULT_TUNING_SEED = 100
 
 
 def tuning_seeds(value, flag: str) -> list[int]:
-    """Like a bench's ``--seeds`` (:func:`stratum.bench.spec.seeds_axis`), except that a count N
-    means the N seeds from :data:`FIRST_SEED` on (100, 101 ...), away from the evaluation seeds."""
+    """The tuning seeds, always named: one seed (``100``), a list (``100,101``) or a range
+    (``100-102``). Unlike a bench's ``--seeds`` (:func:`stratum.bench.spec.seeds_axis`), a single
+    number is that seed, not a count: tuning seeds are chosen to differ from evaluation seeds."""
     from ..bench.spec import seeds_axis
 
-    seeds = seeds_axis(value, flag)
-    counted = isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit())
-    return [FIRST_SEED + s for s in seeds] if counted else seeds
+    if isinstance(value, int) and not isinstance(value, bool) or isinstance(value, str) and value.strip().isdigit():
+        return seeds_axis([int(value)], flag)
+    return seeds_axis(value, flag)
 
 
 def make_job(pm, *, base: dict, param_texts, seeds, db, study: str, workers: int, options: dict,
