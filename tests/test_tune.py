@@ -278,7 +278,7 @@ def test_bench_tune_refuses_a_bad_plan_in_one_line(tmp_path, extra, fragment):
 
 FAST_TAIL = {"tune": ["--epochs", "1", "--steps-per-epoch", "2", "--threads", "1", "--trials", "2", "--workers", "1"],
              "run": ["--epochs", "1", "--steps-per-epoch", "2", "--threads", "1", "--quiet"],
-             "bench": ["--epochs", "1", "--steps-per-epoch", "2", "--threads", "1", "--tune-trials", "2", "--seeds", "100",
+             "bench": ["--epochs", "1", "--steps-per-epoch", "2", "--threads", "1", "--tune-trials", "2", "--seeds", "1",
                        "--workers", "1", "--tune-seeds", "100"],
              "report": []}
 
