@@ -296,6 +296,10 @@ def _make_callback(run_names: list[str]):
             for plan in plans:
                 click.echo(f"{plan.run_id}  {plan.label:<40} seed={plan.seed}")
             click.echo(f"{len(plans)} runs")
+            if params.get("tune"):
+                arms = len({plan.label for plan in plans})
+                click.echo(f"--tune: each of the {arms} arms is tuned first on --tune-seeds; these runs then take "
+                           "the chosen values")
             return 0
         if params.get("baseline") is not None:  # a typo must not surface only after the whole bench has run
             from ..report.compare import check_baseline
