@@ -483,6 +483,7 @@ _COMMAND_BUILDERS = {
     "plugins": build_plugins_command,
     "bench": _lazy_builder("stratum.bench.cli", "build_bench_command"),
     "report": _lazy_builder("stratum.report.cli", "build_report_command"),
+    "tune": _lazy_builder("stratum.tune.cli", "build_tune_command"),
 }
 
 

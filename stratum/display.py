@@ -155,7 +155,7 @@ def result_table(summary: dict) -> Table:
 
 # How the result table words summary["stopped_reason"].
 _STOPPED = {"epochs": "all --epochs", "early_stop": "early stop: no validation gain for --patience epochs",
-            "diverged": "diverged"}
+            "diverged": "diverged", "pruned": "pruned by the tuner (stratum tune)"}
 
 
 def print_result(summary: dict, stream=None) -> None:

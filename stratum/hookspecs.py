@@ -293,8 +293,11 @@ def stratum_epoch_end(run, epoch, record):
     keys to ``record``. A row with ``diverged: true`` ends the run after this
     hook; a plugin that has restored the model to a finite earlier state (the
     focus strategy's guarded rollback) may remove ``diverged`` and
-    ``stopped_reason`` from ``record`` so that training goes on. Return value
-    ignored; not firstresult.
+    ``stopped_reason`` from ``record`` so that training goes on. A plugin may end
+    the fit after this epoch by setting ``record["stopped_reason"]`` to a short
+    reason (``stratum tune`` sets ``"pruned"`` when Optuna's pruner stops a trial):
+    the summary then has that ``stopped_reason``. Return value ignored; not
+    firstresult.
     """
 
 

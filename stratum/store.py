@@ -245,6 +245,15 @@ def _dumps(data: Any) -> str:
     return json.dumps(json_safe(data), allow_nan=False, sort_keys=False, separators=(",", ":"))
 
 
+def _outcome_columns(outcome: dict) -> tuple:
+    """``duration_s, diverged, error, summary_json, config_json`` of a run's outcome (see
+    :func:`stratum.bench.runner.execute_run`)."""
+    summary = outcome.get("summary")
+    return (outcome.get("duration_s"), None if summary is None else int(bool(summary.get("diverged"))),
+            outcome.get("error"), None if summary is None else _dumps(summary),
+            None if summary is None else _dumps(summary.get("config", {})))
+
+
 def _cannot_write(exc: sqlite3.DatabaseError) -> bool:
     """SQLite failed for want of write access (to the file, its directory or a WAL companion)."""
     name = getattr(exc, "sqlite_errorname", "") or ""
@@ -587,19 +596,11 @@ class Store:
 
     def finish(self, run_id: str, owner: str, outcome: dict) -> bool:
         """Store a run's outcome if ``owner`` still holds it. Returns whether it was written."""
-        summary = outcome.get("summary")
         with self.transaction() as conn:
             cur = conn.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, duration_s = ?, diverged = ?, error = ?, "
                 "summary_json = ?, config_json = ?, owner = NULL WHERE run_id = ? AND status = 'running' AND owner = ?",
-                (
-                    outcome["status"], time.time(), outcome.get("duration_s"),
-                    None if summary is None else int(bool(summary.get("diverged"))),
-                    outcome.get("error"),
-                    None if summary is None else _dumps(summary),
-                    None if summary is None else _dumps(summary.get("config", {})),
-                    run_id, owner,
-                ),
+                (outcome["status"], time.time(), *_outcome_columns(outcome), run_id, owner),
             )
         return cur.rowcount == 1
 
@@ -626,6 +627,26 @@ class Store:
         with self.transaction() as conn:
             for rid in run_ids:
                 conn.execute("UPDATE runs SET status = 'pending', owner = NULL WHERE run_id = ? AND session = ?", (rid, session))
+
+    def record_run(self, bench: str, plan, outcome: dict) -> None:
+        """Store one finished run of ``bench`` that no queue handed out (a ``stratum tune`` trial's
+        run): ``plan`` gives ``run_id``, ``ordinal``, ``label``, ``group``, ``point``, ``values``,
+        ``strategy`` and ``seed`` (as a bench :class:`~stratum.bench.matrix.RunPlan` does), ``outcome``
+        what :func:`stratum.bench.runner.execute_run` returns. Replaces an earlier row of the same id."""
+        now = time.time()
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO runs (run_id, values_json, strategy, seed, status, attempts, started_at, "
+                "finished_at, duration_s, diverged, error, summary_json, config_json) "
+                "VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
+                (plan.run_id, _dumps(plan.values), plan.strategy, plan.seed, outcome["status"],
+                 now - (outcome.get("duration_s") or 0.0), now, *_outcome_columns(outcome)),
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO bench_runs (bench, run_id, ordinal, label, group_json, point_json) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (bench, plan.run_id, plan.ordinal, plan.label, _dumps(plan.group), _dumps(plan.point)),
+            )
 
     # -- reading ---------------------------------------------------------------
     def session_counts(self, session: str) -> dict:

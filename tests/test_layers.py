@@ -233,11 +233,15 @@ def test_only_command_line_modules_import_the_cli():
     # the strategy layer does not reach back up into the engine that drives it
     ("stratum.strategy_base", ("stratum.engine", "stratum.cli", "stratum.report")),
     # the engine does not know the CLI, the bench or the report
-    ("stratum.engine", ("stratum.cli", "stratum.bench", "stratum.report")),
+    ("stratum.engine", ("stratum.cli", "stratum.bench", "stratum.report", "stratum.tune")),
+    # the bench and the report know nothing of the tuner (bench --tune is wired in the bench's CLI module)
+    ("stratum.bench.api", ("stratum.tune",)),
+    ("stratum.bench.matrix", ("stratum.tune",)),
+    ("stratum.bench.runner", ("stratum.tune",)),
     # results and the report sit below the engine
     ("stratum.results", ("stratum.engine", "stratum.cli", "stratum.bench")),
     # the report reads the results store (stratum.store), never the engine nor the bench
-    ("stratum.report", ("stratum.engine", "stratum.bench")),
+    ("stratum.report", ("stratum.engine", "stratum.bench", "stratum.tune")),
     # the results store is read by the report and written by the bench; it imports neither
     ("stratum.store", ("stratum.engine", "stratum.bench", "stratum.report", "stratum.cli")),
 ])

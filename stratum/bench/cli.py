@@ -24,6 +24,7 @@ DEFAULT_DB = Path("bench.sqlite")
 
 
 def _bench_params() -> list[click.Parameter]:
+    from ..tune.options import search_options
     from .recipes import SCALES, all_recipes
 
     recipes = all_recipes()
@@ -58,6 +59,14 @@ def _bench_params() -> list[click.Parameter]:
         click.Option(["--log-dir"], type=UserPath(file_okay=False), default=None,
                      help="Keep each local worker's output in this directory (default: discarded)."),
         click.Option(["--quiet", "-q"], is_flag=True, default=False, help="Only the final lines."),
+        click.Option(["--tune"], multiple=True, metavar="NAME[=SPEC]",
+                     help="Tune this run option per arm on --tune-seeds first (stratum tune's --param specs; a bare lr "
+                          "searches 0.001-0.3 in half-decades), then run the evaluation seeds at the chosen values "
+                          "(repeatable; bare names may be comma-separated)."),
+        click.Option(["--tune-seeds"], default=None,
+                     help="With --tune: the tuning seeds, never evaluation seeds (one seed, a list 100,101 or a range "
+                          "100-102; a single number is a seed, not a count). [default: 100]"),
+        *search_options("tune-"),
     ]
     return opts
 
@@ -131,19 +140,30 @@ def _kind_axes() -> list[click.Option]:
     return axes
 
 
-def build_bench_command(ctx: click.Context) -> click.Command:
-    from ..cli import click_option, get_pm
+def add_run_options(pm, params: list, skip: tuple = ()) -> tuple[list[str], dict]:
+    """Append to ``params`` a flag for every run option (core and plugin) except the reserved ones,
+    those in ``skip`` and those whose flag ``params`` already has; returns ``(their names, every run
+    option field by name)``. Shared by the commands that take run options (``bench``, ``tune``)."""
+    from ..cli import click_option
 
-    pm = get_pm(ctx)
-    params = _bench_params()
     taken = {opt for p in params for opt in p.opts}
+    own = {p.name for p in params}
     run_fields = {**CORE_FIELDS, **plugin_option_fields(pm.registries.all())}
     run_names = []
     for name, field in run_fields.items():
-        if name in RESERVED or flag_name(field) in taken or name in {p.name for p in params}:
+        if name in RESERVED or name in skip or flag_name(field) in taken or name in own:
             continue
         params.append(click_option(field))
         run_names.append(name)
+    return run_names, run_fields
+
+
+def build_bench_command(ctx: click.Context) -> click.Command:
+    from ..cli import get_pm
+
+    pm = get_pm(ctx)
+    params = _bench_params()
+    run_names, run_fields = add_run_options(pm, params)
     return _grouped_bench_command(pm, params, run_names, run_fields)
 
 
@@ -258,11 +278,28 @@ def _make_callback(run_names: list[str]):
             raise ConfigError("nothing to bench: give axes (e.g. --strategies sgd --seeds 5), --config FILE or --recipe NAME")
         settings = spec.settings
         db = results_db_path(params["db"] if params.get("db") is not None else settings.get("db", DEFAULT_DB))
+        block = tuple(ctx.find_root().params.get("block_plugin", ()) or ())
+        if params.get("tune_seeds") is not None and not params.get("tune"):
+            raise ConfigError("--tune-seeds needs --tune NAME")
+        if params.get("tune") and not params["dry_run"]:
+            from ..tune.arms import tune_then_evaluate
+
+            probe_output(db, "file", "--db")
+            options = {k[len("tune_"):]: v for k, v in params.items() if k.startswith("tune_") and k != "tune_seeds"}
+            spec = tune_then_evaluate(
+                spec, db, pm, texts=params["tune"], seeds=params["tune_seeds"] or "100", options=options,
+                workers=settings.get("workers"), executor=settings.get("executor", "local"),
+                address=settings.get("address"), block=block, quiet=params["quiet"],
+            )
         if params["dry_run"]:
             plans = plan_runs(spec, pm.registries, warn=lambda m: click.echo(f"stratum: warning: {m}", err=True))
             for plan in plans:
                 click.echo(f"{plan.run_id}  {plan.label:<40} seed={plan.seed}")
             click.echo(f"{len(plans)} runs")
+            if params.get("tune"):
+                arms = len({plan.label for plan in plans})
+                click.echo(f"--tune: each of the {arms} arms is tuned first on --tune-seeds; these runs then take "
+                           "the chosen values")
             return 0
         if params.get("baseline") is not None:  # a typo must not surface only after the whole bench has run
             from ..report.compare import check_baseline
@@ -270,7 +307,6 @@ def _make_callback(run_names: list[str]):
             plans = plan_runs(spec, pm.registries)
             check_baseline(params["baseline"], list(dict.fromkeys(p.label for p in plans)),
                            lambda key: _plan_values(plans, key))
-        block = tuple(ctx.find_root().params.get("block_plugin", ()) or ())
         plot_dir = params.get("plot_dir")
         if plot_dir is None and recipe:  # a recipe's plots are its result
             plot_dir = Path(db).parent / f"{Path(db).stem}-plots"

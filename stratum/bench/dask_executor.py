@@ -96,8 +96,13 @@ def run_dask(store: Store, session: str, *, address: str | None, workers: int, t
         store.mark_lost(owner, "bench interrupted")
         raise
     finally:
+        close_client(client, cluster)
+
+
+def close_client(client, cluster) -> None:
+    """Close a Dask client and the local cluster :func:`_client` started for it (if any), quietly."""
+    with contextlib.suppress(Exception):
+        client.close()
+    if cluster is not None:
         with contextlib.suppress(Exception):
-            client.close()
-        if cluster is not None:
-            with contextlib.suppress(Exception):
-                cluster.close()
+            cluster.close()

@@ -52,8 +52,12 @@ def plugin_manager(block: tuple = (), plugins: tuple = ()):
     return _PM_CACHE[key]
 
 
-def execute_run(values: dict, *, threads: int, block: tuple = (), plugins: tuple = ()) -> dict:
+def execute_run(values: dict, *, threads: int, block: tuple = (), plugins: tuple = (),
+                callbacks: tuple = ()) -> dict:
     """Train one run in this process. Never raises for a failed run: returns its outcome.
+
+    ``callbacks``: ``(name, object)`` pairs registered as run-scoped plugins of this run
+    (``stratum tune``'s pruning reporter), as ``stratum.fit(callbacks=...)`` does.
 
     Outcome: ``{"status": "done" | "failed", "summary": dict | None,
     "error": str | None, "duration_s": float}``. A diverged run is ``done``
@@ -69,7 +73,7 @@ def execute_run(values: dict, *, threads: int, block: tuple = (), plugins: tuple
                              plugin_fields=plugin_option_fields(pm.registries.all()))
         from ..io import json_safe
 
-        summary = json_safe(Trainer(pm).run(config))
+        summary = json_safe(Trainer(pm, extra_plugins=list(callbacks)).run(config))
         return {"status": "done", "summary": summary, "error": None, "duration_s": time.perf_counter() - started}
     except StratumError as exc:
         error = f"{type(exc).__name__}: {exc}"

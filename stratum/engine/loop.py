@@ -94,7 +94,7 @@ class Trainer:
             if plugin_states is not None:
                 restore_plugin_states(self.fit_plugins, plugin_states, ckpt_path)
             run.hooks.stratum_fit_start(run=run)
-            if run.history and run.history[-1].get("stopped_reason") in ("early_stop", "diverged"):
+            if run.history and run.history[-1].get("stopped_reason"):  # early_stop, diverged, a plugin's (pruned)
                 stopped_reason = run.history[-1]["stopped_reason"]
             while run.epoch < config.epochs and stopped_reason == "epochs":
                 record = self._run_epoch(run, ckpt_path, start_step, partial)
@@ -102,7 +102,9 @@ class Trainer:
                 if record.get("diverged"):
                     diverged, stopped_reason = True, "diverged"
                     break
-                if self._early_stop(run):
+                if record.get("stopped_reason"):  # a stratum_epoch_end plugin ended the fit (a tuner's "pruned")
+                    stopped_reason = str(record["stopped_reason"])
+                elif self._early_stop(run):
                     stopped_reason = "early_stop"
                     record["stopped_reason"] = "early_stop"
                 if stopped_reason == "epochs" and run.epoch < config.epochs:

@@ -21,6 +21,7 @@ class Report:
     rows: list  # comparison rows
     records: list  # raw store rows
     settings: dict = attrs.field(factory=dict)  # how the intervals were computed (see statistics())
+    spec: dict = attrs.field(factory=dict)  # the bench's stored spec (settings: a --tune bench's chosen values)
 
 
 def load(db: Path, bench: str | None = None) -> tuple[str, str | None, list[dict], dict]:
@@ -55,7 +56,8 @@ def build_report(db: Path, *, bench: str | None = None, baseline: str | None = N
     rows = compare(groups, baseline=baseline, target=target, target_fraction=target_fraction,
                    resamples=resamples, confidence=confidence, seed=seed)
     return Report(name, recipe, groups, rows, records, statistics(resamples=resamples, confidence=confidence, seed=seed,
-                                                                  target_fraction=target_fraction, target=target))
+                                                                  target_fraction=target_fraction, target=target),
+                  spec)
 
 
 def statistics(**settings) -> dict:
@@ -70,6 +72,19 @@ def statistics(**settings) -> dict:
 
 
 def render_study(report: Report, fmt: str, registries=None) -> str | None:
+    """The tables after the comparison: a ``--tune`` bench's tuned values (:mod:`.tuned`), then its
+    recipe's study; ``None`` when there is neither."""
+    from .tuned import render_tuned
+
+    tuned, text = render_tuned(report.spec, fmt), _recipe_study(report, fmt, registries)
+    if fmt == "json" and tuned:
+        import json
+
+        return json.dumps({**(json.loads(text) if text else {}), "tuned": json.loads(tuned)}, indent=2) + "\n"
+    return (tuned + ("\n" if tuned and text and fmt != "csv" else "") + (text or "")) or None
+
+
+def _recipe_study(report: Report, fmt: str, registries=None) -> str | None:
     from .studies import study
 
     result = study(report.recipe, report.groups, registries)
