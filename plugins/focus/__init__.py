@@ -81,7 +81,12 @@ class FocusOptions(SourceOptions, CaptureOptions):
 
 
 @attrs.frozen
-class NowcastOptions(SourceOptions, NowcastGeometryOptions, CaptureSampleOptions):
+class NowcastCaptureOptions(NowcastGeometryOptions, CaptureSampleOptions):
+    """What a nowcast capture reads (``stratum prior build --kind nowcast``)."""
+
+
+@attrs.frozen
+class NowcastOptions(SourceOptions, NowcastCaptureOptions):
     nowcast_features: str = option("nowcast", "Feature set of the nowcast library (one whose rows are nowcast windows).", kind="feature_set")
     nowcast_period: int = option(50, "Jump every N SGD steps (a multiple of --nowcast-every, at least (window-1) x every).", min=1)
     nowcast_momentum: str = option("keep", "Optimiser momentum after a jump: keep, reset, or rescale by --nowcast-rescale.", choices=NOWCAST_MOMENTUM_CHOICES)

@@ -323,7 +323,7 @@ def merge_priors(priors: list[tuple[str, Prior]]) -> Prior:
             else:
                 tensors[new_key] = dict(columns)
     metadata = json.loads(json.dumps(first.metadata))
-    metadata["captured"] = list(captured.values())
+    metadata["captured"] = sorted(captured.values(), key=lambda e: e["key"])
     metadata["sources"] = sources
     shares = [p.metadata.get("dead_share") for _, p in priors if p.metadata.get("dead_share") is not None]
     metadata["dead_share"] = sum(shares) / len(shares) if shares else None
