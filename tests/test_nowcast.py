@@ -12,6 +12,7 @@ from torch import nn
 import stratum
 from stratum.engine import Trainer, build_run, run_stages
 from stratum.errors import RunInterrupted
+from stratum.plugin_manager import create_plugin_manager
 from stratum_plugins.focus.capture import CaptureConfig
 from stratum_plugins.focus.nowcast import NowcastCapture
 from stratum_plugins.focus.prior import load_prior
@@ -98,6 +99,15 @@ def test_a_nowcast_run_jumps_every_period_and_reports(make_cfg, pm):
     assert set(summary["fit_r2"]) == {"*"} and set(summary["fit_r2"]["*"]) == {"w", "b"}  # one pooled fit per kind
     assert report["prior_sources"][0]["model"] == "mlp" and report["geometry"] == {"every": 1, "window": 3, "horizon": 2}
     assert summary["global_steps"] == 24  # a jump is not a step
+
+
+@pytest.mark.parametrize("regressor", sorted(create_plugin_manager().registries["regressor"].names()))
+def test_every_registered_regressor_fits_the_nowcast_rows(make_cfg, pm, regressor):
+    summary = Trainer(pm).run(make_cfg(epochs=1, steps_per_epoch=8, regressor=regressor, xgb_trees=5,
+                                       mlp_max_epochs=3, **QUICK))
+    library = summary["nowcast"]["library"]["*"]
+    assert set(library) == {"w", "b"} and all(0 < v["samples"] <= 600 for v in library.values())
+    assert summary["nowcast"]["jumps"] == 2 and summary["diverged"] is False
 
 
 def test_the_guard_rolls_back_a_harmful_jump_exactly(make_cfg, pm):

@@ -110,6 +110,7 @@ class NowcastCapture(Capture):
         self.spec: NowcastSpec = config.nowcast
         self.ring: CheckpointRing | None = None
         self.total_steps = 0
+        self.static_windows = 0  # windows of a tensor that did not move at all: no rows offered
 
     def attach(self, model: nn.Module) -> None:
         self._select(model)
@@ -134,12 +135,17 @@ class NowcastCapture(Capture):
     def state_dict(self) -> dict:
         if not self.attached:
             return {}
-        return {**self._common_state(), "ring": self.ring.state_dict(), "total_steps": self.total_steps}
+        return {**self._common_state(), "ring": self.ring.state_dict(), "total_steps": self.total_steps,
+                "static_windows": self.static_windows}
 
     def _apply_restored(self, state: dict) -> None:
         self._load_common_state(state)
         self.ring.load_state_dict(state["ring"])
         self.total_steps = int(state["total_steps"])
+        self.static_windows = int(state["static_windows"])
+
+    def report(self) -> dict:
+        return {**super().report(), "static_windows": self.static_windows}
 
     # -- hooks -------------------------------------------------------------------------
     @stratum.hookimpl
@@ -182,6 +188,11 @@ class NowcastCapture(Capture):
         position = position_of(end_step, self.total_steps)
         for i, key in enumerate(self.keys):
             ctx = self.ring.window_context(i, spec.horizon, spec.window, position)
+            if not float(ctx.layer_rms) > 0:
+                # The tensor did not move in this window (steps skipped by fp16's loss scaler, a frozen
+                # layer): no scale to express its future in, so no row (its target / s would explode).
+                self.static_windows += 1
+                continue
             n = len(ctx.w)
             rows = {
                 "w": ctx.w, "delta": ctx.delta.t(), "layer_rms": ctx.layer_rms.expand(n),
