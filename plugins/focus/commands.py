@@ -57,7 +57,7 @@ class _BuildCommand(click.Command):
         return params
 
 
-@click.group("prior", help="Build and inspect focus priors (captured parameters and gradients).")
+@click.group("prior", help="Build, merge and inspect priors: focus (captured parameters and gradients) and nowcast (checkpoint windows).")
 def prior_group():
     pass
 
