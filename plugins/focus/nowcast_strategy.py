@@ -146,9 +146,7 @@ class NowcastStrategy(PriorStrategy):
         return {
             "jumper": self.jumper.state_dict() if self.jumper is not None else {},
             "jumps": [dict(j) for j in self.jumps],
-            "capture_s": self.capture_s,
-            "fit_s": self.fit_s,
-            "prior_info": dict(self.prior_info),
+            **self._prior_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -156,22 +154,15 @@ class NowcastStrategy(PriorStrategy):
             return
         self.jumper.load_state_dict(state["jumper"])
         self.jumps = [dict(j) for j in state["jumps"]]
-        self.capture_s = float(state.get("capture_s", self.capture_s))
-        self.fit_s = float(state.get("fit_s", self.fit_s))
-        if state.get("prior_info"):
-            self.prior_info = dict(state["prior_info"])
+        self._load_prior_state(state)
 
     def summary(self, run) -> dict:
         opts = self.options
-        report = self.library.report() if self.library is not None else {}
+        common, report = self._library_summary()
         done = [j for j in self.jumps if "mean_abs_displacement" in j and not j.get("rolled_back")]
         return {
-            "regressor": opts.regressor,
+            **common,
             "features": opts.nowcast_features,
-            "prior": self.prior_label,
-            "capture_s": self.capture_s,
-            "fit_s": self.fit_s,
-            "fit_r2": {layer: {kind: v.get("r2") for kind, v in kinds.items()} for layer, kinds in report.items()},
             "nowcast": {
                 "geometry": self.spec.to_dict(),
                 "period": opts.nowcast_period,

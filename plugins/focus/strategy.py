@@ -139,6 +139,27 @@ class PriorStrategy(Strategy):
             raise PriorError(f"prior {self.prior_label} has too few capture rows to fit any layer")
         return self.library
 
+    def _prior_state(self) -> dict:
+        """The prior and library facts a checkpoint keeps (a resume reuses the prior file)."""
+        return {"capture_s": self.capture_s, "fit_s": self.fit_s, "prior_info": dict(self.prior_info)}
+
+    def _load_prior_state(self, state: dict) -> None:
+        self.capture_s = float(state.get("capture_s", self.capture_s))
+        self.fit_s = float(state.get("fit_s", self.fit_s))
+        if state.get("prior_info"):  # how the interrupted run built its prior (a resume reuses the file)
+            self.prior_info = dict(state["prior_info"])
+
+    def _library_summary(self) -> tuple[dict, dict]:
+        """(summary entries every strategy of the family reports, the library's per-tensor report)."""
+        report = self.library.report() if self.library is not None else {}
+        return {
+            "regressor": self.options.regressor,
+            "prior": self.prior_label,
+            "capture_s": self.capture_s,
+            "fit_s": self.fit_s,
+            "fit_r2": {layer: {kind: v.get("r2") for kind, v in kinds.items()} for layer, kinds in report.items()},
+        }, report
+
     def _saved_prior_to_resume(self, run) -> bool:
         run_dir = run.run_dir()
         return bool(run.config.resume and run_dir is not None and (run_dir / AUTO_PRIOR_NAME).exists())
@@ -334,9 +355,7 @@ class FocusStrategy(PriorStrategy):
             "fallbacks": [dict(f) for f in self.fallbacks],
             "snapshot": self.snapshot,
             "snapshot_epoch": self.snapshot_epoch,
-            "capture_s": self.capture_s,
-            "fit_s": self.fit_s,
-            "prior_info": dict(self.prior_info),
+            **self._prior_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -352,26 +371,19 @@ class FocusStrategy(PriorStrategy):
         self.fallbacks = list(state["fallbacks"])
         self.snapshot = state.get("snapshot")
         self.snapshot_epoch = int(state.get("snapshot_epoch", 0))
-        self.capture_s = float(state.get("capture_s", self.capture_s))
-        self.fit_s = float(state.get("fit_s", self.fit_s))
-        if state.get("prior_info"):  # how the interrupted run built its prior (a resume reuses the file)
-            self.prior_info = dict(state["prior_info"])
+        self._load_prior_state(state)
 
     def summary(self, run) -> dict:
         opts = self.options
-        report = self.library.report() if self.library is not None else {}
+        common, report = self._library_summary()
         return {
-            "regressor": opts.regressor,
+            **common,
             "features": opts.features,
             "policy": opts.policy,
-            "prior": self.prior_label,
-            "capture_s": self.capture_s,
-            "fit_s": self.fit_s,
             "focus_steps": self.focus_steps,
             "sgd_steps": self.sgd_steps,
             "rollbacks": list(self.rollbacks),
             "fallbacks": list(self.fallbacks),
-            "fit_r2": {layer: {kind: v.get("r2") for kind, v in kinds.items()} for layer, kinds in report.items()},
             "focus": {
                 "library": report,
                 "optimizer_state": self.optimizer_state,
