@@ -78,7 +78,8 @@ def _strip_times(history):
 
 
 # Strategy options that keep each resume test short (one pruning level, no controls).
-STRATEGY_ARGS = {"sgd": [], "focus": [], "lottery": ["--prune-rounds", "1", "--lottery-controls", "none"]}
+STRATEGY_ARGS = {"sgd": [], "focus": [], "lottery": ["--prune-rounds", "1", "--lottery-controls", "none"],
+                 "nowcast": ["--prior-epochs", "1", "--nowcast-period", "200"]}
 RESUMABLE = [s for s in STRATEGY_ARGS if s in create_plugin_manager().registries["strategy"]]
 
 
