@@ -71,6 +71,42 @@ def test_capture_rows_are_windows_and_the_displacement_ahead(make_cfg, pm):
         assert torch.allclose(rows["position"][at], torch.full((n,), t / 12))
 
 
+def test_capture_state_round_trip_continues_as_an_unbroken_capture():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4))
+    walk = [torch.randn(4, 3) for _ in range(10)]
+
+    def steps(capture, start, stop):
+        for t in range(start, stop):
+            with torch.no_grad():
+                model[0].weight.add_(walk[t])
+            capture.checkpoint(t + 1)
+
+    def fresh():
+        with torch.no_grad():
+            model[0].weight.zero_()
+            model[0].bias.zero_()
+        capture = _capture(max_samples=20)
+        capture.attach(model)
+        capture.total_steps = 10
+        return capture
+
+    straight = fresh()
+    steps(straight, 0, 10)
+    first = fresh()
+    steps(first, 0, 6)
+    state = first.state_dict()
+    second = _capture(max_samples=20)
+    second.attach(model)
+    second._apply_restored(state)
+    steps(second, 6, 10)
+    a, b = straight.tensors(), second.tensors()
+    assert a.keys() == b.keys() and len(a["0:w"]["w"]) == 20  # the reservoir filled and then replaced rows
+    for key in a:
+        for column in a[key]:
+            assert torch.equal(a[key][column], b[key][column]), (key, column)
+
+
 def test_capture_memory_stays_under_its_bound_and_does_not_grow_with_the_run(make_cfg, pm):
     sizes = []
     for epochs in (2, 6):
@@ -249,6 +285,12 @@ def test_priors_that_cannot_apply_are_refused_in_one_line(tmp_path):
         assert_one_line_error(result.stderr, fragment)
     result = run_cli(*BUILD, "--source", "model=mlp,seed=3", "--out", tmp_path / "x.prior")
     assert result.exit_code == 2 and assert_one_line_error(result.stderr, "--source cannot set seed") is None
+    # a geometry option of the other kind would be ignored: refused, from a flag or from --source
+    result = run_cli(*BUILD, "--capture-window", "3", "--out", tmp_path / "x.prior")
+    assert result.exit_code == 2 and assert_one_line_error(result.stderr, "--capture-window", "--kind nowcast") is None
+    result = run_cli("prior", "build", "--source", "model=mlp,nowcast_horizon=3", "--out", tmp_path / "x.prior")
+    assert result.exit_code == 2 and assert_one_line_error(result.stderr, "--nowcast-horizon", "--kind focus") is None
+    assert not (tmp_path / "x.prior").exists()
 
 
 def test_focus_priors_merge_per_tensor_within_one_architecture(tmp_path):

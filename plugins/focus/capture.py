@@ -301,6 +301,7 @@ class Capture:
             "steps_seen": self.steps_seen, "steps_captured": self.steps_captured,
             "skipped_nonfinite": self.skipped_nonfinite, "capture_s": self.capture_s,
             "live": [t.detach().cpu().clone() for t in self.live],
+            "initial": [t.detach().cpu().clone() for t in self.initial],
             "reservoirs": {key: {"seen": r.seen, "columns": {n: c.clone() for n, c in r.columns.items()},
                                  "generator": r.generator.get_state()} for key, r in self.reservoirs.items()},
         }
@@ -330,8 +331,8 @@ class Capture:
                 column.copy_(saved["columns"][name])
             reservoir.seen = int(saved["seen"])
             reservoir.generator.set_state(saved["generator"])
-        if "live" in state:  # checkpoints written before the flags were saved lack them
-            for dst, src in zip(self.live, state["live"]):
+        for name in ("live", "initial"):  # checkpoints written before these were saved lack them
+            for dst, src in zip(getattr(self, name), state.get(name, ())):
                 dst.copy_(src)
         self.steps_seen = int(state["steps_seen"])
         self.steps_captured = int(state["steps_captured"])

@@ -98,11 +98,17 @@ def build_command(ctx, prior_out, force, config_file, prior_kind, source_seeds, 
     all_plugin.update({f.name: f for f in attrs.fields(NowcastGeometryOptions)})
     options_class = CaptureOptions if prior_kind == "focus" else NowcastCaptureOptions
     names = {f.name for f in attrs.fields(options_class)}
+    other = {f.name for f in attrs.fields(CaptureOptions if prior_kind == "nowcast" else NowcastGeometryOptions)}
     configs = []  # every source run, checked before any trains
     for overrides in [_source_overrides(text) for text in sources] or [{}]:
         where = f"--source {_source_text(overrides)}" if overrides else "options"
         config = make_config({**values, **overrides}, toml_values=toml_values, toml_source=str(config_file or ""),
                              plugin_fields=all_plugin, values_source=where)
+        ignored = sorted((other - names) & set(config.explicit or ()))
+        if ignored:  # a geometry option of the other kind (flag, TOML key or --source) would be silently ignored
+            raise ConfigError(f"{'--' + ignored[0].replace('_', '-')} does not apply to --kind {prior_kind} priors "
+                              f"({'--nowcast-every/-window/-horizon' if prior_kind == 'nowcast' else '--capture-*'} "
+                              "set their geometry)")
         config = attrs.evolve(config, strategy="sgd", quiet=True)
         check_names(config, pm.registries)  # fail on a bad name before announcing anything
         for seed in _seeds(source_seeds, config.seed):
