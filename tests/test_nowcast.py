@@ -131,6 +131,10 @@ def test_a_nowcast_run_jumps_every_period_and_reports(make_cfg, pm):
     assert [j["step"] for j in report["log"]] == [4, 8, 12, 16, 20, 24]
     assert report["jumps"] == 6 and report["rollbacks"] == 0
     assert [r["nowcast_jumps"] for r in summary["history"]] == [2, 2, 2]
+    for row in summary["history"]:  # the epoch's mean |displacement| is the mean over its jumps in the log
+        mine = [j["mean_abs_displacement"] for j in report["log"] if j["epoch"] == row["epoch"]]
+        assert row["nowcast_mean_abs_displacement"] == pytest.approx(sum(mine) / len(mine))
+        assert "nowcast_val_loss_change" not in row  # no guard, no validation passes
     assert report["mean_abs_displacement"] > 0 and report["jump_s"] > 0
     assert set(summary["fit_r2"]) == {"*"} and set(summary["fit_r2"]["*"]) == {"w", "b"}  # one pooled fit per kind
     assert report["prior_sources"][0]["model"] == "mlp" and report["geometry"] == {"every": 1, "window": 3, "horizon": 2}
@@ -158,6 +162,8 @@ def test_the_guard_rolls_back_a_harmful_jump_exactly(make_cfg, pm):
     assert log and all(j.get("rolled_back") for j in log)
     assert all(j["val_loss_after"] is None or j["val_loss_after"] > j["val_loss_before"] for j in log)
     assert summary["nowcast"]["jumps"] == 0 and summary["nowcast"]["rollbacks"] == len(log)
+    assert all(row["nowcast_val_loss_change"] > 0 and row["nowcast_mean_abs_displacement"] is None
+               for row in summary["history"])
     plain = build_run(make_cfg(epochs=2, steps_per_epoch=8, strategy="sgd"), pm)
     Trainer(pm).fit(plain)
     for a, b in zip(run.model.parameters(), plain.model.parameters()):

@@ -137,9 +137,18 @@ class NowcastStrategy(PriorStrategy):
 
     @stratum.hookimpl
     def stratum_epoch_end(self, run, epoch, record):
+        """History: this epoch's jumps kept and rolled back, their mean |displacement| (weight units)
+        and, with the guard, the mean change of the validation loss a jump made (before any rollback)."""
         mine = [j for j in self.jumps if j["epoch"] == epoch]
-        record["nowcast_jumps"] = sum(1 for j in mine if "mean_abs_displacement" in j and not j.get("rolled_back"))
+        kept = [j for j in mine if "mean_abs_displacement" in j and not j.get("rolled_back")]
+        record["nowcast_jumps"] = len(kept)
         record["nowcast_rollbacks"] = sum(1 for j in mine if j.get("rolled_back"))
+        record["nowcast_mean_abs_displacement"] = (sum(j["mean_abs_displacement"] for j in kept) / len(kept)
+                                                   if kept else None)
+        if self.options.nowcast_guard:
+            changes = [j["val_loss_after"] - j["val_loss_before"] for j in mine
+                       if j.get("val_loss_after") is not None and j.get("val_loss_before") is not None]
+            record["nowcast_val_loss_change"] = sum(changes) / len(changes) if changes else None
 
     # -- persistence / reporting -------------------------------------------------
     def state_dict(self) -> dict:
