@@ -29,7 +29,9 @@ Memory is bounded twice over:
 
 :class:`Capture` is a run-scoped plugin: register it with a Trainer
 (``Trainer(pm, extra_plugins=[("capture", capture)])``) and any strategy's run
-is captured through ``stratum_capture_parameters``.
+is captured through ``stratum_capture_parameters``. :class:`~.nowcast.NowcastCapture`
+(a ``CaptureConfig`` with ``nowcast`` geometry) reuses its layer selection, tracked
+elements, live flags, reservoirs and persistence, with checkpoint windows as rows.
 """
 
 from __future__ import annotations
