@@ -78,8 +78,7 @@ def _strip_times(history):
 
 
 # Strategy options that keep each resume test short (one pruning level, no controls).
-STRATEGY_ARGS = {"sgd": [], "focus": [], "lottery": ["--prune-rounds", "1", "--lottery-controls", "none"],
-                 "nowcast": ["--prior-epochs", "1", "--nowcast-period", "200"]}
+STRATEGY_ARGS = {"sgd": [], "focus": [], "lottery": ["--prune-rounds", "1", "--lottery-controls", "none"]}
 RESUMABLE = [s for s in STRATEGY_ARGS if s in create_plugin_manager().registries["strategy"]]
 
 
