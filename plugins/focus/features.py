@@ -169,7 +169,7 @@ class NowcastFeatures:
         s = window_scale(ctx.delta, ctx.layer_rms)
         n = ctx.delta.shape[1]
         position = ctx.position if ctx.position is not None else ctx.delta.new_zeros(())
-        x = torch.cat([ctx.delta.div(s.unsqueeze(0)), position.to(ctx.delta.dtype).expand(n).unsqueeze(0)], dim=0)
+        x = torch.cat([ctx.delta.div(s.unsqueeze(0)), position.to(ctx.delta).expand(n).unsqueeze(0)], dim=0)
         return x.t(), s
 
     def describe(self) -> str:

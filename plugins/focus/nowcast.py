@@ -78,7 +78,8 @@ class CheckpointRing:
             torch.sub(rows[j], rows[j + 1], out=delta[j])
         layer_rms = torch.dot(delta.view(-1), delta.view(-1)).div(max(1, delta.numel())).sqrt()
         empty = rows[0].new_zeros(0, n)
-        return Context(rows[0], delta, empty, layer_rms, torch.as_tensor(position, dtype=rows[0].dtype))
+        return Context(rows[0], delta, empty, layer_rms,
+                       torch.as_tensor(position, dtype=rows[0].dtype, device=rows[0].device))
 
     def state_dict(self) -> dict:
         return {"buffers": [t.detach().cpu().clone() for t in self.buffers], "head": self.head, "count": self.count}
