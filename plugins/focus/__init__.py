@@ -1,9 +1,11 @@
-"""The focus algorithm (seed 000) as plugins: capture, priors, focus library, policies.
+"""The focus algorithm (seed 000) and weight nowcasting (issue 14) as plugins: capture, priors,
+the library of regressors, policies, and the strategies ``focus`` and ``nowcast``.
 
 Functional core in the sibling modules (:mod:`.trajectory`, :mod:`.capture`,
 :mod:`.prior`, :mod:`.features`, :mod:`.regressors`, :mod:`.library`,
-:mod:`.step`, :mod:`.policies`, :mod:`.source`); :mod:`.strategy` is the
-strategy and :mod:`.commands` the ``stratum prior`` CLI. This module declares
+:mod:`.step`, :mod:`.policies`, :mod:`.source`, :mod:`.nowcast`); :mod:`.strategy`
+and :mod:`.nowcast_strategy` are the strategies and :mod:`.commands` the
+``stratum prior`` CLI. This module declares
 options and registers components. See docs/focus.md.
 """
 
