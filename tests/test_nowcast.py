@@ -15,7 +15,7 @@ from stratum.errors import RunInterrupted
 from stratum.plugin_manager import create_plugin_manager
 from stratum_plugins.focus.capture import CaptureConfig
 from stratum_plugins.focus.nowcast import NowcastCapture
-from stratum_plugins.focus.prior import load_prior
+from stratum_plugins.focus.prior import load_prior, save_prior
 from stratum_plugins.focus.trajectory import NowcastSpec
 
 from .conftest import assert_one_line_error, fast_args, run_cli
@@ -254,6 +254,11 @@ def test_build_several_sources_merge_and_use_on_another_architecture(tmp_path):
         sum(e["rows"] for e in load_prior(mlp).metadata["captured"])
     info = run_cli("prior", "info", merged)
     assert info.exit_code == 0 and "3 run(s)" in info.stdout and "kind:         nowcast" in info.stdout
+    broken = tmp_path / "broken.prior"  # the sources list is checked like every metadata field
+    prior.metadata["sources"][1]["seed"] = "one"
+    save_prior(broken, prior)
+    info = run_cli("prior", "info", broken)
+    assert info.exit_code == 2 and assert_one_line_error(info.stderr, str(broken), "seed") is None
     # A prior of vgg11 (and an mlp) drives a vgg13 on digits: per-element, unit-free rows.
     out = tmp_path / "s.json"
     result = run_cli("run", *fast_args(model="vgg13", width=0.125, epochs=2, steps_per_epoch=4), "--strategy",
