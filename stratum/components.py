@@ -135,7 +135,7 @@ KIND_TABLE: tuple[KindSpec, ...] = (
     ),
     KindSpec(
         "regressor", "stratum_register_regressors", "regressor", "factory(options)",
-        "an object with `fit` / `predict`", "by strategy `focus`: a fresh instance per fitted parameter tensor",
+        "an object with `fit` / `predict`", "by strategies `focus` and `nowcast`: a fresh instance per fitted tensor (nowcast: per parameter kind)",
         "A focus-library backend predicting gradients from parameters.", "regressor", core=False,
         aliases=("regressors",), axis="regressors",
     ),
@@ -153,7 +153,7 @@ KIND_TABLE: tuple[KindSpec, ...] = (
     ),
     KindSpec(
         "feature_set", "stratum_register_feature_sets", "feature_set", "factory(options)",
-        "an object with `transform`", "by strategy `focus`, once in `setup`",
+        "an object with `transform`", "by strategy `focus` (`--features`) or `nowcast` (`--nowcast-features`), once in `setup`",
         "The features the focus library regresses on.", "features", core=False,
         aliases=("feature_sets", "features", "feature-set", "feature-sets"), axis="features",
     ),

@@ -24,7 +24,8 @@ from .conftest import FAST, assert_one_line_error, fast_args, run_cli
 
 STRATEGIES = create_plugin_manager().registries["strategy"].names()
 # Small lottery searches keep the matrix fast.
-SHORT = {"lottery": dict(prune_rounds=1, lottery_controls=["none"]), "focus": dict(prior_epochs=1)}
+SHORT = {"lottery": dict(prune_rounds=1, lottery_controls=["none"]), "focus": dict(prior_epochs=1),
+         "nowcast": dict(prior_epochs=1, nowcast_window=2, nowcast_horizon=1, nowcast_period=2)}
 RAW = ("raw_val_loss", "raw_val_acc", "raw_test_loss", "raw_test_acc")
 
 

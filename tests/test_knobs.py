@@ -16,7 +16,8 @@ from stratum.tasks import ClassificationTask
 from .conftest import assert_one_line_error, fast_args, run_cli
 
 STRATEGIES = create_plugin_manager().registries["strategy"].names()
-SHORT = {"lottery": dict(prune_rounds=1, lottery_controls=["none"]), "focus": dict(prior_epochs=1)}
+SHORT = {"lottery": dict(prune_rounds=1, lottery_controls=["none"]), "focus": dict(prior_epochs=1),
+         "nowcast": dict(prior_epochs=1, nowcast_window=2, nowcast_horizon=1, nowcast_period=2)}
 KNOBS = {
     "grad-accum": dict(grad_accum=2),
     "clip": dict(clip_grad_norm=0.5, clip_grad_value=0.05),

@@ -85,6 +85,9 @@ CASES = {
     "focus": dict(strategy="focus", features="trajectory", policy="guarded", switch_threshold=100.0,
                   prior_epochs=1, epochs=4, profile=["gradflow", "losses"]),
     "lottery": dict(strategy="lottery", prune_rounds=1, lottery_controls=["reinit"], profile=["losses"]),
+    # interrupted between two jumps; the guard's validation passes and the window ring come back
+    "nowcast": dict(strategy="nowcast", prior_epochs=1, nowcast_window=3, nowcast_horizon=2, nowcast_period=4,
+                    nowcast_guard=True, profile=["losses"]),
     # the weight average is evaluated and reported: its history and summary survive the interruption too
     "sgd+ema": dict(average="ema", ema_decay=0.8, ema_warmup=True, batch_norm=True),
     "focus+swa": dict(strategy="focus", prior_epochs=1, epochs=4, switch_threshold=100.0, average="swa", swa_start=2,

@@ -26,7 +26,8 @@ SCHEDULES = _PM.registries["schedule"].names()
 STRATEGIES = _PM.registries["strategy"].names()
 # Small searches keep the matrix fast.
 SHORT = {"lottery": dict(prune_rounds=1, lottery_controls=["none"]),
-         "focus": dict(prior_epochs=2)}  # one-cycle needs more than 3 steps in the source run too
+         "focus": dict(prior_epochs=2),  # one-cycle needs more than 3 steps in the source run too
+         "nowcast": dict(prior_epochs=2, nowcast_window=2, nowcast_horizon=1, nowcast_period=2)}
 BUILT_IN = ("constant", "step", "multistep", "cosine", "linear", "exponential", "one-cycle")
 
 

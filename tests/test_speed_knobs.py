@@ -28,7 +28,9 @@ from .conftest import assert_one_line_error, fast_args, run_cli
 STRATEGIES = create_plugin_manager().registries["strategy"].names()
 # In-process compiles share dynamo's cache: a run whose graphs another run compiled reports less compile_s.
 STRATEGY_OPTIONS = {"lottery": dict(prune_rounds=1, lottery_controls=["none"]), "focus": dict(policy="once", switch_at=1, prior_epochs=1,
-                                                                                    focus_fit_samples=256)}
+                                                                                    focus_fit_samples=256),
+                    "nowcast": dict(prior_epochs=1, focus_fit_samples=256, nowcast_window=2, nowcast_horizon=1,
+                                    nowcast_period=2)}
 KNOBS = {
     "bf16": dict(precision="bf16"),
     "fp16": dict(precision="fp16"),

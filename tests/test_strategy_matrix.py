@@ -44,6 +44,9 @@ QUICK = {
     "focus": dict(prior_epochs=1, capture_max_samples=600, focus_fit_samples=300, regressor="linear",
                   policy="fixed", switch_every=1),
     "lottery": dict(prune_rounds=1, lottery_controls=["none"]),
+    # a jump at every second step (window 2, horizon 1), so two steps of an epoch see one
+    "nowcast": dict(prior_epochs=1, capture_max_samples=600, focus_fit_samples=300, regressor="linear",
+                    nowcast_window=2, nowcast_horizon=1, nowcast_period=2),
 }
 # Small models: the zoo's width and hidden sizes, deltaorth's vanilla CNN.
 SMALL = dict(width=0.125, hidden=[16], vcnn_depth=2, vcnn_channels=8)
@@ -64,6 +67,8 @@ def test_every_model_trains_under_every_strategy(model, strategy, pm, make_cfg):
     summary = Trainer(pm).run(config)
     _check(summary, strategy)
     assert summary["model"] == model
+    if strategy == "nowcast":  # the prior's pooled regressors predict this model's tensors, and it jumped
+        assert summary["nowcast"]["predicted_tensors"] and summary["nowcast"]["jumps"] >= 1
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

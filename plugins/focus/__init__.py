@@ -1,9 +1,11 @@
-"""The focus algorithm (seed 000) as plugins: capture, priors, focus library, policies.
+"""The focus algorithm (seed 000) and weight nowcasting (issue 14) as plugins: capture, priors,
+the library of regressors, policies, and the strategies ``focus`` and ``nowcast``.
 
 Functional core in the sibling modules (:mod:`.trajectory`, :mod:`.capture`,
 :mod:`.prior`, :mod:`.features`, :mod:`.regressors`, :mod:`.library`,
-:mod:`.step`, :mod:`.policies`, :mod:`.source`); :mod:`.strategy` is the
-strategy and :mod:`.commands` the ``stratum prior`` CLI. This module declares
+:mod:`.step`, :mod:`.policies`, :mod:`.source`, :mod:`.nowcast`); :mod:`.strategy`
+and :mod:`.nowcast_strategy` are the strategies and :mod:`.commands` the
+``stratum prior`` CLI. This module declares
 options and registers components. See docs/focus.md.
 """
 
@@ -18,17 +20,24 @@ from stratum import option
 
 # Only light modules here: registration must not import torch (factories are named by
 # "module:attr" strings, or import their module when called).
-from .choices import DTYPE_NAMES, FEATURE_SET_DECLARATIONS, LAYER_CHOICES, OPTIMIZER_STATE_CHOICES, UNCAPTURED_CHOICES
+from .choices import (DTYPE_NAMES, FEATURE_SET_DECLARATIONS, LAYER_CHOICES, NOWCAST_MOMENTUM_CHOICES,
+                      OPTIMIZER_STATE_CHOICES, UNCAPTURED_CHOICES)
 from .policies import FixedPolicy, GuardedPolicy, NeverPolicy, OncePolicy, PlateauPolicy
 
 
 @attrs.frozen
-class CaptureOptions:
+class CaptureSampleOptions:
+    """What every capture (focus rows or nowcast windows) samples, and how much it keeps."""
+
     capture_layers: str = option("auto", "Layers to capture: conv (the paper), all parameterised layers, or auto (conv if the model has any, else all).", choices=LAYER_CHOICES)
-    capture_every: int = option(1, "Capture every k-th training step.", min=1)
     capture_max_samples: int = option(20000, "Reservoir size: capture rows kept per parameter tensor.", min=16)
     capture_track: int = option(4096, "Elements per parameter tensor whose trajectory is tracked and sampled.", min=1)
     capture_dtype: str = option("float32", "dtype of stored capture rows.", choices=DTYPE_NAMES)
+
+
+@attrs.frozen
+class CaptureOptions(CaptureSampleOptions):
+    capture_every: int = option(1, "Capture every k-th training step.", min=1)
     capture_window: int = option(4, "Trajectory window: recent deltas recorded per element.", min=1, max=64)
     capture_ema: tuple = option((0.9, 0.99), "Decays of the trailing averages recorded per element.", type=float, multiple=True, min=0, max=1, max_exclusive=True)
     capture_center: int = option(0, "Half-width H of the centred average recorded per row (steps t-H..t+H). 0 = auto: 16 for a focus run with --features denoise, else none.", min=0, max=1000)
@@ -39,21 +48,53 @@ class CaptureOutOptions(CaptureOptions):
     capture_out: Path | None = option(None, "Capture this run (any strategy) and write a prior file here when it ends.", type=Path, output="file")
 
 
-@attrs.frozen
-class FocusOptions(CaptureOptions):
+# The two mixins below are dict-based (slots=False) so that an options class can combine them
+# with a slotted chain (multiple slotted bases would conflict).
+@attrs.frozen(slots=False)
+class NowcastGeometryOptions:
+    """The geometry of nowcast rows (stored in a nowcast prior; a run must use the prior's)."""
+
+    nowcast_every: int = option(1, "nowcast: take a checkpoint of every captured tensor every c steps.", min=1, max=1_000_000)
+    nowcast_window: int = option(5, "nowcast: checkpoints in a window (k); the inputs are their k-1 differences.", min=2, max=64)
+    nowcast_horizon: int = option(4, "nowcast: predict the displacement H checkpoints (H x c steps) ahead.", min=1, max=100_000)
+
+
+@attrs.frozen(slots=False)
+class SourceOptions:
+    """The prior and library options every strategy of the focus family shares."""
+
     prior: Path | None = option(None, "Prior file to use (from `stratum prior build`); without it a prior is built on an SGD source run first.", type=Path)
     regressor: str = option("linear", "Focus-library backend.", kind="regressor")
+    focus_fit_samples: int = option(8192, "Capture rows used to fit each tensor's regressor (bounds fit time and memory).", min=16)
+    focus_holdout: float = option(0.2, "Share of capture rows held out to measure each regressor's R^2.", min=0, max=0.5)
+    prior_epochs: int = option(3, "Epochs of the SGD source run when the prior is built automatically.", min=1)
+    prior_seed_offset: int = option(1000, "The source run uses seed + this offset (a different seed from the target).", min=1)
+    prior_data_fraction: float = option(1.0, "Share of the training split the source run trains on.", min=0, max=1, min_exclusive=True)
+
+
+@attrs.frozen
+class FocusOptions(SourceOptions, CaptureOptions):
     features: str = option("paper", "Feature set of the focus library (paper = weight only).", kind="feature_set")
     policy: str = option("plateau", "Switching policy between sgd and focus epochs.", kind="policy")
     focus_steps: int = option(0, "Steps in one focus epoch (0 = as many as an SGD epoch).", min=0)
     focus_optimizer_state: str = option("auto", "Optimiser state (momentum) at a switch: keep, reset, rescale by --focus-rescale, or auto (reset for --features denoise, else keep).", choices=OPTIMIZER_STATE_CHOICES)
     focus_rescale: float = option(0.5, "Factor for --focus-optimizer-state rescale.", min=0, max=1)
     focus_uncaptured: str = option("freeze", "Parameters the library does not predict, in focus steps: freeze, or coast on momentum.", choices=UNCAPTURED_CHOICES)
-    focus_fit_samples: int = option(8192, "Capture rows used to fit each tensor's regressor (bounds fit time and memory).", min=16)
-    focus_holdout: float = option(0.2, "Share of capture rows held out to measure each regressor's R^2.", min=0, max=0.5)
-    prior_epochs: int = option(3, "Epochs of the SGD source run when the prior is built automatically.", min=1)
-    prior_seed_offset: int = option(1000, "The source run uses seed + this offset (a different seed from the target).", min=1)
-    prior_data_fraction: float = option(1.0, "Share of the training split the source run trains on.", min=0, max=1, min_exclusive=True)
+
+
+@attrs.frozen
+class NowcastCaptureOptions(NowcastGeometryOptions, CaptureSampleOptions):
+    """What a nowcast capture reads (``stratum prior build --kind nowcast``)."""
+
+
+@attrs.frozen
+class NowcastOptions(SourceOptions, NowcastCaptureOptions):
+    nowcast_features: str = option("nowcast", "Feature set of the nowcast library (one whose rows are nowcast windows).", kind="feature_set")
+    nowcast_period: int = option(50, "Jump every N SGD steps (a multiple of --nowcast-every, at least (window-1) x every).", min=1)
+    nowcast_momentum: str = option("keep", "Optimiser momentum after a jump: keep, reset, or rescale by --nowcast-rescale.", choices=NOWCAST_MOMENTUM_CHOICES)
+    nowcast_rescale: float = option(0.5, "Factor for --nowcast-momentum rescale.", min=0, max=1)
+    nowcast_guard: bool = option(False, "Roll back a jump that raises the validation loss by more than --nowcast-tolerance (two validation passes per jump, on the clock).")
+    nowcast_tolerance: float = option(0.0, "nowcast guard: allowed relative rise of the validation loss at a jump (0.01 = 1%).", min=0)
 
 
 @attrs.frozen
@@ -113,13 +154,27 @@ def _focus_factory(run, options):
     return FocusStrategy(run, options)
 
 
+def _nowcast_factory(run, options):
+    from .nowcast_strategy import NowcastStrategy
+
+    return NowcastStrategy(run, options)
+
+
 @stratum.hookimpl
 def stratum_register_strategies():
-    return stratum.strategy(
-        "focus", _focus_factory,
-        "The focus algorithm: SGD epochs and data-free focus epochs from a prior (--prior, --regressor, --features, --policy).",
-        options=FocusOptions,
-    )
+    return [
+        stratum.strategy(
+            "focus", _focus_factory,
+            "The focus algorithm: SGD epochs and data-free focus epochs from a prior (--prior, --regressor, --features, --policy).",
+            options=FocusOptions,
+        ),
+        stratum.strategy(
+            "nowcast", _nowcast_factory,
+            "Weight nowcasting (WNN/NiNo): SGD, and every --nowcast-period steps a jump to the weights predicted "
+            "--nowcast-horizon checkpoints ahead, from a prior of earlier runs (--prior, --regressor).",
+            options=NowcastOptions,
+        ),
+    ]
 
 
 @stratum.hookimpl

@@ -29,7 +29,9 @@ Memory is bounded twice over:
 
 :class:`Capture` is a run-scoped plugin: register it with a Trainer
 (``Trainer(pm, extra_plugins=[("capture", capture)])``) and any strategy's run
-is captured through ``stratum_capture_parameters``.
+is captured through ``stratum_capture_parameters``. :class:`~.nowcast.NowcastCapture`
+(a ``CaptureConfig`` with ``nowcast`` geometry) reuses its layer selection, tracked
+elements, live flags, reservoirs and persistence, with checkpoint windows as rows.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ import stratum
 
 from .choices import DTYPE_NAMES, LAYER_CHOICES
 from .library import tensor_key
-from .trajectory import TrajectorySpec, TrajectoryState
+from .trajectory import NowcastSpec, TrajectorySpec, TrajectoryState
 
 DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 INDEX_COLUMNS = ("step", "elem")  # integer columns of a reservoir; "elem" (the tracked element) never reaches a prior
@@ -62,12 +64,18 @@ class CaptureConfig:
     # Half-width H of the centred average recorded per row (0 = none): the mean of the
     # element's values over steps t-H .. t+H, known only H steps later.
     center: int = 0
+    # Nowcast geometry (checkpoint every c steps, window k, horizon H): rows are nowcast windows
+    # (.nowcast.NowcastCapture) instead of per-step gradients; None for a focus capture.
+    nowcast: NowcastSpec | None = None
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "layers": self.layers, "every": self.every, "max_samples": self.max_samples, "track": self.track,
             "dtype": self.dtype, "trajectory": self.trajectory.to_dict(), "seed": self.seed, "center": self.center,
         }
+        if self.nowcast is not None:
+            data["nowcast"] = self.nowcast.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "CaptureConfig":
@@ -75,6 +83,7 @@ class CaptureConfig:
             layers=data["layers"], every=int(data["every"]), max_samples=int(data["max_samples"]),
             track=int(data["track"]), dtype=data["dtype"], trajectory=TrajectorySpec.from_dict(data["trajectory"]),
             seed=int(data.get("seed", 0)), center=int(data.get("center", 0)),
+            nowcast=NowcastSpec.from_dict(data["nowcast"]) if data.get("nowcast") else None,
         )
 
 
@@ -211,9 +220,24 @@ class Capture:
         self.recent_count = 0  # values pushed so far (w_0 .. w_latest)
         self.pending: dict[int, dict[str, dict[str, torch.Tensor]]] = {}  # step -> key -> rows awaiting w_center
         self._restored: dict | None = None  # state from a checkpoint, applied at fit start
+        self.attached = False
 
     # -- setup ---------------------------------------------------------------------
     def attach(self, model: nn.Module) -> None:
+        cfg = self.config
+        self._select(model)
+        self.state = TrajectoryState(cfg.trajectory, self._tracked_values())
+        k, e = cfg.trajectory.window, len(cfg.trajectory.ema_decays)
+        widths = {"w": 0, "grad": 0, "delta": k, "ema_disp": e, "layer_rms": 0, "step": 0, "elem": 0}
+        if cfg.center:
+            widths["w_center"] = 0
+            values = self._tracked_values()
+            self.recent = [v.unsqueeze(0).repeat(2 * cfg.center + 1, 1) for v in values]
+            self.recent_count = 1
+        self._make_reservoirs(widths)
+
+    def _select(self, model: nn.Module) -> None:
+        """The captured tensors of ``model``, their tracked elements, live flags and initial values."""
         cfg = self.config
         generator = torch.Generator().manual_seed(cfg.seed)
         self.signature = architecture_signature(model)
@@ -227,14 +251,10 @@ class Capture:
             self.tracked.append(idx.to(p.device))
         self.live = [torch.zeros(len(idx), dtype=torch.bool, device=idx.device) for idx in self.tracked]
         self.initial = [v.clone() for v in self._tracked_values()]
-        self.state = TrajectoryState(cfg.trajectory, self._tracked_values())
-        k, e = cfg.trajectory.window, len(cfg.trajectory.ema_decays)
-        widths = {"w": 0, "grad": 0, "delta": k, "ema_disp": e, "layer_rms": 0, "step": 0, "elem": 0}
-        if cfg.center:
-            widths["w_center"] = 0
-            values = self._tracked_values()
-            self.recent = [v.unsqueeze(0).repeat(2 * cfg.center + 1, 1) for v in values]
-            self.recent_count = 1
+        self.attached = True
+
+    def _make_reservoirs(self, widths: dict[str, int]) -> None:
+        cfg = self.config
         self.reservoirs = {
             key: Reservoir(cfg.max_samples, widths, self.dtype, torch.Generator().manual_seed(cfg.seed * 7919 + i + 1))
             for i, key in enumerate(self.keys)
@@ -268,16 +288,24 @@ class Capture:
     # -- persistence (kept in checkpoints: a resumed run captures what an unbroken one would) --
     def state_dict(self) -> dict:
         """Counters, trajectory state, reservoirs (rows, fill, generator) and rows awaiting a centred average."""
-        if self.state is None:
+        if not self.attached:
             return {}
+        return {
+            **self._common_state(),
+            "trajectory": self.state.state_dict(),
+            "recent": [t.detach().cpu().clone() for t in self.recent], "recent_count": self.recent_count,
+            "pending": [[t, {key: dict(rows) for key, rows in by_key.items()}] for t, by_key in self.pending.items()],
+        }
+
+    def _common_state(self) -> dict:
+        """Counters, live flags and reservoirs (rows, fill, generator): the state every capture kind has."""
         return {
             "steps_seen": self.steps_seen, "steps_captured": self.steps_captured,
             "skipped_nonfinite": self.skipped_nonfinite, "capture_s": self.capture_s,
-            "trajectory": self.state.state_dict(),
+            "live": [t.detach().cpu().clone() for t in self.live],
+            "initial": [t.detach().cpu().clone() for t in self.initial],
             "reservoirs": {key: {"seen": r.seen, "columns": {n: c.clone() for n, c in r.columns.items()},
                                  "generator": r.generator.get_state()} for key, r in self.reservoirs.items()},
-            "recent": [t.detach().cpu().clone() for t in self.recent], "recent_count": self.recent_count,
-            "pending": [[t, {key: dict(rows) for key, rows in by_key.items()}] for t, by_key in self.pending.items()],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -285,9 +313,18 @@ class Capture:
         self._restored = state or None
 
     def _apply_restored(self, state: dict) -> None:
+        self._load_common_state(state)
+        self.state.load_state_dict(state["trajectory"])
+        if len(state["recent"]) != len(self.recent):
+            raise ValueError("centred-average ring of another size")
+        for dst, src in zip(self.recent, state["recent"]):
+            dst.copy_(src)
+        self.recent_count = int(state["recent_count"])
+        self.pending = {int(t): {key: dict(rows) for key, rows in by_key.items()} for t, by_key in state["pending"]}
+
+    def _load_common_state(self, state: dict) -> None:
         if set(state["reservoirs"]) != set(self.reservoirs):
             raise ValueError("captured tensors differ from this model's")
-        self.state.load_state_dict(state["trajectory"])
         for key, saved in state["reservoirs"].items():
             reservoir = self.reservoirs[key]
             for name, column in reservoir.columns.items():
@@ -296,12 +333,9 @@ class Capture:
                 column.copy_(saved["columns"][name])
             reservoir.seen = int(saved["seen"])
             reservoir.generator.set_state(saved["generator"])
-        if len(state["recent"]) != len(self.recent):
-            raise ValueError("centred-average ring of another size")
-        for dst, src in zip(self.recent, state["recent"]):
-            dst.copy_(src)
-        self.recent_count = int(state["recent_count"])
-        self.pending = {int(t): {key: dict(rows) for key, rows in by_key.items()} for t, by_key in state["pending"]}
+        for name in ("live", "initial"):  # checkpoints written before these were saved lack them
+            for dst, src in zip(getattr(self, name), state.get(name, ())):
+                dst.copy_(src)
         self.steps_seen = int(state["steps_seen"])
         self.steps_captured = int(state["steps_captured"])
         self.skipped_nonfinite = int(state["skipped_nonfinite"])
@@ -310,7 +344,7 @@ class Capture:
     # -- hooks -------------------------------------------------------------------------
     @stratum.hookimpl
     def stratum_fit_start(self, run):
-        if self.state is None:
+        if not self.attached:
             self.attach(run.model)
         restored, self._restored = self._restored, None
         if restored:

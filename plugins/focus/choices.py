@@ -16,6 +16,10 @@ DTYPE_NAMES = ("float32", "float16", "bfloat16", "float64")
 UNCAPTURED_CHOICES = ("freeze", "momentum")
 # --focus-optimizer-state: optimiser state at a switch.
 OPTIMIZER_STATE_CHOICES = ("auto", "keep", "reset", "rescale")
+# --nowcast-momentum: optimiser state (momentum buffers) after an accepted nowcast jump.
+NOWCAST_MOMENTUM_CHOICES = ("keep", "reset", "rescale")
+# stratum prior build --kind: what a prior's rows hold (per-step gradients, or nowcast windows).
+PRIOR_KINDS = ("focus", "nowcast")
 
 # feature set name -> (class name in .features, description)
 FEATURE_SET_DECLARATIONS = {
@@ -23,4 +27,5 @@ FEATURE_SET_DECLARATIONS = {
     "trajectory": ("TrajectoryFeatures", "Recent deltas and EMA displacements, normalised per element (WNN/NiNo-style)."),
     "deltas": ("DeltaFeatures", "Recent deltas only, normalised per element (ablation of 'trajectory')."),
     "denoise": ("DenoiseFeatures", "EMA displacements; target: a pull toward the element's centred trajectory average."),
+    "nowcast": ("NowcastFeatures", "Nowcast (strategy nowcast): k-1 checkpoint deltas and training position -> displacement H checkpoints ahead, per element, in the window's own scale."),
 }

@@ -22,6 +22,11 @@ multiplying with ``scale``; so scale-free features can be learned on one run
   learn mean reversion (the gradient points away from where the weight has been
   oscillating around).
 * ``deltas``: the trajectory set without the EMA displacements (an ablation).
+* ``nowcast`` (strategy ``nowcast``): the ``k-1`` differences between consecutive
+  checkpoints (taken every ``c`` steps), divided by the element's window scale
+  ``s`` (their RMS, floored like ``trajectory``), plus the position in training;
+  the target is the displacement ``w(t + H c) - w(t)`` in the same units
+  (WNN, Jang et al. ICML 2023; NiNo, Knyazev et al. ICLR 2025).
 """
 
 from __future__ import annotations
@@ -63,13 +68,7 @@ class TrajectoryFeatures:
         self.options = options
 
     def step_scale(self, ctx: Context) -> torch.Tensor:
-        k = ctx.delta.shape[0]
-        if k:
-            element_ms = (ctx.delta * ctx.delta).sum(0).div_(k)  # (vector_norm over dim 0 is far slower on CPU)
-        else:
-            element_ms = torch.zeros_like(ctx.w)
-        floor = (SCALE_FLOOR * ctx.layer_rms) ** 2
-        return element_ms.add_(floor + TINY).sqrt_()
+        return window_scale(ctx.delta, ctx.layer_rms)
 
     def transform(self, ctx: Context, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.step_scale(ctx)
@@ -80,6 +79,14 @@ class TrajectoryFeatures:
     def describe(self) -> str:
         extra = " + (w - ema_j)/s" if self.use_ema else ""
         return f"x = delta_k/s{extra}, s = per-element RMS delta; target = grad * lr / s"
+
+
+def window_scale(delta: torch.Tensor, layer_rms: torch.Tensor) -> torch.Tensor:
+    """Per element: RMS over the rows of ``delta`` ([K, N]), floored at ``SCALE_FLOOR`` x ``layer_rms``; [N]."""
+    k = delta.shape[0]
+    element_ms = (delta * delta).sum(0).div_(k) if k else delta.new_zeros(delta.shape[1])
+    floor = (SCALE_FLOOR * layer_rms) ** 2  # (vector_norm over dim 0 is far slower on CPU)
+    return element_ms.add_(floor + TINY).sqrt_()
 
 
 class DeltaFeatures(TrajectoryFeatures):
@@ -125,6 +132,48 @@ class DenoiseFeatures:
 
     def describe(self) -> str:
         return "x = (w - ema_j); target = pull * (w - w_center) / lr"
+
+
+class NowcastFeatures:
+    """Weight nowcasting: where an element will be ``H`` checkpoints ahead, from its last ``k`` checkpoints.
+
+    Rows come from a nowcast capture (:class:`~.nowcast.NowcastCapture`): ``delta``
+    holds the ``k - 1`` differences between consecutive checkpoints (newest first,
+    ``[K-1, N]`` in a context), ``position`` the global step of the window's end
+    over the run's total steps, ``disp`` the displacement ``w(t + H c) - w(t)``.
+    Inputs: ``delta / s`` and ``position``; ``scale = s``, the window's own RMS
+    delta per element (floored at a tenth of the tensor-wide RMS), so the target
+    ``disp / s`` and every input are unit-free: rows of any layer, shape, model or
+    learning rate mix in one regressor (:attr:`pooled`), and a prediction is turned
+    back into a displacement with the live window's ``s`` at jump time.
+    Source: WNN (Jang et al., ICML 2023), NiNo (Knyazev et al., ICLR 2025).
+    """
+
+    name = "nowcast"
+    needs_trajectory = False
+    nowcast = True  # rows are nowcast windows; only strategy nowcast uses it
+    pooled = True  # one regressor per parameter kind (w, b) over the rows of every tensor
+
+    def __init__(self, options=None):
+        self.options = options
+
+    def target_gradient(self, columns: dict, lr: float) -> torch.Tensor:
+        """The regression target before scaling: the displacement ``disp`` (weight units, [N])."""
+        if "disp" not in columns:
+            from stratum.errors import PriorError
+
+            raise PriorError("feature set 'nowcast' needs a nowcast prior (stratum prior build --kind nowcast)")
+        return columns["disp"].float()
+
+    def transform(self, ctx: Context, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+        s = window_scale(ctx.delta, ctx.layer_rms)
+        n = ctx.delta.shape[1]
+        position = ctx.position if ctx.position is not None else ctx.delta.new_zeros(())
+        x = torch.cat([ctx.delta.div(s.unsqueeze(0)), position.to(ctx.delta).expand(n).unsqueeze(0)], dim=0)
+        return x.t(), s
+
+    def describe(self) -> str:
+        return "x = [checkpoint deltas / s, position]; target = (w(t+Hc) - w(t)) / s, s = window RMS delta"
 
 
 # name -> (class, description), from the light declarations registration reads.

@@ -19,6 +19,7 @@ import torch
 
 from .trajectory import Context
 
+POOLED = "*"  # layer name of a pooled regressor (one per parameter kind, fitted on the rows of every tensor)
 MIN_ROWS = 8  # fewer capture rows than this: the tensor is not predicted (see step.py)
 PREDICT_CHUNK = 1 << 16  # rows per prediction chunk: keeps a non-linear backend's activations in cache
 TABLE_POINTS = 4097  # grid of a one-feature regressor's lookup table
@@ -115,8 +116,16 @@ class Library:
     skipped: dict = attrs.field(factory=dict)  # key -> reason
 
     def predict_gradient(self, key: str, ctx: Context, lr: float) -> torch.Tensor:
+        """The feature set's prediction for tensor ``key`` (a gradient; for ``nowcast`` a displacement), [N]."""
         x, scale = self.feature_set.transform(ctx, lr)
-        return self.models[key].predict_target(x) * scale
+        return self.model_for(key).predict_target(x) * scale
+
+    def model_for(self, key: str) -> "TensorModel | None":
+        """The regressor that predicts tensor ``key``: its own, or the pooled one of its kind (``*:w``)."""
+        model = self.models.get(key)
+        if model is None:
+            model = self.models.get(tensor_key(POOLED, split_key(key)[1]))
+        return model
 
     def report(self) -> dict:
         """Per-tensor R^2, sample counts and fit seconds, for the run summary."""
@@ -151,7 +160,8 @@ def context_from_columns(columns: dict) -> Context:
     ema = ema.float().t().contiguous() if ema is not None else torch.zeros(0, n)
     rms = columns.get("layer_rms")
     rms = rms.float() if rms is not None else torch.zeros(n)
-    return Context(w, delta, ema, rms)
+    position = columns.get("position")
+    return Context(w, delta, ema, rms, position.float() if position is not None else None)
 
 
 def r2_score(pred: torch.Tensor, target: torch.Tensor) -> float | None:
@@ -168,7 +178,7 @@ def fit_tensor(key: str, columns: dict, feature_set, make_regressor: Callable[[]
                device: torch.device | str = "cpu", tabulate: bool = True) -> TensorModel:
     """Fit one tensor's regressor on its capture rows; R^2 on the held-out rows."""
     t0 = time.perf_counter()
-    n = len(columns["grad"])
+    n = len(columns["w"])
     if n > max_samples:
         keep = torch.randperm(n, generator=generator)[:max_samples]
         columns = {name: t[keep] for name, t in columns.items()}
@@ -200,15 +210,38 @@ def fit_tensor(key: str, columns: dict, feature_set, make_regressor: Callable[[]
     return model
 
 
+def pool_by_kind(tensors: dict) -> dict:
+    """``tensors`` (key -> columns) concatenated per parameter kind: ``{"*:w": columns, "*:b": columns}``.
+
+    Only the columns every tensor of a kind has are kept.
+    """
+    groups: dict[str, list[dict]] = {}
+    for key in sorted(tensors):
+        groups.setdefault(tensor_key(POOLED, split_key(key)[1]), []).append(tensors[key])
+    pooled = {}
+    for key, parts in groups.items():
+        names = set(parts[0]).intersection(*parts[1:])
+        pooled[key] = {name: torch.cat([p[name] for p in parts]) for name in sorted(names)}
+    return pooled
+
+
 def fit_library(tensors: dict, feature_set, make_regressor: Callable[[], object], *, source_lr: float,
                 max_samples: int = 8192, holdout: float = 0.2, seed: int = 0,
                 device: torch.device | str = "cpu", tabulate: bool = True) -> Library:
-    """Fit every captured tensor of a prior (``tensors``: key -> columns)."""
+    """Fit every captured tensor of a prior (``tensors``: key -> columns).
+
+    A feature set with ``pooled = True`` (``nowcast``) gets one regressor per parameter
+    kind instead, keyed ``*:w`` and ``*:b``, fitted on the rows of every tensor of that
+    kind (at most ``max_samples`` of them, a seeded uniform subset): its rows are
+    unit-free, so the fit does not depend on layer shapes.
+    """
     library = Library(feature_set)
     generator = torch.Generator().manual_seed(seed)
+    if getattr(feature_set, "pooled", False):
+        tensors = pool_by_kind(tensors)
     for key in sorted(tensors):
         columns = tensors[key]
-        rows = len(columns["grad"])
+        rows = len(columns["w"])
         if rows < MIN_ROWS:
             library.skipped[key] = f"only {rows} capture rows"
             continue

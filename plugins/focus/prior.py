@@ -2,7 +2,9 @@
 
 Layout: tensor ``"{layer}:{kind}/{column}"`` for every captured tensor (``kind``
 ``w`` or ``b``; columns ``w``, ``grad``, ``delta``, ``ema_disp``, ``layer_rms``,
-``step``, and ``w_center`` when the capture recorded centred averages), and in the safetensors header (``__metadata__``) one entry
+``step``, and ``w_center`` when the capture recorded centred averages; a *nowcast*
+prior, whose capture configuration has a ``nowcast`` entry, has ``w``, ``delta``,
+``layer_rms``, ``position``, ``disp`` and ``step``), and in the safetensors header (``__metadata__``) one entry
 ``stratum_prior`` holding the JSON metadata: format, architecture signature
 (every parameterised layer with its parameter shapes), captured tensors and
 their row counts, model and model options, dataset, split, seed, epochs and
@@ -28,7 +30,8 @@ from stratum.schema import ANY, Fields, Float, Int, ListOf, MapOf, Optional, Str
 
 FORMAT = "stratum-prior/1"
 METADATA_KEY = "stratum_prior"
-COLUMNS = ("w", "grad", "delta", "ema_disp", "layer_rms", "step", "w_center")
+COLUMNS = ("w", "grad", "delta", "ema_disp", "layer_rms", "step", "w_center", "position", "disp")
+SOURCE_PREFIX = "src"  # a multi-source nowcast prior keys each source's tensors "src{i}/{layer}:{kind}"
 REQUIRED_META = ("format", "architecture", "captured", "model", "dataset", "seed", "capture", "optimizer", "versions")
 
 # Every metadata field a prior may hold, with its type (see stratum.schema). A prior whose
@@ -39,7 +42,13 @@ CAPTURE_SCHEMA = Fields(
         "dtype": Str(("float32", "float16", "bfloat16", "float64")),
         "trajectory": Fields(required={"window": Int(1), "ema_decays": ListOf(Float(0))}),
     },
-    optional={"seed": Int(0), "center": Int(0)},
+    optional={"seed": Int(0), "center": Int(0),
+              "nowcast": Fields(required={"every": Int(1), "window": Int(2), "horizon": Int(1)})},
+)
+SOURCE_SCHEMA = Fields(
+    required={"model": str, "dataset": str, "seed": Int(0)},
+    optional={"model_options": MapOf(ANY), "epochs": Int(0), "steps": Int(0), "lr": Float(0), "rows": Int(0),
+              "parameters": Int(0), "source_best_val_acc": Optional(Float())},
 )
 METADATA_SCHEMA = Fields(
     required={
@@ -72,6 +81,8 @@ METADATA_SCHEMA = Fields(
         "build_s": Float(0),
         # share of tracked elements that never moved (left out of the prior; issue 15)
         "dead_share": Optional(Float(0)),
+        # the source runs whose rows the prior holds (several after --source-seeds/--source or prior merge)
+        "sources": ListOf(SOURCE_SCHEMA),
     },
 )
 
@@ -84,6 +95,36 @@ class Prior:
     @property
     def source_lr(self) -> float:
         return float(self.metadata["optimizer"]["lr"])
+
+    @property
+    def kind(self) -> str:
+        return prior_kind(self.metadata)
+
+
+def prior_kind(metadata: dict) -> str:
+    """``nowcast`` for a prior of nowcast windows (its capture has nowcast geometry), else ``focus``."""
+    return "nowcast" if metadata["capture"].get("nowcast") else "focus"
+
+
+def sources_of(metadata: dict) -> list[dict]:
+    """The source runs of a prior: its ``sources`` list, or the one run a single-source prior describes."""
+    if metadata.get("sources"):
+        return [dict(s) for s in metadata["sources"]]
+    entry = {"model": metadata["model"], "dataset": metadata["dataset"], "seed": metadata["seed"],
+             "model_options": dict(metadata.get("model_options", {})), "lr": metadata["optimizer"]["lr"],
+             "rows": sum(e["rows"] for e in metadata["captured"]),
+             "parameters": sum(math.prod(shape) for layer in metadata["architecture"] for shape in layer["params"].values())}
+    for name in ("epochs", "steps", "source_best_val_acc"):
+        if name in metadata:
+            entry[name] = metadata[name]
+    return [entry]
+
+
+def check_focus_prior(metadata: dict, label) -> None:
+    """Refuse, in one line, a nowcast prior given to strategy focus."""
+    if prior_kind(metadata) == "nowcast":
+        raise PriorError(f"prior {label} is a nowcast prior (checkpoint windows, no gradients); "
+                         "strategy focus needs a focus prior: use it with --strategy nowcast")
 
 
 def save_prior(path: Path, prior: Prior) -> None:
@@ -169,7 +210,8 @@ def _validate(path: Path, metadata: dict, tensors: dict) -> None:
         raise PriorError(f"prior {path} is corrupt: {what}")
     for key, columns in tensors.items():
         rows = {len(t) for t in columns.values()}
-        if len(rows) != 1 or "grad" not in columns or "w" not in columns:
+        target = "disp" if prior_kind(metadata) == "nowcast" else "grad"
+        if len(rows) != 1 or target not in columns or "w" not in columns:
             raise PriorError(f"prior {path} is corrupt: columns of {key} disagree")
         if declared[key]["rows"] != len(columns["w"]):
             raise PriorError(f"prior {path} is corrupt: metadata field 'captured' says {declared[key]['rows']} rows "
@@ -204,3 +246,85 @@ def check_architecture(prior_signature: list[dict], model_signature: list[dict],
                 f"prior {prior_path} does not match this model: first differing layer {b['layer']!r}: "
                 f"prior has {a['layer']!r} with {_shape_text(a['params'])}, this model has {_shape_text(b['params'])}"
             )
+
+
+# ---------------------------------------------------------------------------
+# Several sources in one prior
+# ---------------------------------------------------------------------------
+
+
+def _geometry(metadata: dict) -> dict:
+    """What must agree for rows of two priors to mean the same thing (capture geometry and kind)."""
+    cap = metadata["capture"]
+    if prior_kind(metadata) == "nowcast":
+        return {"kind": "nowcast", "nowcast": cap["nowcast"]}
+    return {"kind": "focus", "trajectory": cap["trajectory"], "center": cap.get("center", 0),
+            "lr": metadata["optimizer"]["lr"]}
+
+
+def _describe_geometry(geometry: dict) -> str:
+    if geometry["kind"] == "nowcast":
+        n = geometry["nowcast"]
+        return f"nowcast every {n['every']}, window {n['window']}, horizon {n['horizon']}"
+    t = geometry["trajectory"]
+    return (f"focus window {t['window']}, ema {t['ema_decays']}, center {geometry['center']}, "
+            f"source lr {geometry['lr']}")
+
+
+def _unprefixed(key: str) -> str:
+    head, sep, rest = key.partition("/")
+    return rest if sep and head.startswith(SOURCE_PREFIX) and head[len(SOURCE_PREFIX):].isdigit() else key
+
+
+def merge_priors(priors: list[tuple[str, Prior]]) -> Prior:
+    """One prior holding the rows of every ``(label, prior)`` given, in order.
+
+    All must be of one kind with one capture geometry (nowcast: ``every``/``window``/
+    ``horizon``; focus: trajectory window, EMA decays, centred-average width and source
+    learning rate), else :class:`PriorError` names the first that differs. Focus priors
+    must also share the architecture (their library is per tensor); their rows are
+    concatenated per tensor. Nowcast priors may come from any architectures: each
+    source's tensors are kept under ``src{i}/`` (the nowcast library pools them). The
+    metadata is the first prior's, with ``sources`` listing every source run.
+    """
+    if not priors:
+        raise PriorError("nothing to merge")
+    first_label, first = priors[0]
+    geometry = _geometry(first.metadata)
+    for label, prior in priors[1:]:
+        other = _geometry(prior.metadata)
+        if other != geometry:
+            raise PriorError(f"cannot merge prior {label} ({_describe_geometry(other)}) with {first_label} "
+                             f"({_describe_geometry(geometry)})")
+        if geometry["kind"] == "focus":
+            try:
+                check_architecture(first.metadata["architecture"], prior.metadata["architecture"], label)
+            except PriorError as exc:
+                raise PriorError(f"focus priors merge only across runs of one architecture: {exc}") from None
+    tensors: dict = {}
+    captured: dict = {}
+    sources: list[dict] = []
+    for label, prior in priors:
+        offset = len(sources)
+        sources += sources_of(prior.metadata)
+        shapes = {e["key"]: e for e in prior.metadata["captured"]}
+        for key, columns in prior.tensors.items():
+            if geometry["kind"] == "nowcast":
+                head = key.partition("/")[0]
+                index = offset + (int(head[len(SOURCE_PREFIX):]) if _unprefixed(key) != key else 0)
+                new_key = f"{SOURCE_PREFIX}{index}/{_unprefixed(key)}"
+            else:
+                new_key = key
+            entry = captured.setdefault(new_key, {"key": new_key, "shape": shapes[key]["shape"], "rows": 0, "offered": 0})
+            entry["rows"] += len(columns["w"])
+            entry["offered"] += shapes[key].get("offered", len(columns["w"]))
+            if new_key in tensors:
+                tensors[new_key] = {name: torch.cat([tensors[new_key][name], t]) for name, t in columns.items()}
+            else:
+                tensors[new_key] = dict(columns)
+    metadata = json.loads(json.dumps(first.metadata))
+    metadata["captured"] = sorted(captured.values(), key=lambda e: e["key"])
+    metadata["sources"] = sources
+    shares = [p.metadata.get("dead_share") for _, p in priors if p.metadata.get("dead_share") is not None]
+    metadata["dead_share"] = sum(shares) / len(shares) if shares else None
+    return Prior(metadata, tensors)

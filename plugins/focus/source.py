@@ -59,6 +59,15 @@ def _subset(run, fraction: float, seed: int) -> None:
                                      augment=getattr(run.train_batches, "augment", None))
 
 
+def make_capture(capture_config: CaptureConfig) -> Capture:
+    """The capture for ``capture_config``: nowcast windows when it has nowcast geometry, else per-step rows."""
+    if capture_config.nowcast is not None:
+        from .nowcast import NowcastCapture
+
+        return NowcastCapture(capture_config)
+    return Capture(capture_config)
+
+
 def build_prior(config, pm, capture_config: CaptureConfig, *, data_fraction: float = 1.0) -> tuple[Prior, dict]:
     """Train the source run described by ``config`` (strategy sgd) while capturing; return the prior.
 
@@ -73,7 +82,7 @@ def build_prior(config, pm, capture_config: CaptureConfig, *, data_fraction: flo
         run = build_run(config, pm)
         if data_fraction < 1.0:
             _subset(run, data_fraction, config.seed)
-        capture = Capture(capture_config)
+        capture = make_capture(capture_config)
         trainer = Trainer(pm, extra_plugins=[("focus-capture", capture)])
         summary = trainer.fit(run)
     finally:
@@ -147,7 +156,7 @@ class CaptureExtension(Capture):
 
     @stratum.hookimpl
     def stratum_fit_end(self, run, summary):
-        if self.state is None:
+        if not self.attached:
             return
         self.flush()
         prior = prior_from_capture(run.config, run.pm, self, summary)

@@ -1,4 +1,5 @@
-"""Strategy ``focus``: SGD epochs and data-free focus epochs, switched by a policy.
+"""Strategy ``focus`` (and :class:`PriorStrategy`, the prior and library every strategy of the
+focus family shares): SGD epochs and data-free focus epochs, switched by a policy.
 
 Lifecycle (see docs/focus.md):
 
@@ -28,13 +29,13 @@ import torch
 
 import stratum
 from stratum import Mode, Strategy, SwitchDecision
-from stratum.errors import PriorError
+from stratum.errors import ConfigError, PriorError
 from stratum.options import SEED_MAX
 
 from .capture import CaptureConfig, architecture_signature
 from .library import fit_library
 from .policies import FOCUS, SGD
-from .prior import Prior, check_architecture, load_prior, save_prior
+from .prior import Prior, check_architecture, check_focus_prior, load_prior, save_prior
 from .source import build_prior as build_prior_on_source_run
 from .source import source_config
 from .step import FocusUpdater
@@ -79,10 +80,11 @@ def adjust_optimizer_state(optimizer: torch.optim.Optimizer, policy: str, factor
                 buf.mul_(factor)
 
 
-class FocusStrategy(Strategy):
-    name = "focus"
-    modes = {SGD: SGD_MODE, FOCUS: FOCUS_MODE}
-    initial_mode = SGD
+class PriorStrategy(Strategy):
+    """What the strategies of the focus family share: a prior (read, or built on an SGD source
+    run) and a library of regressors fitted on it. Subclasses say which feature set they use
+    (:meth:`setup` calls :meth:`_resolve`) and how an automatic source run is captured
+    (:meth:`source_capture_config`)."""
 
     def __init__(self, run, options=None):
         super().__init__(run, options)
@@ -90,39 +92,24 @@ class FocusStrategy(Strategy):
         self.prior_info: dict = {}
         self.prior_dead_share: float | None = None
         self.library = None
-        self.updater: FocusUpdater | None = None
-        self.policy = None
         self.fit_s = 0.0
         self.capture_s = 0.0
-        self.focus_steps = 0
-        self.sgd_steps = 0
-        self.last_mode = SGD
-        self.focus_disabled = False
-        self.fallback_pending: dict | None = None
-        self.rollbacks: list[dict] = []
-        self.fallbacks: list[dict] = []
-        self.snapshot: dict | None = None
-        self.snapshot_epoch = 0
-        self.optimizer_state = "keep"
         self._prior: Prior | None = None  # between the prior and setup stages
         self._feature_set = None
         self._regressor_component = None
         self._regressor_options = None
 
-    # -- setup and the stages before epoch 1 -------------------------------------------
-    def setup(self, run) -> None:
-        """Resolve every component name and option first: a typo must not cost a source run."""
-        opts = self.options
+    def _resolve(self, run, features: str) -> None:
+        """The feature set and regressor components, by name (a typo fails before any work)."""
         registries = run.registries
-        feature_component = registries.get("feature_set", opts.features)
-        self._regressor_component = registries.get("regressor", opts.regressor)
-        policy_component = registries.get("policy", opts.policy)
-        self._feature_set = feature_component.factory(run.options_for("feature_set", opts.features))
-        self._regressor_options = run.options_for("regressor", opts.regressor)
-        self.policy = policy_component.factory(run.options_for("policy", opts.policy))
-        self.optimizer_state = opts.focus_optimizer_state
-        if self.optimizer_state == "auto":  # a feature set may need momentum dropped at switches (denoise does)
-            self.optimizer_state = getattr(self._feature_set, "optimizer_state", "keep")
+        feature_component = registries.get("feature_set", features)
+        self._regressor_component = registries.get("regressor", self.options.regressor)
+        self._feature_set = feature_component.factory(run.options_for("feature_set", features))
+        self._regressor_options = run.options_for("regressor", self.options.regressor)
+
+    def source_capture_config(self, seed: int) -> CaptureConfig:
+        """How an automatically built prior's source run is captured."""
+        return capture_config_from(self.options, seed=seed)
 
     def build_prior(self, run) -> bool:
         """Stage ``prior``: read ``--prior`` (or the prior a resumed run built), or build one on an
@@ -131,12 +118,9 @@ class FocusStrategy(Strategy):
         self._prior = self._obtain_prior(run)
         return built
 
-    def prepare(self, run) -> None:
-        """Stage ``setup``: check the prior against the model, fit the focus library (counted in ``cum_s``)."""
+    def _fit_library(self, run, prior: Prior):
+        """Fit the library on ``prior`` (seconds in ``fit_s``); PriorError when no tensor could be fitted."""
         opts = self.options
-        prior = self._prior
-        self.prior_dead_share = prior.metadata.get("dead_share")  # None for priors written before issue 15
-        check_architecture(prior.metadata["architecture"], architecture_signature(run.model), self.prior_label)
         regressor_component, regressor_options = self._regressor_component, self._regressor_options
 
         def make_regressor():
@@ -150,12 +134,31 @@ class FocusStrategy(Strategy):
             prior.tensors, self._feature_set, make_regressor, source_lr=prior.source_lr,
             max_samples=opts.focus_fit_samples, holdout=opts.focus_holdout, seed=run.config.seed, device=run.device,
         )
-        capture = CaptureConfig.from_dict(prior.metadata["capture"])
-        self.updater = FocusUpdater(run.model, self.library, capture.layers, capture.trajectory, opts.focus_uncaptured)
         self.fit_s = time.perf_counter() - t0
-        self._prior = None  # the library holds what it needs
         if not self.library.models:
             raise PriorError(f"prior {self.prior_label} has too few capture rows to fit any layer")
+        return self.library
+
+    def _prior_state(self) -> dict:
+        """The prior and library facts a checkpoint keeps (a resume reuses the prior file)."""
+        return {"capture_s": self.capture_s, "fit_s": self.fit_s, "prior_info": dict(self.prior_info)}
+
+    def _load_prior_state(self, state: dict) -> None:
+        self.capture_s = float(state.get("capture_s", self.capture_s))
+        self.fit_s = float(state.get("fit_s", self.fit_s))
+        if state.get("prior_info"):  # how the interrupted run built its prior (a resume reuses the file)
+            self.prior_info = dict(state["prior_info"])
+
+    def _library_summary(self) -> tuple[dict, dict]:
+        """(summary entries every strategy of the family reports, the library's per-tensor report)."""
+        report = self.library.report() if self.library is not None else {}
+        return {
+            "regressor": self.options.regressor,
+            "prior": self.prior_label,
+            "capture_s": self.capture_s,
+            "fit_s": self.fit_s,
+            "fit_r2": {layer: {kind: v.get("r2") for kind, v in kinds.items()} for layer, kinds in report.items()},
+        }, report
 
     def _saved_prior_to_resume(self, run) -> bool:
         run_dir = run.run_dir()
@@ -176,9 +179,9 @@ class FocusStrategy(Strategy):
         source_seed = (config.seed + opts.prior_seed_offset) % (SEED_MAX + 1)
         src = source_config(config, seed=source_seed, epochs=opts.prior_epochs)
         if not config.quiet:
-            print(f"stratum: focus: building a prior on an SGD source run (seed {src.seed}, {src.epochs} epochs)",
+            print(f"stratum: {self.name}: building a prior on an SGD source run (seed {src.seed}, {src.epochs} epochs)",
                   flush=True)
-        capture = capture_config_from(opts, seed=src.seed)
+        capture = self.source_capture_config(src.seed)
         prior, info = build_prior_on_source_run(src, run.pm, capture, data_fraction=opts.prior_data_fraction)
         if saved is not None:
             save_prior(saved, prior)
@@ -186,6 +189,55 @@ class FocusStrategy(Strategy):
         self.prior_info = info
         self.prior_label = str(saved) if saved is not None else f"built: sgd source run, seed {src.seed}"
         return prior
+
+
+class FocusStrategy(PriorStrategy):
+    name = "focus"
+    modes = {SGD: SGD_MODE, FOCUS: FOCUS_MODE}
+    initial_mode = SGD
+
+    def __init__(self, run, options=None):
+        super().__init__(run, options)
+        self.updater: FocusUpdater | None = None
+        self.policy = None
+        self.focus_steps = 0
+        self.sgd_steps = 0
+        self.last_mode = SGD
+        self.focus_disabled = False
+        self.fallback_pending: dict | None = None
+        self.rollbacks: list[dict] = []
+        self.fallbacks: list[dict] = []
+        self.snapshot: dict | None = None
+        self.snapshot_epoch = 0
+        self.optimizer_state = "keep"
+
+    # -- setup and the stages before epoch 1 -------------------------------------------
+    def setup(self, run) -> None:
+        """Resolve every component name and option first: a typo must not cost a source run."""
+        opts = self.options
+        self._resolve(run, opts.features)
+        if getattr(self._feature_set, "nowcast", False):
+            raise ConfigError(f"feature set {opts.features!r} predicts nowcast displacements; "
+                              "use it with --strategy nowcast (--nowcast-features)")
+        policy_component = run.registries.get("policy", opts.policy)
+        self.policy = policy_component.factory(run.options_for("policy", opts.policy))
+        self.optimizer_state = opts.focus_optimizer_state
+        if self.optimizer_state == "auto":  # a feature set may need momentum dropped at switches (denoise does)
+            self.optimizer_state = getattr(self._feature_set, "optimizer_state", "keep")
+
+    def prepare(self, run) -> None:
+        """Stage ``setup``: check the prior against the model, fit the focus library (counted in ``cum_s``)."""
+        opts = self.options
+        prior = self._prior
+        self.prior_dead_share = prior.metadata.get("dead_share")  # None for priors written before issue 15
+        check_focus_prior(prior.metadata, self.prior_label)
+        check_architecture(prior.metadata["architecture"], architecture_signature(run.model), self.prior_label)
+        self._fit_library(run, prior)
+        t0 = time.perf_counter()
+        capture = CaptureConfig.from_dict(prior.metadata["capture"])
+        self.updater = FocusUpdater(run.model, self.library, capture.layers, capture.trajectory, opts.focus_uncaptured)
+        self.fit_s += time.perf_counter() - t0
+        self._prior = None  # the library holds what it needs
 
     # -- epochs ------------------------------------------------------------------------
     def steps_in_epoch(self, run, mode: str) -> int:
@@ -303,9 +355,7 @@ class FocusStrategy(Strategy):
             "fallbacks": [dict(f) for f in self.fallbacks],
             "snapshot": self.snapshot,
             "snapshot_epoch": self.snapshot_epoch,
-            "capture_s": self.capture_s,
-            "fit_s": self.fit_s,
-            "prior_info": dict(self.prior_info),
+            **self._prior_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -321,26 +371,19 @@ class FocusStrategy(Strategy):
         self.fallbacks = list(state["fallbacks"])
         self.snapshot = state.get("snapshot")
         self.snapshot_epoch = int(state.get("snapshot_epoch", 0))
-        self.capture_s = float(state.get("capture_s", self.capture_s))
-        self.fit_s = float(state.get("fit_s", self.fit_s))
-        if state.get("prior_info"):  # how the interrupted run built its prior (a resume reuses the file)
-            self.prior_info = dict(state["prior_info"])
+        self._load_prior_state(state)
 
     def summary(self, run) -> dict:
         opts = self.options
-        report = self.library.report() if self.library is not None else {}
+        common, report = self._library_summary()
         return {
-            "regressor": opts.regressor,
+            **common,
             "features": opts.features,
             "policy": opts.policy,
-            "prior": self.prior_label,
-            "capture_s": self.capture_s,
-            "fit_s": self.fit_s,
             "focus_steps": self.focus_steps,
             "sgd_steps": self.sgd_steps,
             "rollbacks": list(self.rollbacks),
             "fallbacks": list(self.fallbacks),
-            "fit_r2": {layer: {kind: v.get("r2") for kind, v in kinds.items()} for layer, kinds in report.items()},
             "focus": {
                 "library": report,
                 "optimizer_state": self.optimizer_state,

@@ -36,6 +36,25 @@ class TrajectorySpec:
         return cls(window=int(data["window"]), ema_decays=tuple(float(d) for d in data["ema_decays"]))
 
 
+@attrs.frozen
+class NowcastSpec:
+    """Nowcast geometry: checkpoint every ``every`` steps, window of ``window`` checkpoints, ``horizon`` ahead."""
+
+    every: int = 1
+    window: int = 5
+    horizon: int = 4
+
+    def to_dict(self) -> dict:
+        return {"every": self.every, "window": self.window, "horizon": self.horizon}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "NowcastSpec":
+        return cls(every=int(data["every"]), window=int(data["window"]), horizon=int(data["horizon"]))
+
+    def text(self) -> str:
+        return f"every {self.every}, window {self.window}, horizon {self.horizon}"
+
+
 @attrs.define(eq=False)
 class Context:
     """Raw per-element inputs of one parameter tensor at one step.
@@ -48,10 +67,15 @@ class Context:
     delta: torch.Tensor  # [K, N], newest first
     ema_disp: torch.Tensor  # [E, N]
     layer_rms: torch.Tensor  # scalar (tensor-wide RMS delta) or [N] (one per stored row)
+    # Position in training (global step / the run's total steps): scalar or [N]; None where unused.
+    position: torch.Tensor | None = None
 
     def select(self, index: torch.Tensor) -> "Context":
         rms = self.layer_rms if self.layer_rms.dim() == 0 else self.layer_rms[index]
-        return Context(self.w[index], self.delta[:, index], self.ema_disp[:, index], rms)
+        position = self.position
+        if position is not None and position.dim():
+            position = position[index]
+        return Context(self.w[index], self.delta[:, index], self.ema_disp[:, index], rms, position)
 
 
 class TrajectoryState:
