@@ -27,7 +27,7 @@ def test_focus_run_builds_its_prior_and_reports_everything(regressor, tmp_path):
     summary = json.loads(out.read_text())
     assert SUMMARY_KEYS <= set(summary)
     assert summary["regressor"] == regressor and summary["features"] == "paper" and summary["policy"] == "fixed"
-    assert summary["prior"].startswith("built: sgd source run, seed 1000")
+    assert summary["prior"].startswith("built: sgd source run on digits, seed 1000")
     assert [r["mode"] for r in summary["history"]] == ["sgd", "focus", "sgd"]
     assert summary["switches"][0] == {"epoch": 1, "from": "sgd", "to": "focus", "reason": "every 1 epochs"}
     assert summary["focus_steps"] == 5 and summary["sgd_steps"] == 10

@@ -322,3 +322,19 @@ def test_focus_priors_merge_per_tensor_within_one_architecture(tmp_path):
     result = run_cli("prior", "merge", one, other, "-o", tmp_path / "x.prior")
     assert result.exit_code == 2
     assert_one_line_error(result.stderr, "one architecture", "net.1")
+
+
+def test_a_prior_from_another_task_with_prior_dataset(make_cfg, pm):
+    # The automatic source run trains on synthetic images (3x32x32) while the run trains on digits:
+    # the per-element nowcast rows carry over, and the summary names the source task.
+    summary = Trainer(pm).run(make_cfg(epochs=2, steps_per_epoch=8, prior_dataset="synthetic", synthetic_train=200,
+                                       **QUICK))
+    sources = summary["nowcast"]["prior_sources"]
+    assert [s["dataset"] for s in sources] == ["synthetic"] and summary["dataset"] == "digits"
+    assert "on synthetic" in summary["prior"] and summary["nowcast"]["jumps"] > 0
+
+
+def test_an_unknown_prior_dataset_is_one_line_before_training():
+    result = run_cli("run", *fast_args(strategy="nowcast"), "--prior-dataset", "digitz")
+    assert result.exit_code == 2
+    assert_one_line_error(result.stderr, "unknown dataset", "digits")

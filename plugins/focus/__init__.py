@@ -70,6 +70,7 @@ class SourceOptions:
     prior_epochs: int = option(3, "Epochs of the SGD source run when the prior is built automatically.", min=1)
     prior_seed_offset: int = option(1000, "The source run uses seed + this offset (a different seed from the target).", min=1)
     prior_data_fraction: float = option(1.0, "Share of the training split the source run trains on.", min=0, max=1, min_exclusive=True)
+    prior_dataset: str | None = option(None, "Data set of the automatically built prior's source run (default: the run's own). Another task's data gives a prior from a similar task; a focus prior then needs the same model shapes, a nowcast prior does not.", type=str, optional=True, kind="dataset")
 
 
 @attrs.frozen

@@ -95,6 +95,9 @@ def build_prior(config, pm, capture_config: CaptureConfig, *, data_fraction: flo
         "capture_s": capture.capture_s,
         "source_seed": config.seed,
         "source_epochs": summary["epochs_run"],
+        # the source run's optimizer steps and training examples drawn: the prior's cost in machine-free units
+        "source_steps": summary.get("global_steps"),
+        "source_samples": (summary.get("global_steps") or 0) * config.batch_size * config.grad_accum,
         "source_best_val_acc": summary.get("best_val_acc"),
         "source_diverged": summary.get("diverged"),
     }

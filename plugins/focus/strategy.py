@@ -25,6 +25,7 @@ import copy
 import sys
 import time
 
+import attrs
 import torch
 
 import stratum
@@ -158,6 +159,9 @@ class PriorStrategy(Strategy):
             "capture_s": self.capture_s,
             "fit_s": self.fit_s,
             "fit_r2": {layer: {kind: v.get("r2") for kind, v in kinds.items()} for layer, kinds in report.items()},
+            # the automatic prior's source run in optimizer steps and samples (0 with a --prior file)
+            "prior_steps": int(self.prior_info.get("source_steps") or 0),
+            "prior_samples": int(self.prior_info.get("source_samples") or 0),
         }, report
 
     def _saved_prior_to_resume(self, run) -> bool:
@@ -178,16 +182,19 @@ class PriorStrategy(Strategy):
         # Wrap around rather than leave the seed range (the same seed for every seed but the last ones).
         source_seed = (config.seed + opts.prior_seed_offset) % (SEED_MAX + 1)
         src = source_config(config, seed=source_seed, epochs=opts.prior_epochs)
+        if opts.prior_dataset is not None:  # a prior from another task (the paper's "similar task")
+            src = attrs.evolve(src, dataset=opts.prior_dataset)
         if not config.quiet:
-            print(f"stratum: {self.name}: building a prior on an SGD source run (seed {src.seed}, {src.epochs} epochs)",
-                  flush=True)
+            print(f"stratum: {self.name}: building a prior on an SGD source run (seed {src.seed}, {src.epochs} epochs, "
+                  f"data {src.dataset})", flush=True)
         capture = self.source_capture_config(src.seed)
         prior, info = build_prior_on_source_run(src, run.pm, capture, data_fraction=opts.prior_data_fraction)
         if saved is not None:
             save_prior(saved, prior)
         self.capture_s = info["capture_s"]
         self.prior_info = info
-        self.prior_label = str(saved) if saved is not None else f"built: sgd source run, seed {src.seed}"
+        self.prior_label = (str(saved) if saved is not None
+                            else f"built: sgd source run on {src.dataset}, seed {src.seed}")
         return prior
 
 

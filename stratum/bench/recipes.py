@@ -283,6 +283,76 @@ def check_seeds(spec: BenchSpec) -> None:
                           f"({', '.join(map(str, sorted(reserved)))}); tune and evaluate on disjoint seeds")
 
 
+# The nowcast study (issue 14 item 3): the focus family against the strong baselines, each arm's lr tuned
+# on seeds 100-101 with `bench --tune` (the recipe carries no lr axis of its own).
+FOCUS_STUDY_TASKS = {
+    "small": [("digits", "vgg11"), ("synthetic", "vgg11")],
+    "paper": [("digits", "vgg11"), ("digits", "vgg13"), ("digits", "vgg16"), ("digits", "vgg19"),
+              ("synthetic", "vgg11"), ("synthetic", "vgg16"), ("synthetic", "resnet20")],
+}
+FOCUS_STUDY_EPOCHS = {"small": 8, "paper": 20}
+FOCUS_STUDY_SEEDS = {"small": list(range(5)), "paper": list(range(10))}
+FOCUS_STUDY_TUNE_SEEDS = (100, 101)
+FOCUS_STUDY_DATA = {"digits": {"batch_size": 32},
+                    "synthetic": {"batch_size": 64, "synthetic_train": 2000}}
+OTHER_TASK = {"digits": "synthetic", "synthetic": "digits"}
+# Nowcast geometry of the study: a checkpoint every 4 steps, windows of 5, a displacement 8 checkpoints
+# (32 steps) ahead, a jump every 40 steps.
+NOWCAST_STUDY = {"nowcast_every": 4, "nowcast_window": 5, "nowcast_horizon": 8, "nowcast_period": 40}
+SGD_ARMS = ("sgd-constant", "sgd-cosine", "sgd-cosine-ema")
+
+
+def focus_study_arms(scale: str) -> list[str]:
+    """The arms: three tuned SGD baselines, the paper's focus method, last study's best focus variant,
+    and nowcast (linear and mlp, with and without the guard, with a prior from the same task and from
+    the other one; at ``small`` four of those eight)."""
+    nowcast = ([f"nowcast-{r}{g}{o}" for r in ("linear", "mlp") for g in ("", "-guard") for o in ("", "-other")]
+               if scale == "paper" else ["nowcast-linear", "nowcast-linear-guard", "nowcast-mlp", "nowcast-linear-other"])
+    return [*SGD_ARMS, "focus-paper", "focus-best", *nowcast]
+
+
+def focus_study_arm_values(arm: str, dataset: str) -> dict:
+    """Run options of one arm of the nowcast study on ``dataset``. Raises ``KeyError`` for an unknown arm."""
+    fixed = {
+        "sgd-constant": {"strategy": "sgd", "schedule": "constant"},
+        "sgd-cosine": {"strategy": "sgd", "schedule": "cosine"},
+        "sgd-cosine-ema": {"strategy": "sgd", "schedule": "cosine", "average": "ema"},
+        # the paper's method, faithfully: mlp regressors on the weight alone, plateau switching, constant lr
+        "focus-paper": {"strategy": "focus", "regressor": "mlp", "features": "paper", "policy": "plateau",
+                        "schedule": "constant"},
+        # the best variant of the last study (docs/results.md)
+        "focus-best": {"strategy": "focus", "regressor": "linear", "features": "denoise", "policy": "guarded",
+                       "schedule": "constant"},
+    }
+    if arm in fixed:
+        return dict(fixed[arm])
+    if not arm.startswith("nowcast-"):
+        raise KeyError(arm)
+    parts = arm.split("-")[1:]
+    regressor = parts[0]
+    if regressor not in ("linear", "mlp") or not set(parts[1:]) <= {"guard", "other"}:
+        raise KeyError(arm)
+    values = {"strategy": "nowcast", "regressor": regressor, "schedule": "cosine", **NOWCAST_STUDY,
+              "nowcast_guard": "guard" in parts}
+    if "other" in parts:
+        values["prior_dataset"] = OTHER_TASK[dataset]
+        if dataset == "digits":  # synthetic's default 6,000 images: a third is about the synthetic task's 2,000
+            values["prior_data_fraction"] = 0.33
+    return values
+
+
+def focus_study(scale: str) -> BenchSpec:
+    variants = []
+    for dataset, model in FOCUS_STUDY_TASKS[scale]:
+        task = {"dataset": dataset, "model": model, "width": 0.25, "batch_norm": True, **FOCUS_STUDY_DATA[dataset]}
+        for arm in focus_study_arms(scale):
+            variants.append({"name": f"{dataset}/{model}:{arm}", "values": {**task, **focus_study_arm_values(arm, dataset)}})
+    fixed = {"optimizer": "momentum", "momentum": 0.9, "lr": 0.02, "epochs": FOCUS_STUDY_EPOCHS[scale],
+             "prior_epochs": 3}
+    return BenchSpec(name="focus-study", recipe="focus-study", fixed=fixed,
+                     axes={"seed": list(FOCUS_STUDY_SEEDS[scale])}, variants=variants)
+
+
 RECIPES: dict[str, Recipe] = {
     "stability": Recipe("stability", "sgd vs focus, 20 seeds, early stopping at patience 5 (the focus paper's stability figure)", stability),
     "depth": Recipe("depth", "vgg11/13/16/19, sgd vs focus, time saved by depth (the focus paper's depth table)", depth),
@@ -301,6 +371,9 @@ STUDIES: dict[str, Recipe] = {
                                   "norms", vanishing_gradients),
     "baselines-tune": Recipe("baselines-tune", "baselines stage 1: lr per arm (constant, cosine, warm-up, EMA, label "
                              "smoothing) on digits VGG11 and synthetic ResNet-20, tuning seeds", baselines_tune),
+    "focus-study": Recipe("focus-study", "nowcast study: focus, last study's best variant and nowcast (linear/mlp, guard, "
+                          "same/other-task prior) against tuned constant/cosine/cosine+EMA SGD; run with --tune lr "
+                          "--tune-seeds 100,101", focus_study),
     "baselines": Recipe("baselines", "baselines stage 2: the five arms x 2 tasks x evaluation seeds; steps and samples "
                         "to a target, test acc at the best validation epoch", baselines),
     "lottery-lenet": Recipe("lottery-lenet", "lottery tickets, LeNet-300-100 on digits, per sparsity level", _lottery("lottery-lenet")),

@@ -409,6 +409,117 @@ def baselines_table(groups, margin: float = BASELINES_MARGIN) -> tuple[list[str]
     return headers, rows
 
 
+FOCUS_STUDY_BASELINES = ("sgd-constant", "sgd-cosine", "sgd-cosine-ema")
+
+
+def cost_to_target(run: dict, target: float) -> dict:
+    """:func:`steps_to_target` of one run, plus its all-in costs: ``steps_all_in`` and ``samples_all_in``
+    add the automatic prior's source run (the summary's ``prior_steps`` / ``prior_samples``, 0 for other
+    strategies) and ``seconds_all_in`` reads ``cum_all_in_s`` (prior building and fitting included).
+    Every value is ``math.inf`` when the run never reaches ``target``."""
+    import math
+
+    cost = steps_to_target(run, target)
+    summary = run["summary"]
+    if cost["epoch"] is None:
+        return {**cost, "steps_all_in": math.inf, "samples_all_in": math.inf, "seconds_all_in": math.inf}
+    row = next(r for r in summary.get("history") or [] if r["epoch"] == cost["epoch"])
+    samples = cost["samples"]
+    return {**cost, "steps_all_in": cost["steps"] + int(summary.get("prior_steps") or 0),
+            "samples_all_in": None if samples is None else samples + int(summary.get("prior_samples") or 0),
+            "seconds_all_in": row.get("cum_all_in_s", cost["seconds"])}
+
+
+def focus_study_targets(groups) -> dict[str, tuple[str, float]]:
+    """Per task: (its strongest baseline, the target). The strongest baseline is the SGD arm
+    (:data:`FOCUS_STUDY_BASELINES`) with the highest median test accuracy at the best validation epoch;
+    the target is the lowest of that arm's per-seed values, so the strongest baseline reaches it in every
+    seed (each seed reaches its own value at its best validation epoch)."""
+    best: dict[str, tuple[float, str, float]] = {}
+    for g in groups:
+        task, arm = _task_arm(g)
+        if arm not in FOCUS_STUDY_BASELINES or not g.runs:
+            continue
+        values = [r["summary"]["test_acc_at_best_val"] for r in g.runs
+                  if r["summary"].get("test_acc_at_best_val") is not None]
+        if not values:
+            continue
+        median = stats.median(values)
+        if task not in best or median > best[task][0]:
+            best[task] = (median, arm, min(values))
+    return {task: (arm, target) for task, (_m, arm, target) in best.items()}
+
+
+def focus_study_table(groups, resamples: int = 2000, seed: int = 0) -> tuple[list[str], list[dict]]:
+    """``focus-study``: per task and arm, the cost to the task's target (:func:`focus_study_targets`) in
+    steps, samples and seconds, all-in and excluding the prior (medians over seeds; inf = the median run
+    never got there), the paired speed-up over the strongest baseline in all-in steps and all-in seconds
+    (:func:`stats.paired_speedup`: median of per-seed ratios with a percentile-bootstrap CI), and the test
+    accuracy at the best validation epoch (the early-stopped accuracy): median, its difference from the
+    strongest baseline's, and its standard deviation over seeds."""
+    from .tables import _ratio
+
+    headers = ["task", "arm", "lr", "reached", "steps", "samples", "seconds", "x steps", "x seconds", "acc",
+               "acc diff", "acc std"]
+    targets = focus_study_targets(groups)
+    by_task: dict[str, dict[str, object]] = {}
+    for g in groups:
+        if g.runs:
+            task, arm = _task_arm(g)
+            by_task.setdefault(task, {})[arm] = g
+    rows = []
+    for task, arms in by_task.items():
+        if task not in targets:
+            continue
+        base_arm, target = targets[task]
+        costs = {arm: {r["seed"]: cost_to_target(r, target) for r in g.runs} for arm, g in arms.items()}
+        base_acc = _median_of(arms[base_arm], "test_acc_at_best_val")
+        for arm, g in arms.items():
+            mine = costs[arm]
+            row = {"task": task, "arm": arm, "lr": g.value("lr"), "runs": len(g.runs), "target": target,
+                   "baseline": base_arm,
+                   "reached": f"{sum(c['epoch'] is not None for c in mine.values())}/{len(g.runs)}"}
+            for key in ("steps", "samples", "seconds"):
+                for suffix in ("", "_all_in"):
+                    values = [c[key + suffix] for c in mine.values() if c[key + suffix] is not None]
+                    row[key + suffix] = stats.median(values)
+            cells = {"steps": _pair_text(row["steps_all_in"], row["steps"], "{:.0f}"),
+                     "samples": _pair_text(row["samples_all_in"], row["samples"], "{:.0f}"),
+                     "seconds": _pair_text(row["seconds_all_in"], row["seconds"], "{:.1f}")}
+            row.update({f"{k}_excl_prior": row[k] for k in cells}, **cells)
+            for key, column in (("steps_all_in", "x steps"), ("seconds_all_in", "x seconds")):
+                if arm == base_arm:
+                    row[column], row[key + "_speedup"] = "baseline", None
+                    continue
+                paired = stats.paired_speedup({s: c[key] for s, c in costs[base_arm].items()},
+                                              {s: c[key] for s, c in mine.items()}, resamples=resamples, seed=seed)
+                row[key + "_speedup"] = paired
+                ci = paired["ci"]
+                row[column] = (_ratio(paired["median"], paired["median_outcome"])
+                               + (f" [{_ratio(ci[0], paired['ci_outcome'][0])}, {_ratio(ci[1], paired['ci_outcome'][1])}]"
+                                  if paired["pairs"] > 1 else ""))
+            accs = [r["summary"]["test_acc_at_best_val"] for r in g.runs
+                    if r["summary"].get("test_acc_at_best_val") is not None]
+            row["acc"] = stats.median(accs)
+            row["acc diff"] = None if row["acc"] is None or base_acc is None else row["acc"] - base_acc
+            row["acc std"] = stats.spread(accs)[1]
+            rows.append(row)
+    return headers, rows
+
+
+def _pair_text(all_in, excluding, spec: str) -> str | None:
+    """``all-in (excluding the prior)``; one number when they are equal; ``inf`` for never reached."""
+    import math
+
+    def num(v):
+        return "inf" if v is not None and math.isinf(v) else (None if v is None else spec.format(v))
+
+    a, e = num(all_in), num(excluding)
+    if a is None:
+        return None
+    return a if a == e else f"{a} ({e})"
+
+
 LOTTERY_BRANCHES = ("ticket", "reinit", "random-mask")
 
 
@@ -495,6 +606,11 @@ STUDY_TABLES = {
                          lambda groups, registries: deep_vanilla_cnn_table(groups)),
     "vanishing-gradients": ("first epoch's mean gradient norm per layer, input side first (median over seeds; seed 004)",
                             lambda groups, registries: vanishing_gradients_table(groups)),
+    "focus-study": ("nowcast study: median steps, samples and seconds to the target the strongest tuned SGD baseline "
+                    "reaches in every seed, all-in (excluding the prior in brackets); x: paired all-in speed-up over "
+                    "that baseline, median of per-seed ratios [95% bootstrap CI]; acc: test acc at the best val epoch "
+                    "(median, difference from the baseline's, std over seeds)",
+                    lambda groups, registries: focus_study_table(groups)),
     "baselines-tune": ("lr per baselines variant: best validation accuracy, median over tuning seeds (pass the chosen "
                        "ones as [[variant]] lr in a TOML, see docs/measurement.md)",
                        lambda groups, registries: baselines_tune_table(groups)),
