@@ -240,6 +240,19 @@ def test_two_workers_share_the_study(tmp_path):
         assert len(store.bench_rows("tune:tune")) == 2
 
 
+def test_a_grid_on_two_workers_tries_every_point_once(tmp_path):
+    # Two processes starting together once both drew the same unvisited point from GridSampler,
+    # so --trials 3 tried 0.1 twice and never 0.03; the points are now queued and taken one by one.
+    db = tmp_path / "t.sqlite"
+    args = ["tune", *BASE[:6], "--epochs", "1", *BASE[8:], "--db", db, "--param", "lr=0.01,0.03,0.1",
+            "--seeds", "100", "--workers", "2", "--pruner", "none", "--quiet"]
+    assert run_cli(*args).exit_code == 0
+    trials = _trials(db)
+    assert sorted(t.params["lr"] for t in trials if t.state.name == "COMPLETE") == [0.01, 0.03, 0.1]
+    assert len(trials) == 3
+    assert run_cli(*args).exit_code == 0 and len(_trials(db)) == 3  # resumed: nothing left to try
+
+
 # -- stratum bench --tune ------------------------------------------------------------------------
 
 

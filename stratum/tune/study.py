@@ -201,6 +201,32 @@ def release_stale(study) -> int:
     return released
 
 
+def enqueue_grid(study, job: TuneJob) -> int:
+    """For ``--sampler grid``: enqueue (``study.enqueue_trial``) every grid point that no trial has
+    completed, been pruned at, is running or is waiting for. Workers then take the points from the
+    queue one by one, so each is tried once: Optuna's ``GridSampler`` picks among unvisited points
+    independently in each process, so parallel workers starting together draw the same point
+    (its documentation warns of duplicates in parallel runs). Returns how many were enqueued."""
+    if job.sampler != "grid":
+        return 0
+    import itertools
+
+    from optuna.trial import TrialState
+
+    names = [p.name for p in job.params]
+    taken = set()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                          TrialState.RUNNING, TrialState.WAITING)):
+        params = trial.params or trial.system_attrs.get("fixed_params") or {}
+        taken.add(tuple(repr(params.get(n)) for n in names))
+    added = 0
+    for point in itertools.product(*(p.grid for p in job.params)):
+        if tuple(repr(v) for v in point) not in taken:
+            study.enqueue_trial(dict(zip(names, point)))
+            added += 1
+    return added
+
+
 def finished_count(study) -> int:
     from optuna.trial import TrialState
 
@@ -444,6 +470,7 @@ def run_tune(job: TuneJob, *, workers: int = 1, executor: str = "local", address
         store.record_bench(job.bench, {"name": job.bench, "recipe": None, "axes": {}, "variants": [],
                                        "fixed": job.base, "settings": {"tune": _plain(job.identity())}}, None)
     released = release_stale(study)
+    enqueue_grid(study, job)
     before = finished_count(study)
     remaining = job.trials - before
     offset = len(study.trials) * 1000  # a resumed session samples afresh
