@@ -30,6 +30,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--horizons", default="1,2,4,8")
     parser.add_argument("--holdout", type=float, default=0.2)
     parser.add_argument("--fit-samples", type=int, default=8192)
+    parser.add_argument("--plot", default=None, metavar="PNG",
+                        help="also draw R^2 against the steps ahead (nowcast) beside the per-step gradient targets")
     args = parser.parse_args(argv)
     harness.set_threads(args.threads)
 
@@ -76,10 +78,41 @@ def main(argv=None) -> dict:
     for row in rows:
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
         print(f"| {row['target']} | {row['horizon_steps']} | {fmt(row['r2_w'])} | {fmt(row['r2_b'])} |")
+    if args.plot:
+        plot(rows, args.plot, f"{args.model} w{args.width:g} on {args.dataset}: held-out R^2 (linear), "
+                              f"checkpoint every {args.every} step(s), window {args.window}")
+        print(f"wrote {args.plot}")
     info = {"model": args.model, "width": args.width, "dataset": args.dataset, "epochs": args.epochs,
             "seed": args.seed, "every": args.every, "window": args.window, "steps": summary["global_steps"],
             "rows": rows}
     return harness.finish(args, info)
+
+
+def plot(rows: list[dict], path: str, title: str) -> None:
+    """R^2 of the nowcast displacement against the steps ahead (weights and biases), with the
+    per-step gradient targets (the paper's and the trajectory features') as horizontal lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nowcast = [r for r in rows if r["target"] == "nowcast displacement"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for kind, marker in (("w", "o"), ("b", "s")):
+        points = [(r["horizon_steps"], r[f"r2_{kind}"]) for r in nowcast if r[f"r2_{kind}"] is not None]
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker=marker,
+                label=f"nowcast displacement, {'weights' if kind == 'w' else 'biases'}")
+    for row, style in zip([r for r in rows if r["target"] != "nowcast displacement"], ("--", ":")):
+        if row["r2_w"] is not None:
+            ax.axhline(row["r2_w"], linestyle=style, color="grey", label=f"{row['target']}, weights")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("steps ahead (H x every)")
+    ax.set_ylabel("held-out R^2")
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -241,8 +241,8 @@ def test_two_workers_share_the_study(tmp_path):
 
 
 def test_a_grid_on_two_workers_tries_every_point_once(tmp_path):
-    # Two processes starting together once both drew the same unvisited point from GridSampler,
-    # so --trials 3 tried 0.1 twice and never 0.03; the points are now queued and taken one by one.
+    # Workers once seeded their GridSamplers apart, so each shuffled the grid its own way and two of
+    # them drew the same point (--trials 3 tried 0.1 twice and never 0.03).
     db = tmp_path / "t.sqlite"
     args = ["tune", *BASE[:6], "--epochs", "1", *BASE[8:], "--db", db, "--param", "lr=0.01,0.03,0.1",
             "--seeds", "100", "--workers", "2", "--pruner", "none", "--quiet"]

@@ -107,7 +107,10 @@ def make_sampler(job: TuneJob, offset: int = 0):
     if job.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if job.sampler == "grid":
-        return optuna.samplers.GridSampler({p.name: p.grid for p in job.params}, seed=seed)
+        # One seed for every worker and session: GridSampler shuffles its points with the seed and gives
+        # trial n the n-th point (later ones: a point no trial has), recording indices into that order.
+        # Workers with their own seeds each had their own order, and two of them drew the same point.
+        return optuna.samplers.GridSampler({p.name: p.grid for p in job.params}, seed=job.sampler_seed)
     return optuna.samplers.TPESampler(seed=seed)
 
 
@@ -199,32 +202,6 @@ def release_stale(study) -> int:
         study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
         released += 1
     return released
-
-
-def enqueue_grid(study, job: TuneJob) -> int:
-    """For ``--sampler grid``: enqueue (``study.enqueue_trial``) every grid point that no trial has
-    completed, been pruned at, is running or is waiting for. Workers then take the points from the
-    queue one by one, so each is tried once: Optuna's ``GridSampler`` picks among unvisited points
-    independently in each process, so parallel workers starting together draw the same point
-    (its documentation warns of duplicates in parallel runs). Returns how many were enqueued."""
-    if job.sampler != "grid":
-        return 0
-    import itertools
-
-    from optuna.trial import TrialState
-
-    names = [p.name for p in job.params]
-    taken = set()
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
-                                                          TrialState.RUNNING, TrialState.WAITING)):
-        params = trial.params or trial.system_attrs.get("fixed_params") or {}
-        taken.add(tuple(repr(params.get(n)) for n in names))
-    added = 0
-    for point in itertools.product(*(p.grid for p in job.params)):
-        if tuple(repr(v) for v in point) not in taken:
-            study.enqueue_trial(dict(zip(names, point)))
-            added += 1
-    return added
 
 
 def finished_count(study) -> int:
@@ -470,7 +447,6 @@ def run_tune(job: TuneJob, *, workers: int = 1, executor: str = "local", address
         store.record_bench(job.bench, {"name": job.bench, "recipe": None, "axes": {}, "variants": [],
                                        "fixed": job.base, "settings": {"tune": _plain(job.identity())}}, None)
     released = release_stale(study)
-    enqueue_grid(study, job)
     before = finished_count(study)
     remaining = job.trials - before
     offset = len(study.trials) * 1000  # a resumed session samples afresh
