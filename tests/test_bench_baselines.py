@@ -156,21 +156,6 @@ def test_the_baselines_table_reports_steps_samples_and_seconds_to_a_target_every
     assert cosine["test acc at best val"] == 81 and cosine["peak test acc"] == 81
 
 
-def test_a_tiny_baselines_bench_runs_end_to_end(tmp_path):
-    db = tmp_path / "b.sqlite"
-    result = run_cli("bench", "--recipe", "baselines", "--epochs", "1", "--steps-per-epoch", "2", "--seeds", "1",
-                     "--threads", "1", "--workers", "2", "--db", db, "--no-report")
-    assert result.exit_code == 0, result
-    with Store(db, create=False) as store:
-        rows = store.bench_rows("baselines")
-    assert [r["label"] for r in rows] == VARIANTS and all(r["status"] == "done" for r in rows)
-    report = json.loads(run_cli("report", db, "--format", "json").stdout)
-    assert report["recipe"] == "baselines"
-    study = report["study"]["rows"]
-    assert [f'{r["task"]}:{r["arm"]}' for r in study] == VARIANTS
-    assert all(r["steps to target"] == 2 and r["reached"] == 1 for r in study)  # the target is at most every run's
-
-
 def test_the_tune_report_prints_the_toml_of_the_chosen_rates():
     from stratum.report.api import Report, render_study
 
@@ -184,10 +169,11 @@ def test_the_tune_report_prints_the_toml_of_the_chosen_rates():
     assert "recipe =" not in render_study(report, "json")  # the JSON rows carry "chosen" instead
 
 
-def test_report_tuned_toml_writes_the_chosen_rates_and_refuses_a_bench_without_them(tmp_path):
+def test_both_stages_end_to_end_through_report_tuned_toml(tmp_path):
+    # Stage 1 on a tuning seed, its chosen rates written by `report --tuned-toml`, stage 2 run from that file.
     db = tmp_path / "t.sqlite"
     result = run_cli("bench", "--recipe", "baselines-tune", "--epochs", "1", "--steps-per-epoch", "2",
-                     "--seeds", "100-100", "--axis", "lr=0.02", "--threads", "1", "--workers", "1", "--db", db,
+                     "--seeds", "100-100", "--axis", "lr=0.02", "--threads", "1", "--workers", "2", "--db", db,
                      "--no-report")
     assert result.exit_code == 0, result
     out = tmp_path / "lrs.toml"
@@ -195,11 +181,19 @@ def test_report_tuned_toml_writes_the_chosen_rates_and_refuses_a_bench_without_t
     assert result.exit_code == 0, result
     text = out.read_text()
     assert text.startswith('[bench]\nrecipe = "baselines"') and text.count("[[variant]]") == len(VARIANTS)
-    # The file is a bench config as it stands: the evaluation stage plans from it.
-    plan = run_cli("bench", "--config", out, "--epochs", "1", "--seeds", "1", "--dry-run")
-    assert plan.exit_code == 0, plan
     evaluation = tmp_path / "e.sqlite"
-    assert run_cli("bench", "--recipe", "baselines", "--epochs", "1", "--steps-per-epoch", "2", "--seeds", "1",
-                   "--threads", "1", "--workers", "1", "--db", evaluation, "--no-report").exit_code == 0
+    result = run_cli("bench", "--config", out, "--epochs", "1", "--steps-per-epoch", "2", "--seeds", "1",
+                     "--threads", "1", "--workers", "2", "--db", evaluation, "--no-report")
+    assert result.exit_code == 0, result
+    with Store(evaluation, create=False) as store:
+        rows = store.bench_rows("baselines")
+    assert [r["label"] for r in rows] == VARIANTS and all(r["status"] == "done" for r in rows)
+    assert all(r["summary"]["config"]["lr"] == 0.02 for r in rows)  # the tuned rate, from the file
+    report = json.loads(run_cli("report", evaluation, "--format", "json").stdout)
+    assert report["recipe"] == "baselines"
+    study = report["study"]["rows"]
+    assert [f'{r["task"]}:{r["arm"]}' for r in study] == VARIANTS
+    assert all(r["steps to target"] == 2 and r["reached"] == 1 for r in study)  # the target is at most every run's
+    # An evaluation bench has no chosen rates: refused in one line, nothing written.
     refused = run_cli("report", evaluation, "--tuned-toml", tmp_path / "x.toml")
     assert refused.exit_code == 2 and "--tuned-toml" in refused.stderr and not (tmp_path / "x.toml").exists()

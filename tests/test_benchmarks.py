@@ -120,7 +120,8 @@ def test_harness_trains_with_run_scoped_callbacks(harness):
 
 def test_the_paper_recipes_and_the_studies_are_all_offered():
     assert set(STUDIES) == {"focus-tune", "focus", "focus-spread", "deep-vanilla-cnn", "vanishing-gradients",
-                            "lottery-lenet", "lottery-conv", "baselines-tune", "baselines"}  # + issue 12 item 7
+                            "lottery-lenet", "lottery-conv", "baselines-tune", "baselines",  # + issue 12 item 7
+                            "focus-study"}  # + issue 14 item 3
     assert all_recipes() == {**RECIPES, **STUDIES}
     help_text = run_cli("bench", "--help").stdout
     for name in STUDIES:
