@@ -338,3 +338,9 @@ def test_an_unknown_prior_dataset_is_one_line_before_training():
     result = run_cli("run", *fast_args(strategy="nowcast"), "--prior-dataset", "digitz")
     assert result.exit_code == 2
     assert_one_line_error(result.stderr, "unknown dataset", "digits")
+
+
+def test_a_source_run_too_short_for_one_window_is_refused_before_training():
+    result = run_cli("run", *fast_args(strategy="nowcast", steps_per_epoch=2), "--prior-epochs", "1")
+    assert result.exit_code == 2
+    assert_one_line_error(result.stderr, "--prior-epochs", "8 steps")

@@ -75,6 +75,19 @@ class NowcastStrategy(PriorStrategy):
             raise ConfigError(f"--nowcast-period {opts.nowcast_period} is shorter than one window of checkpoints "
                               f"((--nowcast-window - 1) x --nowcast-every = {shortest} steps)")
 
+        # An automatic prior's source run must see at least one window and its horizon: window + horizon
+        # checkpoints (the first before step 1), every --nowcast-every steps. Known before it trains when it
+        # runs on this run's data.
+        needed = (spec.window + spec.horizon - 1) * spec.every
+        if opts.prior is None and opts.prior_dataset in (None, run.config.dataset) and not run.config.resume:
+            per_epoch = run.steps_per_data_epoch
+            if opts.prior_data_fraction < 1.0:
+                per_epoch = max(1, int(per_epoch * opts.prior_data_fraction))
+            if opts.prior_epochs * per_epoch < needed:
+                raise ConfigError(f"the prior's source run ({opts.prior_epochs} epochs x {per_epoch} steps) is shorter "
+                                  f"than one nowcast window and its horizon ((--nowcast-window + --nowcast-horizon - 1) x "
+                                  f"--nowcast-every = {needed} steps); raise --prior-epochs or shorten the geometry")
+
     def source_capture_config(self, seed: int) -> CaptureConfig:
         return nowcast_capture_config(self.options, seed)
 
