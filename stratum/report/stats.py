@@ -95,10 +95,15 @@ class _Code:
         return np.where(mixed, lower, (lower + upper) / 2.0)
 
     def decode(self, c: float) -> float:
-        if c < self.lo or (not self.any_finite and c <= self.lo):
+        # A code mixing an infinite end with a finite value lies at least 0.5 outside [lo, hi]; a
+        # percentile of finite medians may miss the range by rounding only (seen: a CI end just below
+        # the smallest value decoded as -inf). Tolerate that rounding, then clamp into the range.
+        tol = 1e-9 * max(1.0, abs(self.lo), abs(self.hi))
+        if c < self.lo - tol or (not self.any_finite and c <= self.lo):
             return 0.0 if self.log else -math.inf
-        if c > self.hi:
+        if c > self.hi + tol:
             return math.inf
+        c = min(max(c, self.lo), self.hi)
         return float(math.exp(c)) if self.log else float(c)
 
 
