@@ -280,8 +280,10 @@ def check_tuned_bench(db, bench: str, arms: set, eval_seeds: list) -> None:
     (["--seeds", "2", "--tune-seeds", "100"], "--tune-seeds needs --tune"),
     (["--seeds", "2", "--tune", "lr=0.1:0.5", "--tune-sampler", "grid"], "--sampler grid needs listed values"),
 ])
-def test_bench_tune_refuses_a_bad_plan_in_one_line(tmp_path, extra, fragment):
-    result = run_cli("bench", *BASE, "--db", tmp_path / "b.sqlite", *extra)
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["run", "dry-run"])
+def test_bench_tune_refuses_a_bad_plan_in_one_line(tmp_path, extra, fragment, dry_run):
+    # --dry-run refuses what the real bench refuses (it once planned a tuning seed that is an evaluation seed)
+    result = run_cli("bench", *BASE, "--db", tmp_path / "b.sqlite", *extra, *dry_run)
     assert result.exit_code == 2
     assert_one_line_error(result.stderr, fragment)
     assert not (tmp_path / "b.sqlite").exists()

@@ -291,6 +291,12 @@ def _make_callback(run_names: list[str]):
                 workers=settings.get("workers"), executor=settings.get("executor", "local"),
                 address=settings.get("address"), block=block, quiet=params["quiet"],
             )
+        if params.get("tune") and params["dry_run"]:  # the same refusals as the real bench, nothing run
+            from ..tune.arms import check_tuning
+
+            options = {k[len("tune_"):]: v for k, v in params.items() if k.startswith("tune_") and k != "tune_seeds"}
+            check_tuning(spec, db, pm, texts=params["tune"], seeds=params["tune_seeds"] or "100", options=options,
+                         workers=settings.get("workers"), executor=settings.get("executor", "local"), block=block)
         if params["dry_run"]:
             plans = plan_runs(spec, pm.registries, warn=lambda m: click.echo(f"stratum: warning: {m}", err=True))
             for plan in plans:

@@ -37,20 +37,20 @@ def plan_arms(spec, registries) -> list[tuple[str, dict]]:
     return list(arms.items())
 
 
-def tune_then_evaluate(spec, db, pm, *, texts, seeds, options: dict, workers: int | None, executor: str,
-                       address: str | None, block: tuple = (), quiet: bool = False, stream=None):
-    """Tune every arm of ``spec`` (a :class:`~stratum.bench.spec.BenchSpec`) and return the spec
-    of the evaluation: one variant per arm, named by its label, with the chosen values, over
-    the evaluation seeds. Every arm's study is checked before the first trial. Raises
-    :class:`ConfigError` for a tuning seed that is also an evaluation seed, a tuned option that
-    is an axis of the bench, or any bad search option; :class:`StratumError` when an arm has no
-    completed trial."""
-    from ..bench.spec import BenchSpec
+def check_tuning(spec, db, pm, *, texts, seeds, options: dict, workers: int | None, executor: str,
+                 block: tuple = ()) -> None:
+    """Every check :func:`tune_then_evaluate` makes before its first trial (tuning seeds that are
+    evaluation seeds, a tuned option that is an axis, each arm's search space and options), with
+    nothing run or written: ``bench --tune --dry-run`` refuses what the real bench would refuse.
+    Raises :class:`ConfigError` as :func:`tune_then_evaluate` does."""
+    _plan(spec, db, pm, texts=texts, seeds=seeds, options=options, workers=workers, executor=executor, block=block)
+
+
+def _plan(spec, db, pm, *, texts, seeds, options, workers, executor, block):
+    """(jobs, evaluation seeds, tuning seeds, bench name, workers) of a ``--tune`` bench; checks only."""
     from ..config import CORE_FIELDS
     from .job import make_job, tuning_seeds
-    from .study import run_tune
 
-    stream = stream or sys.stdout
     texts = tune_texts(texts)
     eval_seeds = list(spec.axes.get("seed") or [spec.fixed.get("seed", CORE_FIELDS["seed"].default)])
     tune_seeds = tuning_seeds(seeds, "--tune-seeds")
@@ -73,6 +73,23 @@ def tune_then_evaluate(spec, db, pm, *, texts, seeds, options: dict, workers: in
         jobs.append((label, make_job(pm, base=values, param_texts=texts, seeds=tune_seeds, db=db,
                                      study=f"{name}/{label}", workers=workers, options=options, block=block,
                                      plugins=plugins, flag="--tune", defaults=True)))
+    return jobs, eval_seeds, tune_seeds, name, workers
+
+
+def tune_then_evaluate(spec, db, pm, *, texts, seeds, options: dict, workers: int | None, executor: str,
+                       address: str | None, block: tuple = (), quiet: bool = False, stream=None):
+    """Tune every arm of ``spec`` (a :class:`~stratum.bench.spec.BenchSpec`) and return the spec
+    of the evaluation: one variant per arm, named by its label, with the chosen values, over
+    the evaluation seeds. Every arm's study is checked before the first trial. Raises
+    :class:`ConfigError` for a tuning seed that is also an evaluation seed, a tuned option that
+    is an axis of the bench, or any bad search option; :class:`StratumError` when an arm has no
+    completed trial."""
+    from ..bench.spec import BenchSpec
+    from .study import run_tune
+
+    stream = stream or sys.stdout
+    jobs, eval_seeds, tune_seeds, name, workers = _plan(spec, db, pm, texts=texts, seeds=seeds, options=options,
+                                                        workers=workers, executor=executor, block=block)
     tuned = {}
     for label, job in jobs:
         if not quiet:
