@@ -122,22 +122,25 @@ def tuned_toml(report: Report, registries=None) -> str | None:
     ``None`` for a bench of another recipe, or until every variant has a decided value."""
     if report.recipe != "baselines-tune":
         return None
-    from .studies import chosen_lrs_toml, study
+    from .studies import study
 
     result = study(report.recipe, report.groups, registries)
-    if result is None or not result[2]:
+    return _chosen_toml(report.recipe, result[2]) if result is not None and result[2] else None
+
+
+def _chosen_toml(recipe: str | None, rows: list[dict]) -> str | None:
+    """:func:`~.studies.chosen_lrs_toml` of a ``baselines-tune`` study's rows; ``None`` for other recipes."""
+    if recipe != "baselines-tune":
         return None
-    return chosen_lrs_toml(result[2])
+    from .studies import chosen_lrs_toml
+
+    return chosen_lrs_toml(rows)
 
 
 def _tuned_toml(recipe: str | None, rows: list[dict]) -> str:
     """After the ``baselines-tune`` table: the bench TOML of the chosen rates, to save and pass to
     ``stratum bench --config FILE`` (empty for other recipes, or until every variant is decided)."""
-    if recipe != "baselines-tune":
-        return ""
-    from .studies import chosen_lrs_toml
-
-    text = chosen_lrs_toml(rows)
+    text = _chosen_toml(recipe, rows)
     if text is None:
         return ""
     return "\n# the chosen rates: save as a .toml file and run `stratum bench --config FILE`\n" + text

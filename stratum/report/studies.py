@@ -458,7 +458,7 @@ def focus_study_table(groups, resamples: int = 2000, seed: int = 0) -> tuple[lis
     (:func:`stats.paired_speedup`: median of per-seed ratios with a percentile-bootstrap CI), and the test
     accuracy at the best validation epoch (the early-stopped accuracy): median, its difference from the
     strongest baseline's, and its standard deviation over seeds."""
-    from .tables import _ratio
+    from .tables import ratio_text
 
     headers = ["task", "arm", "lr", "reached", "steps", "samples", "seconds", "x steps", "x seconds", "acc",
                "acc diff", "acc std"]
@@ -496,10 +496,7 @@ def focus_study_table(groups, resamples: int = 2000, seed: int = 0) -> tuple[lis
                 paired = stats.paired_speedup({s: c[key] for s, c in costs[base_arm].items()},
                                               {s: c[key] for s, c in mine.items()}, resamples=resamples, seed=seed)
                 row[key + "_speedup"] = paired
-                ci = paired["ci"]
-                row[column] = (_ratio(paired["median"], paired["median_outcome"])
-                               + (f" [{_ratio(ci[0], paired['ci_outcome'][0])}, {_ratio(ci[1], paired['ci_outcome'][1])}]"
-                                  if paired["pairs"] > 1 else ""))
+                row[column] = ratio_text(paired["median"], paired["median_outcome"], paired["ci"], paired["ci_outcome"])
             accs = [r["summary"]["test_acc_at_best_val"] for r in g.runs
                     if r["summary"].get("test_acc_at_best_val") is not None]
             row["acc"] = stats.median(accs)

@@ -40,17 +40,22 @@ def _ratio(value, outcome) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
+def ratio_text(value, outcome, ci, ends, with_ci: bool = True) -> str:
+    """A paired speed-up and, when it has one, its interval: ``1.33x [n/r, 1.50x]`` (see :func:`_ratio`).
+    ``ci``/``ends``: the interval's ends and their outcomes, as :func:`stats.paired_speedup` returns them."""
+    text = _ratio(value, outcome)
+    if with_ci and any(ends):
+        text += f" [{_ratio(ci[0], ends[0])}, {_ratio(ci[1], ends[1])}]"
+    return text
+
+
 def _speedup(r: dict, name: str, with_ci: bool = True) -> str:
     if r["baseline"] == r["label"]:
         return "baseline"
     if r["paired"] is None or r[f"speedup_{name}_outcome"] is None:
         return "-"
-    text = _ratio(r[f"speedup_{name}"], r[f"speedup_{name}_outcome"])
-    ends = r[f"speedup_{name}_ci_outcome"]
-    if with_ci and any(ends):
-        low, high = r[f"speedup_{name}_ci"]
-        text += f" [{_ratio(low, ends[0])}, {_ratio(high, ends[1])}]"
-    return text
+    return ratio_text(r[f"speedup_{name}"], r[f"speedup_{name}_outcome"], r[f"speedup_{name}_ci"],
+                      r[f"speedup_{name}_ci_outcome"], with_ci)
 
 
 def _pairs(r: dict) -> str:
