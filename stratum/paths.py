@@ -22,6 +22,7 @@ import errno
 import hashlib
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -192,19 +193,34 @@ def probe_output(path, kind: str = "file", what: str = "") -> Path:
     return path  # pragma: no cover - the loop returns or raises
 
 
+def _file_type(path: Path) -> str | None:
+    """``"dir"``, ``"file"`` (regular), ``"other"``, or ``None`` when nothing is there, from a single
+    ``stat`` (the errors ``Path.exists`` takes for "missing" count as missing; others propagate).
+    Two separate checks (``exists()`` then ``is_dir()``) raced with DDP ranks probing the same
+    ``--out``: a folder another rank removed in between read as "exists and is not a directory"."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP):
+            return None
+        raise
+    return "dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+
+
 def _probe_once(path: Path, kind: str, what: str) -> Path:
     label = f"{what} " if what else ""
     created: list[Path] = []
     try:
         with writing(path, what):  # even a stat() can fail (a name too long)
+            found = _file_type(path)  # one stat: another process may make or remove the folder between two
             if kind == "file":
-                if path.is_dir():
+                if found == "dir":
                     raise OutputError(f"{label}{path} is a directory; give a file path")
-                if path.exists() and not path.is_file():
+                if found == "other":
                     raise OutputError(f"{label}{path} exists and is not a regular file")
                 directory, name = path.parent, path.name
             else:
-                if path.exists() and not path.is_dir():
+                if found not in (None, "dir"):
                     raise OutputError(f"{label}{path} exists and is not a directory")
                 directory, name = path, "probe"
             anchor, missing = _missing_chain(directory)
